@@ -1,0 +1,28 @@
+"""Shoal's durable state: an S3-compatible object store.
+
+Public face:
+- :class:`ObjectStore` (interface), :class:`S3Store` / :func:`open_store` (aioboto3 under
+  trio-asyncio), :class:`MemoryStore` (in-memory twin for unit tests);
+- the error tree :class:`StorageError` > :class:`StorageUnavailable`, :class:`NotFound`,
+  :class:`PreconditionFailed`;
+- :mod:`cas` documents (create with If-None-Match, update by If-Match with a re-read loop);
+- :class:`StreamingUpload` (multipart with bounded memory);
+- the embedded SeaweedFS server helpers.
+"""
+
+from . import cas
+from .cas import CasExhausted, Keep, Versioned
+from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
+from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
+from .memory import MemoryStore
+from .multipart import StreamingUpload, part_size_for
+from .s3 import S3Store, open_store
+from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
+
+__all__ = [
+    "cas", "CasExhausted", "Keep", "Versioned",
+    "free_port", "start_embedded", "wait_s3_ready", "weed_command",
+    "NotFound", "PreconditionFailed", "StorageError", "StorageUnavailable",
+    "MemoryStore", "StreamingUpload", "part_size_for", "S3Store", "open_store",
+    "MultipartInfo", "ObjectInfo", "ObjectStore", "Part",
+]

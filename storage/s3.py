@@ -1,0 +1,254 @@
+"""S3-compatible object store through aioboto3, run under trio with trio-asyncio.
+
+Only standard S3 calls are used (conditional PutObject / CompleteMultipartUpload
+with ``If-None-Match`` / ``If-Match``), so MinIO, AWS S3 and the embedded
+SeaweedFS are interchangeable by configuration.
+
+Use :func:`open_store` inside ``trio_asyncio.open_loop()``; every aiobotocore
+coroutine runs on that loop via ``loop.run_aio_coroutine``.  Cleanup
+(closing the client) is shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import aioboto3
+import botocore.config
+import botocore.exceptions
+import trio
+import trio_asyncio
+
+from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
+from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
+
+T = TypeVar("T")
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchUpload", "NotFound", "404", "NoSuchBucket"}
+_PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
+_UNAVAILABLE_STATUS = {500, 502, 503, 504}
+
+
+def _translate(exc: BaseException, what: str) -> StorageError:
+    """The one place where botocore / aiohttp / OS errors become ours."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _PRECONDITION or status == 412:
+            return PreconditionFailed(f"{what}: {code or status}")
+        if code == "ConditionalRequestConflict" or (status == 409 and "Conditional" in code):
+            return PreconditionFailed(f"{what}: {code}")
+        if code in _NOT_FOUND or status == 404:
+            return NotFound(f"{what}: {code or status}")
+        if status in _UNAVAILABLE_STATUS or code in {"SlowDown", "ServiceUnavailable", "InternalError"}:
+            return StorageUnavailable(f"{what}: {code or status}")
+        return StorageError(f"{what}: {code} {err.get('Message', '')}".strip())
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectionError,
+                        botocore.exceptions.ReadTimeoutError,
+                        botocore.exceptions.ConnectTimeoutError,
+                        OSError, asyncio.TimeoutError)):
+        return StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+    # aiohttp errors (ClientError family) without importing aiohttp at module level
+    if type(exc).__module__.startswith("aiohttp"):
+        return StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+    return StorageError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _is_translatable(exc: BaseException) -> bool:
+    return isinstance(exc, (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
+                            OSError, asyncio.TimeoutError)) or type(exc).__module__.startswith("aiohttp")
+
+
+class S3Store(ObjectStore):
+    def __init__(self, client: Any, bucket: str, loop: Any) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._loop = loop
+        self.requests = 0  # statistics: S3 calls issued
+
+    async def _call(self, what: str, fn: Callable[..., Awaitable[T]], **kw: Any) -> T:
+        self.requests += 1
+        try:
+            return await self._loop.run_aio_coroutine(fn(Bucket=self._bucket, **kw))
+        except trio.Cancelled:
+            raise
+        except Exception as e:  # translated at the edge, see module docstring
+            if _is_translatable(e):
+                raise _translate(e, what) from e
+            raise
+
+    # ---- single objects -------------------------------------------------------------------------
+    async def get(self, key: str) -> tuple[bytes, str]:
+        resp = await self._call(f"get {key}", self._client.get_object, Key=key)
+        body = await self._read_all(resp["Body"], key)
+        return body, resp["ETag"]
+
+    async def _read_all(self, stream: Any, key: str) -> bytes:
+        try:
+            return await self._loop.run_aio_coroutine(stream.read())
+        except trio.Cancelled:
+            raise
+        except Exception as e:
+            if _is_translatable(e):
+                raise _translate(e, f"read {key}") from e
+            raise
+        finally:
+            stream.close()
+
+    async def get_range(self, key: str, start: int, end: int) -> bytes:
+        resp = await self._call(f"get {key}", self._client.get_object, Key=key,
+                                Range=f"bytes={start}-{end}")
+        return await self._read_all(resp["Body"], key)
+
+    async def iter_object(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        resp = await self._call(f"get {key}", self._client.get_object, Key=key)
+        stream = resp["Body"]
+        try:
+            while True:
+                try:
+                    chunk = await self._loop.run_aio_coroutine(stream.read(chunk_size))
+                except trio.Cancelled:
+                    raise
+                except Exception as e:
+                    if _is_translatable(e):
+                        raise _translate(e, f"read {key}") from e
+                    raise
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            stream.close()
+
+    async def head(self, key: str) -> ObjectInfo:
+        resp = await self._call(f"head {key}", self._client.head_object, Key=key)
+        lm = resp.get("LastModified")
+        return ObjectInfo(key, int(resp["ContentLength"]), resp["ETag"],
+                          lm.timestamp() if lm else 0.0)
+
+    async def put(self, key: str, body: bytes, *, if_none_match: bool = False,
+                  if_match: str | None = None, content_type: str | None = None) -> str:
+        kw: dict[str, Any] = {"Key": key, "Body": body}
+        if if_none_match:
+            kw["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kw["IfMatch"] = if_match
+        if content_type:
+            kw["ContentType"] = content_type
+        resp = await self._call(f"put {key}", self._client.put_object, **kw)
+        return resp["ETag"]
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._call(f"delete {key}", self._client.delete_object, Key=key)
+        except NotFound:
+            pass
+
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int = 1000) -> list[ObjectInfo]:
+        kw: dict[str, Any] = {"Prefix": prefix, "MaxKeys": max(1, min(limit, 1000))}
+        if start_after:
+            kw["StartAfter"] = start_after
+        resp = await self._call(f"list {prefix}", self._client.list_objects_v2, **kw)
+        return [ObjectInfo(o["Key"], int(o["Size"]), o.get("ETag", ""),
+                           o["LastModified"].timestamp() if o.get("LastModified") else 0.0)
+                for o in resp.get("Contents", [])]
+
+    # ---- multipart ----------------------------------------------------------------------------
+    async def create_multipart(self, key: str, *, content_type: str | None = None) -> str:
+        kw: dict[str, Any] = {"Key": key}
+        if content_type:
+            kw["ContentType"] = content_type
+        resp = await self._call(f"create multipart {key}", self._client.create_multipart_upload, **kw)
+        return resp["UploadId"]
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        resp = await self._call(f"upload part {number} of {key}", self._client.upload_part,
+                                Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+        return resp["ETag"]
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[Part], *,
+                                 if_none_match: bool = False) -> str:
+        kw: dict[str, Any] = {
+            "Key": key, "UploadId": upload_id,
+            "MultipartUpload": {"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
+        }
+        if if_none_match:
+            kw["IfNoneMatch"] = "*"
+        resp = await self._call(f"complete multipart {key}", self._client.complete_multipart_upload, **kw)
+        return resp.get("ETag", "")
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._call(f"abort multipart {key}", self._client.abort_multipart_upload,
+                             Key=key, UploadId=upload_id)
+        except NotFound:
+            pass
+
+    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        parts: list[Part] = []
+        marker = 0
+        for _ in range(10_001 // 1000 + 1):  # S3 allows at most 10,000 parts
+            resp = await self._call(f"list parts {key}", self._client.list_parts, Key=key,
+                                    UploadId=upload_id, PartNumberMarker=marker, MaxParts=1000)
+            parts += [Part(int(p["PartNumber"]), p["ETag"], int(p.get("Size", 0)))
+                      for p in resp.get("Parts", [])]
+            if not resp.get("IsTruncated"):
+                break
+            marker = int(resp.get("NextPartNumberMarker", 0))
+        return parts
+
+    async def list_multipart_uploads(self, prefix: str, *, limit: int = 1000) -> list[MultipartInfo]:
+        resp = await self._call(f"list multipart {prefix}", self._client.list_multipart_uploads,
+                                Prefix=prefix, MaxUploads=max(1, min(limit, 1000)))
+        return [MultipartInfo(u["Key"], u["UploadId"],
+                              u["Initiated"].timestamp() if u.get("Initiated") else 0.0)
+                for u in resp.get("Uploads", [])]
+
+    async def ensure_bucket(self) -> None:
+        try:
+            await self._call("head bucket", self._client.head_bucket)
+            return
+        except (NotFound, StorageError) as e:
+            if isinstance(e, StorageUnavailable):
+                raise
+        try:
+            await self._call("create bucket", self._client.create_bucket)
+        except StorageError as e:
+            if "BucketAlreadyOwnedByYou" not in str(e) and "BucketAlreadyExists" not in str(e):
+                raise
+
+
+@contextlib.asynccontextmanager
+async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1",
+                     access_key: str | None = None, secret_key: str | None = None,
+                     connect_timeout: float = 5.0, read_timeout: float = 60.0,
+                     max_pool: int = 64, create_bucket: bool = True) -> AsyncIterator[S3Store]:
+    """An :class:`S3Store`; must be entered inside ``trio_asyncio.open_loop()``."""
+    loop = asyncio.get_event_loop()
+    if not isinstance(loop, trio_asyncio.TrioEventLoop):
+        raise RuntimeError("open_store needs trio_asyncio.open_loop() around it")
+    session = aioboto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                               region_name=region)
+    cfg = botocore.config.Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=connect_timeout, read_timeout=read_timeout,
+        max_pool_connections=max_pool, s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required", response_checksum_validation="when_required",
+    )
+    cm = session.client("s3", endpoint_url=endpoint_url, config=cfg)
+    client = await loop.run_aio_coroutine(cm.__aenter__())
+    try:
+        store = S3Store(client, bucket, loop)
+        if create_bucket:
+            await store.ensure_bucket()
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(5):
+                await loop.run_aio_coroutine(cm.__aexit__(None, None, None))
