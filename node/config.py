@@ -219,6 +219,13 @@ class Config:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n.id):
                 raise ConfigError(f"node id {n.id!r}: use letters, digits, '_', '.', '-'")
         kw: dict[str, Any] = {"nodes": nodes}
+        # `profile: local` starts from Config.local(); the file's own keys then override it.
+        profile = raw.get("profile", "default")
+        if profile not in ("default", "local"):
+            raise ConfigError(f"profile {profile!r}: use 'default' or 'local'")
+        base = cls(nodes=nodes)
+        if profile == "local":
+            base = base.local()
         if "cluster" in raw:
             kw["cluster"] = str(raw["cluster"])
         if "state_dir" in raw:
@@ -228,17 +235,17 @@ class Config:
             if s not in ids:
                 raise ConfigError(f"seed {s!r} is not a node")
         kw["seeds"] = seeds
-        kw["storage"] = _section(StorageConfig, raw.get("storage"), sizes={"part_size"})
+        kw["storage"] = _section(StorageConfig, raw.get("storage"), base.storage, sizes={"part_size"})
         if raw.get("ladder"):
             try:
                 kw["ladder"] = tuple(Rendition(**r) for r in raw["ladder"])
             except TypeError as e:
                 raise ConfigError(f"bad ladder entry: {e}") from None
-        kw["timing"] = _section(Timing, raw.get("timing"))
-        kw["processing"] = _section(Processing, raw.get("processing"))
-        kw["limits"] = _section(Limits, raw.get("limits"), sizes={"max_upload_bytes", "body_buffer"})
-        kw["cache"] = _section(CacheConfig, raw.get("cache"), sizes={"max_bytes"})
-        kw["auth"] = _section(AuthConfig, raw.get("auth"))
+        kw["timing"] = _section(Timing, raw.get("timing"), base.timing)
+        kw["processing"] = _section(Processing, raw.get("processing"), base.processing)
+        kw["limits"] = _section(Limits, raw.get("limits"), base.limits, sizes={"max_upload_bytes", "body_buffer"})
+        kw["cache"] = _section(CacheConfig, raw.get("cache"), base.cache, sizes={"max_bytes"})
+        kw["auth"] = _section(AuthConfig, raw.get("auth"), base.auth)
         cfg = cls(**kw)
         if cfg.storage.part_size < 5 * MiB:
             raise ConfigError("storage.part_size must be at least 5 MiB (S3's minimum part)")
@@ -252,9 +259,9 @@ class Config:
         return d
 
 
-def _section(cls: type, raw: Any, sizes: set[str] = frozenset()) -> Any:
+def _section(cls: type, raw: Any, base: Any, sizes: set[str] = frozenset()) -> Any:
     if raw is None:
-        return cls()
+        return base
     if not isinstance(raw, dict):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {raw!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -265,4 +272,4 @@ def _section(cls: type, raw: Any, sizes: set[str] = frozenset()) -> Any:
         if k in sizes:
             v = parse_size(v)
         kw[k] = v
-    return cls(**kw)
+    return replace(base, **kw)

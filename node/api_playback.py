@@ -1,0 +1,111 @@
+"""HLS playback: `GET|HEAD /v1/videos/<id>/hls/<path>`.
+
+Only the epoch that the `ready` commit names is ever read, so nothing partial is
+visible.  Objects are immutable once committed: the ETag is the stored
+object's, identical on every node, and segments are cacheable forever.
+"""
+
+from __future__ import annotations
+
+import time
+
+import storage
+from quart import Response, request
+
+from . import layout, lifecycle
+from .context import NodeContext
+from .errors import ApiError
+from .ranges import Unsatisfiable, parse_range
+
+READY_CACHE_TTL = 1.0  # seconds a ready record is trusted before re-reading (bounds delete lag)
+READY_CACHE_MAX = 10_000
+SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+PLAYLIST_CACHE_CONTROL = "public, max-age=5"
+
+
+class ReadyRecords:
+    """A small TTL cache of ready records: playback re-reads storage at most once a second."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, dict]] = {}
+
+    def get(self, vid: str) -> dict | None:
+        hit = self._items.get(vid)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    def put(self, vid: str, rec: dict) -> None:
+        if len(self._items) >= READY_CACHE_MAX:
+            self._items.clear()
+        self._items[vid] = (time.monotonic() + READY_CACHE_TTL, rec)
+
+
+async def ready_record(ctx: NodeContext, cache: ReadyRecords, vid: str) -> dict:
+    if not layout.valid_id(vid):
+        raise ApiError(404, "not_found", "no such video")
+    rec = cache.get(vid)
+    if rec is not None:
+        return rec
+    v = await ctx.videos.get(vid)
+    if v is None or v.doc["state"] == lifecycle.DELETED:
+        raise ApiError(404, "not_found", "no such video")
+    if v.doc["state"] != lifecycle.READY:
+        raise ApiError(409, "not_ready", f"the video is {v.doc['state']}; playback starts when it is ready",
+                       state=v.doc["state"])
+    cache.put(vid, v.doc)
+    return v.doc
+
+
+async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str]:
+    """The bytes of a committed object: from the owner's cache when there is one, else storage."""
+    if ctx.cache is not None:
+        return await ctx.cache.fetch(vid, key)
+    ctx.count("storage_reads")
+    return await ctx.store.get(key)
+
+
+def register(app, ctx: NodeContext) -> None:
+    records = ReadyRecords()
+
+    @app.route("/v1/videos/<vid>/hls/<path:rest>", methods=["GET", "HEAD"])
+    async def hls(vid: str, rest: str):
+        rec = await ready_record(ctx, records, vid)
+        if not layout.valid_hls_path(rest):
+            raise ApiError(404, "not_found", "no such playlist or segment")
+        key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
+        try:
+            body, etag = await fetch_object(ctx, vid, key)
+        except storage.NotFound:
+            raise ApiError(404, "not_found", "no such playlist or segment") from None
+        is_segment = rest.endswith(".ts")
+        headers = {
+            "Content-Type": "video/mp2t" if is_segment else "application/vnd.apple.mpegurl",
+            "Cache-Control": SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL,
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+            "Access-Control-Allow-Origin": "*",
+        }
+        ctx.count("hls_segments_served" if is_segment else "hls_playlists_served")
+        inm = request.headers.get("If-None-Match")
+        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+            return Response(b"", status=304, headers=headers)
+        size = len(body)
+        try:
+            rng = parse_range(request.headers.get("Range"), size)
+        except Unsatisfiable:
+            headers["Content-Range"] = f"bytes */{size}"
+            resp = Response(b'{"error":{"code":"bad_range","message":"range not satisfiable"}}',
+                            status=416, headers=headers)
+            resp.headers["Content-Type"] = "application/json"
+            return resp
+        status = 200
+        if rng is not None:
+            start, end = rng
+            body = body[start:end + 1]
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            status = 206
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            return Response(b"", status=status, headers=headers)
+        return Response(body, status=status, headers=headers)

@@ -1,0 +1,100 @@
+"""The HTTP application: quart-trio with bounded request bodies and JSON errors.
+
+Route modules each have ``register(app, ctx)``: api_videos (uploads and
+records), api_playback (HLS), api_ops (health, metrics, node and cluster
+views), api_tus (resumable uploads), web (the page at ``/``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import traceback
+from functools import wraps
+from typing import Any, Callable
+
+import storage
+from quart import request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from . import log
+from .context import NodeContext
+from .errors import ApiError, error_response, from_api_error
+from .http_body import BackpressureConnection, BoundedBody, BoundedRequest
+
+
+class ShoalApp(QuartTrio):
+    asgi_http_class = BackpressureConnection
+    request_class = BoundedRequest
+
+
+def require_token(ctx: NodeContext) -> Callable:
+    """Write endpoints need ``Authorization: Bearer <token>`` when the cluster has one."""
+
+    def deco(fn: Callable) -> Callable:
+        @wraps(fn)
+        async def wrapper(*a: Any, **kw: Any) -> Any:
+            if ctx.token:
+                auth = request.headers.get("Authorization", "")
+                if not auth.startswith("Bearer "):
+                    raise ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>' "
+                                   "(`shoal token` prints it)")
+                if not hmac.compare_digest(auth[7:].strip().encode(), ctx.token.encode()):
+                    raise ApiError(403, "forbidden", "the bearer token is not valid for this cluster")
+            return await fn(*a, **kw)
+        return wrapper
+    return deco
+
+
+def create_app(ctx: NodeContext) -> ShoalApp:
+    app = ShoalApp(__name__, static_folder=None)
+    app.config.update(MAX_CONTENT_LENGTH=None, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None,
+                      JSON_SORT_KEYS=False)
+    BoundedBody.limit = ctx.cfg.limits.body_buffer
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.errorhandler(ApiError)
+    async def _api_error(e: ApiError):
+        return from_api_error(e)
+
+    @app.errorhandler(storage.StorageUnavailable)
+    async def _storage_down(e: storage.StorageUnavailable):
+        ctx.count("storage_unavailable_responses")
+        log.warning("storage_unavailable", path=request.path, error=str(e))
+        return error_response(503, "storage_unavailable", "object storage is unreachable; retry shortly",
+                              retry_after=2)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(e: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request",
+                408: "request_timeout"}.get(e.code or 500, "http_error")
+        return error_response(e.code or 500, code, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(e: Exception):
+        log.error("unhandled_error", path=request.path, error=f"{type(e).__name__}: {e}",
+                  trace=traceback.format_exc(limit=8))
+        return error_response(500, "internal_error", "the node failed to handle this request; see its log")
+
+    @app.after_request
+    async def _cors(resp):
+        resp.headers.setdefault("Access-Control-Allow-Origin", "*")
+        resp.headers.setdefault("Access-Control-Expose-Headers",
+                                "Location, ETag, Content-Range, Accept-Ranges, Upload-Offset, Upload-Length, "
+                                "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Retry-After, X-Served-By")
+        resp.headers["X-Served-By"] = ctx.node_id
+        return resp
+
+    from . import api_ops, api_playback, api_videos
+    api_videos.register(app, ctx)
+    api_playback.register(app, ctx)
+    api_ops.register(app, ctx)
+    for optional in ("api_tus", "web"):
+        try:
+            mod = __import__(f"node.{optional}", fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != f"node.{optional}":
+                raise
+            continue
+        mod.register(app, ctx)
+    return app

@@ -1,0 +1,67 @@
+"""Video ids and where everything lives in the bucket.
+
+    videos/<id>/record.json          the record: the commit point (CAS only)
+    videos/<id>/source               the uploaded bytes (visible only after CompleteMultipartUpload)
+    videos/<id>/out/<epoch>/...      one processing attempt's outputs; `ready` names the epoch
+    videos/<id>/tus/...              resumable-upload scratch (small tail objects)
+    pending/<id>                     index of non-terminal videos, so recovery never scans videos/
+    catalog/<id>                     index of every video, for listing (ids sort by creation time)
+    idem/<sha256 of key>             Idempotency-Key -> video id
+
+Ids are 26 characters of lowercase base32: 48 bits of milliseconds then 80
+random bits, so they sort by creation time and never collide in practice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import time
+
+ID_RE = re.compile(r"^[a-z2-7]{26}$")
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}/seg_\d{5}\.ts$")
+PLAYLIST_RE = re.compile(r"^(master\.m3u8|[A-Za-z0-9_-]{1,32}/index\.m3u8)$")
+
+
+def new_id(now: float | None = None) -> str:
+    ms = int((time.time() if now is None else now) * 1000)
+    raw = ms.to_bytes(6, "big") + os.urandom(10)
+    return base64.b32encode(raw).decode().lower().rstrip("=")
+
+
+def valid_id(video_id: str) -> bool:
+    return bool(ID_RE.match(video_id))
+
+
+def valid_hls_path(path: str) -> bool:
+    return bool(PLAYLIST_RE.match(path) or SEGMENT_RE.match(path))
+
+
+def record_key(vid: str) -> str:
+    return f"videos/{vid}/record.json"
+
+
+def source_key(vid: str) -> str:
+    return f"videos/{vid}/source"
+
+
+def out_prefix(vid: str, epoch: int | None = None) -> str:
+    return f"videos/{vid}/out/" if epoch is None else f"videos/{vid}/out/{epoch}/"
+
+
+def video_prefix(vid: str) -> str:
+    return f"videos/{vid}/"
+
+
+def pending_key(vid: str) -> str:
+    return f"pending/{vid}"
+
+
+def catalog_key(vid: str) -> str:
+    return f"catalog/{vid}"
+
+
+def idem_key(client_key: str) -> str:
+    return "idem/" + hashlib.sha256(client_key.encode()).hexdigest()

@@ -1,0 +1,130 @@
+"""One Shoal node process: ``python -m node --config cluster.yml --node n1``.
+
+Inside one trio run (trio-asyncio loop outermost, for aioboto3):
+storage client -> storage probe loop -> membership (gossip) -> ring ->
+processing worker -> hypercorn serving the HTTP API.  SIGTERM/SIGINT leave
+the cluster gracefully and stop; SIGKILL is survived by design (all durable
+state is in storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import signal
+import sys
+from pathlib import Path
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+import trio_asyncio
+
+import storage
+
+from . import log
+from .app import create_app
+from .config import Config, ConfigError
+from .context import NodeContext
+from .videos import VideoStore
+from .worker import Worker
+
+STORAGE_PROBE_INTERVAL = 2.0
+
+
+async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
+    """Keep ``ctx.storage_ok`` current; create the bucket once storage answers."""
+    bucket_ok = False
+    while True:
+        try:
+            if not bucket_ok:
+                await store.ensure_bucket()
+                bucket_ok = True
+            else:
+                await store.list("pending/", limit=1)
+            if not ctx.storage_ok:
+                log.info("storage_reachable")
+            ctx.storage_ok = True
+        except storage.StorageError as e:
+            if ctx.storage_ok or not bucket_ok:
+                log.warning("storage_unreachable", error=str(e))
+            ctx.storage_ok = False
+        await trio.sleep(STORAGE_PROBE_INTERVAL if ctx.storage_ok else 0.5)
+
+
+async def run_node(cfg: Config, node_id: str) -> None:
+    spec = cfg.node(node_id)
+    data_dir = cfg.state_dir / "nodes" / node_id
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log.configure(node_id)
+    log.info("node_starting", http=spec.http_addr, gossip=spec.gossip_addr, pid=os.getpid(),
+             storage=cfg.storage.endpoint_url())
+    async with trio_asyncio.open_loop():
+        async with storage.open_store(
+                cfg.storage.endpoint_url(), cfg.storage.bucket, region=cfg.storage.region,
+                access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+                secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                connect_timeout=cfg.storage.connect_timeout, read_timeout=cfg.storage.read_timeout,
+                create_bucket=False) as store:
+            videos = VideoStore(store, node_id, part_size=cfg.storage.part_size,
+                                parts_in_flight=cfg.storage.parts_in_flight)
+            worker = Worker(videos, cfg, node_id, data_dir)
+            ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
+                              data_dir=data_dir, token=cfg.token())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(probe_storage, ctx, store)
+                await attach_cluster(ctx, nursery)
+                await nursery.start(worker.serve)
+                app = create_app(ctx)
+                hc = hypercorn.config.Config()
+                hc.bind = [spec.http_addr]
+                hc.accesslog = None
+                hc.errorlog = None
+                hc.read_timeout = 120  # a client that sends nothing for 2 minutes is dropped
+                hc.keep_alive_timeout = 75
+                hc.graceful_timeout = 2
+                stop = trio.Event()
+                await nursery.start(functools.partial(hypercorn.trio.serve, app, hc,
+                                                      shutdown_trigger=stop.wait))
+                log.info("node_serving", http=spec.http_addr)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for sig in signals:
+                        log.info("node_stopping", signal=signal.Signals(sig).name)
+                        break
+                stop.set()
+                with trio.move_on_after(3):
+                    if ctx.membership is not None:
+                        await ctx.membership.leave()
+                nursery.cancel_scope.cancel()
+    log.info("node_stopped")
+
+
+async def attach_cluster(ctx: NodeContext, nursery: trio.Nursery) -> None:
+    """Start gossip membership and the ring when those packages are present."""
+    import importlib
+    try:
+        cluster = importlib.import_module("node.cluster")
+    except ModuleNotFoundError as e:
+        if e.name != "node.cluster":
+            raise
+        return
+    await cluster.attach(ctx, nursery)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m node", description="Run one Shoal node.")
+    ap.add_argument("--config", default=os.environ.get("SHOAL_CONFIG", "cluster.yml"))
+    ap.add_argument("--node", required=True, help="this node's id in cluster.yml")
+    args = ap.parse_args(argv)
+    try:
+        cfg = Config.load(args.config)
+        cfg.node(args.node)
+    except ConfigError as e:
+        print(f"shoal node: {e}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(run_node, cfg, args.node)
+    except KeyboardInterrupt:
+        pass
+    return 0
