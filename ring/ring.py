@@ -18,13 +18,16 @@ How hashring 1.5 (1.5.1, ``hashring/hashring.py``) works, and what we keep of it
   the first point strictly greater (``bisect_right``), wrapping at 2**32.  No Python ``hash()``
   anywhere, so every process computes the same ring.
 - **Successors.** ``iterate_nodes(key)`` walks clockwise from the key's point yielding each
-  node once (distinct).  On an empty ring it yields ``(None, None)``: we never ask it then.
+  node once (distinct).  On an empty ring it yields ``(None, None)``.  It copies the tail of
+  the point list on every call (``_sorted_keys[pos:]``) and then enumerates the whole list
+  for the wrap-around: ~0.1 ms a call at 1,000 nodes, even for the first successor.
 - **Collisions.** Points live in a dict ``{point: node}``; on a 32-bit collision the node
   placed later wins, so the order of the node list matters: we place in sorted id order.
 - **No add/remove**: the whole circle is regenerated, ~0.1 s at 1,000 nodes in hashring.
 
-We keep hashring's hash, point layout and lookup (``get_node``, ``iterate_nodes``) and replace
-only the placement: a node's points depend on its own ``(id, weight)``, ``factor = replicas *
+We keep hashring's hash, point layout and lookup (``get_node``; ``iterate_nodes`` with the same
+order but walking only as far as the caller reads, and nothing on an empty ring) and replace
+the placement: a node's points depend on its own ``(id, weight)``, ``factor = replicas *
 weight``, so a membership change moves only the keys of the node that joined or left, whatever
 the weights.  With equal weights and ``replicas=40`` the circle is identical, point for point,
 to ``HashRing(sorted(ids))``.  Each node's points are memoised (:func:`vnode_points`), so a
@@ -92,6 +95,27 @@ class _PlacedHashRing(HashRing):
         self._sorted_keys = sorted_points
         self.nodes = list(weights)
         self.weights = dict(weights)
+
+    def iterate_nodes(self, string_key: str, distinct: bool = True) -> Iterator[str]:
+        """hashring's ``iterate_nodes``, same order, without its per-call copy of the circle.
+
+        hashring 1.5 slices ``_sorted_keys[pos:]`` on every call and then enumerates the whole
+        list again for the wrap-around: ~0.1 ms per call at 1,000 nodes even to read the first
+        three successors.  This walks only as far as the caller reads.  Like hashring 1.5,
+        which applies its distinct filter whatever ``distinct`` says, it yields each node once.
+        """
+        points, circle = self._sorted_keys, self.ring
+        if not points:
+            return
+        start, count = self.get_node_pos(string_key), len(points)
+        seen: set[str] = set()
+        for i in range(start, start + count):
+            node = circle[points[i % count]]
+            if node not in seen:
+                seen.add(node)
+                yield node
+                if len(seen) == len(self.nodes):
+                    return
 
 
 class Ring:

@@ -54,6 +54,18 @@ def test_equal_weights_match_stock_hashring_exactly():
         assert ring.preference(key) == list(stock.iterate_nodes(key))
 
 
+def test_walk_matches_stock_iterate_nodes_with_a_point_collision():
+    # our early-stopping iterate_nodes yields what hashring's does, also across a shared point
+    ids = sorted([f"node-{i}" for i in range(30)] + ["node-546", "node-699"])
+    stock = HashRing(ids)
+    ring = Ring(dict.fromkeys(ids, 1))
+    for key in KEYS[:300]:
+        assert ring.preference(key) == list(stock.iterate_nodes(key))
+        # hashring 1.5 ignores distinct=False (its filter always runs); so do we
+        assert list(ring._hr.iterate_nodes(key, distinct=False)) == list(
+            stock.iterate_nodes(key, distinct=False)) == ring.preference(key)
+
+
 @pytest.mark.parametrize(("n", "expected_len"), [(None, 12), (0, 0), (1, 1), (3, 3), (50, 12),
                                                  (-1, 0)])
 def test_preference_length(n, expected_len):
