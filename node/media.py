@@ -8,7 +8,9 @@ translated in this module and nowhere else)::
     └── TranscodeError           ffmpeg failed or wrote something wrong: retry with backoff
 
 ``trio.Cancelled`` is never caught; a cancelled ``transcode`` kills ffmpeg and
-reaps it before the cancellation propagates.
+reaps it before the cancellation propagates. On Linux ffmpeg also gets SIGKILL
+from the kernel if the node process dies (``PR_SET_PDEATHSIG``), so a node
+killed mid-transcode leaves no ffmpeg running.
 
 Pipeline::
 
@@ -53,11 +55,14 @@ a 4 s 640x360 clip with audio to 144p/240p/360p, preset veryfast, takes about
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
+import signal
 import struct
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -79,6 +84,8 @@ __all__ = [
 STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for a TranscodeError
 PROBE_PACKET_BUDGET = 2000  # demuxed packets we allow before giving up on a first frame
 SEGMENT_NAME = "seg_%05d.ts"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 # ---- errors -------------------------------------------------------------------------------
@@ -358,23 +365,26 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
     # stderr goes to an unnamed temporary file: no pipe to drain, no concurrent task.
     with tempfile.TemporaryFile() as errfile:
         try:
-            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL,
-                                                    stdout=subprocess.PIPE, stderr=errfile)
+            proc = _spawn(cmd, errfile)
         except OSError as e:
             raise TranscodeError(f"cannot start ffmpeg ({cmd[0]}): {e}") from e
+        assert proc.stdout is not None
+        stdout = trio.lowlevel.FdStream(os.dup(proc.stdout.fileno()))
+        proc.stdout.close()
         try:
-            assert proc.stdout is not None
-            while chunk := await proc.stdout.receive_some(4096):
+            while chunk := await stdout.receive_some(4096):
                 for fraction in parser.feed(chunk):
                     if on_progress is not None and fraction < 1.0:
                         on_progress(fraction)
-            rc = await proc.wait()
+            while (rc := proc.poll()) is None:  # stdout closed: ffmpeg is exiting
+                await trio.sleep(0.01)
         finally:
-            if proc.returncode is None:
+            stdout.close()
+            if proc.poll() is None:  # cancelled, or on_progress raised
                 proc.kill()
-            with trio.CancelScope(shield=True):
-                await proc.stdout.aclose()
-                await proc.wait()
+                with trio.CancelScope(shield=True):
+                    while proc.poll() is None:  # reap it: no zombie, no orphan
+                        await trio.sleep(0.01)
         if rc != 0:
             how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
             raise TranscodeError(f"ffmpeg {how}", _tail(errfile))
@@ -383,6 +393,31 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
     if on_progress is not None:
         on_progress(1.0)
     return files
+
+
+def _spawn(cmd: list[str], errfile) -> subprocess.Popen[bytes]:
+    """Start ffmpeg from *this* thread, set to die with it.
+
+    Not trio.lowlevel.open_process: that forks from a worker thread, and Linux's
+    parent-death signal follows the thread that forked, which trio retires after
+    10 s idle. Forking here ties ffmpeg to the thread running trio: if the node
+    is killed (kill -9 included), the kernel SIGKILLs ffmpeg too, so no orphan
+    keeps burning CPU after a crash. The fork blocks the loop for a few ms.
+    """
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=errfile, preexec_fn=_die_with_parent(os.getpid()))
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    if _libc is None:
+        return None
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _tail(f) -> str:
