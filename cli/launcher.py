@@ -43,6 +43,7 @@ __all__ = ["Launcher", "NodeStatus", "Secrets", "load_or_create_secrets", "STORA
 STORAGE = "storage"  # the embedded S3 server's name in pids/ and logs/
 _GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 _LOG_TAIL = 20
+_CODE_ROOT = Path(__file__).resolve().parent.parent  # holds node/, storage/, cli/
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class Launcher:
             env["AWS_ACCESS_KEY_ID"] = s.s3_access_key
             env["AWS_SECRET_ACCESS_KEY"] = s.s3_secret_key
         env["PYTHONUNBUFFERED"] = "1"
+        # Nodes run the code that sits beside this launcher, whatever the cwd or install state.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CODE_ROOT), env.get("PYTHONPATH")) if p)
         return env
 
     def node_command(self, node_id: str) -> list[str]:

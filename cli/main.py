@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -286,9 +289,10 @@ def format_mapping(data: Any, indent: int = 0) -> str:
 # ---- videos ----------------------------------------------------------------------------------------
 def cmd_upload(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: not a file")
     with client(args) as c:
-        size = path.stat().st_size if path.is_file() else None
-        progress = Progress(size, label=f"{path.name} ")
+        progress = Progress(path.stat().st_size, label=f"{path.name} ")
         try:
             if args.resumable:
                 rec = c.upload_resumable(path, chunk_size=int(args.chunk_size * 1024 * 1024),
