@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import math
 import os
 import signal
 import struct
@@ -504,7 +503,3 @@ def sps_codec(segment: Path, scan: int = 64 * 1024) -> str | None:
         start = i + 3
     return None
 
-
-def segment_count(duration: float, segment_seconds: float) -> int:
-    """Segments an aligned transcode of ``duration`` seconds yields (the last may be short)."""
-    return max(1, math.ceil(round(duration / segment_seconds, 6)))

@@ -4,6 +4,7 @@
     make_audio_only(path, seconds=2)
     make_random_bytes(path, n, seed=0)
     make_truncated_mp4(path)
+    make_rotated(path, src, degrees=90)
     make_empty(path)
 
 Each returns the path it wrote. A 4 s 320x240 clip takes ~0.1 s to make.
@@ -69,6 +70,13 @@ def make_truncated_mp4(path: PathLike, seconds: float = 2) -> Path:
     make_video(path, seconds=seconds, faststart=False)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def make_rotated(path: PathLike, src: PathLike, degrees: int = 90) -> Path:
+    """``src`` remuxed with a display-matrix rotation, as phones write portrait video."""
+    path = Path(path)
+    _run(["-display_rotation:v:0", str(degrees), "-i", str(src), "-c", "copy", str(path)])
     return path
 
 

@@ -19,8 +19,8 @@ import psutil
 import pytest
 import trio
 
-from media import (make_audio_only, make_empty, make_random_bytes, make_truncated_mp4,
-                   make_video)
+from media import (make_audio_only, make_empty, make_random_bytes, make_rotated,
+                   make_truncated_mp4, make_video)
 from node.config import DEFAULT_LADDER, Rendition
 from node.hls_master import master_playlist, measured_bandwidth, parse_media_playlist
 from node.ladder import avc1_codec, even_width, h264_level, plan_ladder
@@ -391,6 +391,23 @@ async def test_transcode_source_without_audio_and_per_rendition_level(clips, tmp
         assert [s.duration for s in m.segments] == [2.0, 2.0]
     with av.open(str(out / "low" / "index.m3u8")) as c:
         assert len(c.streams.audio) == 0 and len(c.streams.video) == 1
+
+
+async def test_rotated_source_is_planned_and_encoded_upright(clips, tmp_path):
+    # given a 320x240 clip marked "rotate 90" (a phone's portrait video)
+    src = make_rotated(tmp_path / "rot.mp4", clips["v240"], degrees=90)
+    info = probe(src)
+    assert (info.width, info.height, info.rotation % 180) == (240, 320, 90)
+    # when transcoded to a 240-high rendition
+    plans = plan_ladder(info, (Rendition("240p", 240, 300),))
+    assert (plans[0].width, plans[0].height) == (180, 240)
+    out = tmp_path / "out"
+    await transcode(src, out, plans, segment_seconds=2, preset="ultrafast", threads=0,
+                    has_audio=False, duration=info.duration)
+    # then the frames are portrait, at the planned size, with square pixels
+    with av.open(str(out / "240p" / "index.m3u8")) as c:
+        frame = next(c.decode(video=0))
+    assert (frame.width, frame.height) == (180, 240)
 
 
 async def test_transcode_failure_raises_transcode_error_with_stderr(clips, tmp_path):
