@@ -6,7 +6,8 @@ Pure functions only (no I/O), each with table tests in tests/test_media.py:
   Rungs taller than the source are dropped (we never upscale); at least one
   rendition always remains: a source smaller than every rung gets one
   rendition at its own height (rounded down to even), with the lowest rung's
-  bitrate scaled by the pixel ratio.
+  bitrate scaled by the pixel ratio. Sources above ``MAX_FPS`` (60) frames/s
+  are encoded at 60 (``fps_limit``).
 - ``even_width(height, aspect)``: width keeping the display aspect, even
   (4:2:0 chroma needs even dimensions).
 - ``h264_level(width, height, fps, maxrate_kbps)``: the lowest H.264 level
@@ -39,6 +40,7 @@ from node.config import Rendition
 MAXRATE_PERCENT = 110  # VBV peak relative to the average video bitrate
 BUFSIZE_FACTOR = 2  # VBV buffer = 2 s of average video bitrate
 OVERHEAD_PERCENT = 10  # MPEG-TS + PES headers, roughly 10% on small segments
+MAX_FPS = 60  # sources above this are encoded at MAX_FPS (HLS players' ceiling)
 MIN_LEVEL = 30  # H.264 level 3.0: the floor every HLS player supports
 PROFILE = "main"
 
@@ -88,6 +90,7 @@ class RenditionPlan:
     bandwidth: int  # bits/s, peak, for EXT-X-STREAM-INF BANDWIDTH
     average_bandwidth: int  # bits/s, for AVERAGE-BANDWIDTH
     level: int  # H.264 level_idc, e.g. 31 for 3.1
+    fps_limit: int | None = None  # output frame rate cap when the source exceeds MAX_FPS
     profile: str = PROFILE
 
     @property
@@ -138,6 +141,7 @@ def avc1_codec(profile: str, level: int) -> str:
 
 def _plan(name: str, width: int, height: int, video_kbps: int, audio_kbps: int,
           fps: float) -> RenditionPlan:
+    fps_limit = MAX_FPS if fps > MAX_FPS else None
     maxrate = -(-video_kbps * MAXRATE_PERCENT // 100)  # integer ceil
 
     def with_overhead(kbps: int) -> int:  # integer arithmetic: no 510400.00000000006
@@ -148,7 +152,7 @@ def _plan(name: str, width: int, height: int, video_kbps: int, audio_kbps: int,
         maxrate_kbps=maxrate, bufsize_kbps=video_kbps * BUFSIZE_FACTOR,
         bandwidth=with_overhead(maxrate + audio_kbps),
         average_bandwidth=with_overhead(video_kbps + audio_kbps),
-        level=h264_level(width, height, fps, maxrate),
+        level=h264_level(width, height, min(fps, MAX_FPS), maxrate), fps_limit=fps_limit,
     )
 
 

@@ -146,7 +146,7 @@ def probe(path: str | os.PathLike[str]) -> Probe:
         raise UndecodableInput("the file is empty (0 bytes)")
     try:
         container = av.open(str(path), mode="r")
-    except FileNotFoundError:
+    except OSError:  # missing, unreadable, I/O error: ours, not the user's (PyAV's are OSErrors)
         raise
     except (av.error.FFmpegError, EOFError, UnicodeDecodeError) as e:
         raise UndecodableInput(_open_failure_reason(path, e)) from None
@@ -166,8 +166,10 @@ def probe(path: str | os.PathLike[str]) -> Probe:
         width = max(1, round(frame.width * float(sar))) if sar > 0 else frame.width
         height = frame.height
         rotation = int(round(getattr(frame, "rotation", 0) or 0))
-        if rotation % 180 == 90 or rotation % 180 == -90:
+        if rotation % 180 == 90:
             width, height = height, width
+        if width < 2 or height < 2:
+            raise UndecodableInput(f"the video is too small to encode ({width}x{height})")
         rate = video.average_rate or video.guessed_rate
         fps = float(rate) if rate and 0 < float(rate) <= 1000 else 0.0
         if container.duration is not None and container.duration > 0:
@@ -271,7 +273,8 @@ def ffmpeg_command(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
     vin = f"0:{video_stream}" if video_stream is not None else "0:v:0"
     ain = f"0:{audio_stream}" if audio_stream is not None else "0:a:0"
     chains = [f"[{vin}]split={n}" + "".join(f"[s{i}]" for i in range(n))]
-    chains += [f"[s{i}]scale=w={p.width}:h={p.height},setsar=1,format=yuv420p[v{i}]"
+    chains += [f"[s{i}]scale=w={p.width}:h={p.height},setsar=1,"
+               + (f"fps={p.fps_limit}," if p.fps_limit else "") + f"format=yuv420p[v{i}]"
                for i, p in enumerate(plans)]
     seg = f"{segment_seconds:g}"
     cmd = [ffmpeg or ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "warning",

@@ -123,6 +123,15 @@ def test_plan_ladder_without_audio_counts_no_audio():
     assert p.codecs() == "avc1.4d401e"
 
 
+@pytest.mark.parametrize("fps, limit, level", [(25, None, 31), (60, None, 32), (240, 60, 32)])
+def test_plan_ladder_caps_the_frame_rate_at_60(tmp_path, fps, limit, level):
+    p720 = plan_ladder(shape(1280, 720, fps=fps), DEFAULT_LADDER)[-1]
+    assert (p720.fps_limit, p720.level) == (limit, level)
+    cmd = ffmpeg_command("in.mp4", tmp_path, [p720], segment_seconds=2, preset="veryfast",
+                         threads=0, has_audio=True, ffmpeg="ffmpeg")
+    assert ("fps=60" in _arg(cmd, "-filter_complex")) == (limit is not None)
+
+
 def test_plan_ladder_small_source_scales_the_lowest_bitrate():
     [p] = plan_ladder(shape(320, 180), DEFAULT_LADDER)  # (180/360)^2 of 800 kbit/s
     assert (p.name, p.width, p.height, p.video_kbps) == ("180p", 320, 180, 200)
