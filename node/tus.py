@@ -1,0 +1,344 @@
+"""The tus 1.0.0 upload state: every rule of a resumable upload lives here, pure.
+
+The state is the ``upload`` field of the video record (the video id is the tus upload id)::
+
+    upload = {
+      "upload_id":  S3 multipart upload id of videos/<id>/source,
+      "part_size":  bytes per part, fixed at creation,
+      "length":     Upload-Length,
+      "offset":     the durable offset: every byte below it is in storage,
+      "parts":      [{"n", "etag", "size"}] the whole parts, 1..offset // part_size,
+      "tail":       {"key", "size"} or None: bytes offset - offset % part_size .. offset,
+      "metadata":   Upload-Metadata, decoded,
+      "expires_at": reclaimed after this unless a PATCH moves it on,
+      "lock":       {"holder", "request", "expires"} or None: the PATCH in progress,
+    }
+
+Invariants (checked by :func:`check_invariants`, kept by every function here):
+- ``len(parts) == offset // part_size`` and ``tail.size == offset % part_size`` (no tail when 0),
+  except after the final PATCH, where ``offset == length`` and ``parts`` hold every byte
+  (the last part may be short) and there is no tail.
+- A part number always covers the same bytes: part n is ``[(n-1)*part_size, n*part_size)``.
+  Parts staged by a PATCH that then failed are overwritten by the next PATCH's upload of the same
+  number (S3 replaces a part number), so they never need cleaning up.
+- At most one PATCH holds the lock; the offset moves only by a CAS made by the lock holder that
+  also checks the offset it started from.
+
+Functions take the record and ``now`` and return the next record, or raise :class:`TusError`,
+which carries the protocol's answer (status, code, message).  The caller writes by CAS.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import math
+import re
+from typing import Any, Callable
+
+from . import lifecycle
+from .lifecycle import Record
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
+CHECKSUM_ALGORITHMS = ("sha1",)
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+MIN_PART = 5 * 1024 * 1024  # S3's smallest part (but the last)
+MAX_PARTS = 10_000
+MAX_METADATA = 4096  # bytes of Upload-Metadata header we accept
+
+_INT_RE = re.compile(r"^[0-9]{1,19}$")
+
+
+class TusError(Exception):
+    """A request the protocol answers with ``status`` (and our JSON error ``code``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# ---- headers ------------------------------------------------------------------------------------
+
+def check_version(header: str | None) -> None:
+    """Every request but OPTIONS carries ``Tus-Resumable: 1.0.0``; anything else is 412."""
+    if header is None:
+        raise TusError(412, "tus_version_required", f"send 'Tus-Resumable: {TUS_VERSION}'")
+    if header.strip() != TUS_VERSION:
+        raise TusError(412, "tus_version_unsupported",
+                       f"Tus-Resumable {header.strip()!r} is not supported; this server speaks {TUS_VERSION}")
+
+
+def parse_int(header: str | None, name: str) -> int:
+    if header is None:
+        raise TusError(400, f"{_snake(name)}_required", f"the {name} header is required")
+    if not _INT_RE.match(header.strip()):
+        raise TusError(400, f"bad_{_snake(name)}", f"{name} must be a non-negative integer")
+    return int(header.strip())
+
+
+def parse_length(header: str | None, max_size: int) -> int:
+    length = parse_int(header, "Upload-Length")
+    if length > max_size:
+        raise TusError(413, "too_large", f"Upload-Length {length} is beyond this cluster's limit of "
+                       f"{max_size} bytes (Tus-Max-Size)")
+    return length
+
+
+def parse_metadata(header: str | None) -> dict[str, str | None]:
+    """``key base64,key2 base64`` (values optional); keys unique, values UTF-8."""
+    out: dict[str, str | None] = {}
+    if not header or not header.strip():
+        return out
+    if len(header) > MAX_METADATA:
+        raise TusError(400, "bad_upload_metadata", f"Upload-Metadata is longer than {MAX_METADATA} bytes")
+    for item in header.split(","):
+        bits = item.strip().split(" ")
+        if not bits[0] or len(bits) > 2 or bits[0] in out or not bits[0].isascii():
+            raise TusError(400, "bad_upload_metadata", f"Upload-Metadata pair {item.strip()!r} is malformed")
+        value: str | None = None
+        if len(bits) == 2:
+            try:
+                value = base64.b64decode(bits[1], validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                raise TusError(400, "bad_upload_metadata",
+                               f"Upload-Metadata value of {bits[0]!r} is not base64 of UTF-8") from None
+        out[bits[0]] = value
+    return out
+
+
+def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
+    """``Upload-Checksum: sha1 <base64 digest>``; unsupported algorithm or bad digest -> 400."""
+    if header is None:
+        return None
+    bits = header.strip().split(" ")
+    if len(bits) != 2:
+        raise TusError(400, "bad_upload_checksum", "Upload-Checksum must be '<algorithm> <base64 digest>'")
+    algo = bits[0].lower()
+    if algo not in CHECKSUM_ALGORITHMS:
+        raise TusError(400, "unsupported_checksum_algorithm",
+                       f"checksum algorithm {bits[0]!r} is not supported (use {', '.join(CHECKSUM_ALGORITHMS)})")
+    try:
+        digest = base64.b64decode(bits[1], validate=True)
+    except binascii.Error:
+        raise TusError(400, "bad_upload_checksum", "the Upload-Checksum digest is not base64") from None
+    if len(digest) != 20:
+        raise TusError(400, "bad_upload_checksum", "a sha1 digest is 20 bytes")
+    return algo, digest
+
+
+def check_content_type(header: str | None) -> None:
+    if (header or "").split(";")[0].strip().lower() != OFFSET_CONTENT_TYPE:
+        raise TusError(415, "bad_content_type", f"PATCH bodies must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
+
+
+def _snake(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+# ---- formulas -----------------------------------------------------------------------------------
+
+def choose_part_size(length: int, preferred: int, min_part: int = MIN_PART) -> int:
+    """``preferred`` (at least ``min_part``) unless the upload would need more than 10,000 parts."""
+    size = max(preferred, min_part)
+    if length <= size * MAX_PARTS:
+        return size
+    return math.ceil(length / MAX_PARTS / min_part) * min_part
+
+
+def split(offset: int, part_size: int) -> tuple[int, int]:
+    """(whole parts below ``offset``, bytes in the tail)."""
+    return divmod(offset, part_size)
+
+
+def part_number_at(offset: int, part_size: int) -> int:
+    """The number of the part that starts at or holds byte ``offset`` (1-based)."""
+    return offset // part_size + 1
+
+
+def tail_key(video_id: str, offset: int, request: str) -> str:
+    """A new key for every tail version: a stale writer can never overwrite a durable tail."""
+    return f"videos/{video_id}/tus/tail-{offset:015d}-{request}"
+
+
+def tus_prefix(video_id: str) -> str:
+    return f"videos/{video_id}/tus/"
+
+
+# ---- state ------------------------------------------------------------------------------------------
+
+def new_upload(upload_id: str, length: int, metadata: dict[str, str | None], part_size: int,
+               now: float, expiry: float) -> dict[str, Any]:
+    return {"upload_id": upload_id, "part_size": part_size, "length": length, "offset": 0,
+            "parts": [], "tail": None, "metadata": metadata, "expires_at": now + expiry, "lock": None}
+
+
+def upload_of(rec: Record | None) -> dict[str, Any]:
+    """The upload state of a record that is still ``uploading``; otherwise the protocol's answer."""
+    if rec is None:
+        raise TusError(404, "not_found", "no such upload")
+    if rec["state"] == lifecycle.DELETED:
+        raise TusError(410, "gone", "this upload was terminated or has expired")
+    if rec["state"] != lifecycle.UPLOADING or not rec.get("upload"):
+        raise TusError(409, "upload_complete", f"the upload is complete (video is {rec['state']})")
+    return rec["upload"]
+
+
+def offset_of(rec: Record) -> tuple[int, int]:
+    """(Upload-Offset, Upload-Length) as HEAD reports them; a finished upload reports its size."""
+    if rec["state"] == lifecycle.DELETED:
+        raise TusError(410, "gone", "this upload was terminated or has expired")
+    up = rec.get("upload")
+    if rec["state"] == lifecycle.UPLOADING and up:
+        return up["offset"], up["length"]
+    size = rec.get("size") or 0
+    return size, size
+
+
+def is_full(up: dict[str, Any]) -> bool:
+    """Every byte is durable (as parts); what remains is completing the multipart upload."""
+    return up["offset"] == up["length"]
+
+
+def lock_live(up: dict[str, Any], now: float, alive: Callable[[str], bool]) -> bool:
+    lock = up.get("lock")
+    return lock is not None and lock["expires"] > now and alive(lock["holder"])
+
+
+def take_lock(rec: Record | None, *, holder: str, request: str, offset: int, now: float, ttl: float,
+              alive: Callable[[str], bool] = lambda _: True) -> Record:
+    """Start a PATCH at ``offset``: 409 when another PATCH holds a live lock or the offset differs.
+
+    A lock whose expiry passed, or whose holder our membership view says is dead, is taken over.
+    """
+    up = upload_of(rec)
+    assert rec is not None
+    if lock_live(up, now, alive) and up["lock"]["request"] != request:
+        raise TusError(409, "upload_locked", "another PATCH to this upload is in progress; retry after it")
+    if offset != up["offset"]:
+        raise TusError(409, "offset_mismatch",
+                       f"Upload-Offset {offset} does not match the upload's offset {up['offset']}")
+    new = copy.deepcopy(rec)
+    new["upload"]["lock"] = {"holder": holder, "request": request, "expires": now + ttl}
+    return new
+
+
+def _check_lock(rec: Record | None, request: str) -> dict[str, Any]:
+    up = upload_of(rec)
+    lock = up.get("lock")
+    if lock is None or lock["request"] != request:
+        raise TusError(409, "lock_lost", "this PATCH lost its lock on the upload (it went stale and "
+                       "another request took it over); ask HEAD for the offset and resume")
+    return up
+
+
+def renew_lock(rec: Record | None, *, request: str, now: float, ttl: float) -> Record:
+    _check_lock(rec, request)
+    assert rec is not None
+    new = copy.deepcopy(rec)
+    new["upload"]["lock"]["expires"] = now + ttl
+    return new
+
+
+def release_lock(rec: Record | None, *, request: str) -> Record | None:
+    """The record without our lock, or None when there is nothing to release."""
+    if rec is None or rec["state"] != lifecycle.UPLOADING or not rec.get("upload"):
+        return None
+    lock = rec["upload"].get("lock")
+    if lock is None or lock["request"] != request:
+        return None
+    new = copy.deepcopy(rec)
+    new["upload"]["lock"] = None
+    return new
+
+
+def advance(rec: Record | None, *, request: str, start: int, parts: list[dict[str, Any]],
+            tail: dict[str, Any] | None, offset: int, now: float, expiry: float,
+            release: bool = True) -> Record:
+    """Make ``offset`` durable: ``parts`` (new whole parts, or every remaining part when the upload is
+    full) and ``tail`` are in storage.  Only the lock holder that started at ``start`` may."""
+    up = _check_lock(rec, request)
+    assert rec is not None
+    if up["offset"] != start:
+        raise TusError(409, "offset_mismatch", f"the upload moved on to {up['offset']} (this PATCH started "
+                       f"at {start})")
+    if not start <= offset <= up["length"]:
+        raise ValueError(f"offset {offset} outside {start}..{up['length']}")
+    new = copy.deepcopy(rec)
+    nu = new["upload"]
+    have = {p["n"] for p in nu["parts"]}
+    for p in parts:
+        if p["n"] in have:
+            raise ValueError(f"part {p['n']} is already durable")
+        nu["parts"].append(dict(p))
+    nu["parts"].sort(key=lambda p: p["n"])
+    nu["offset"] = offset
+    nu["tail"] = dict(tail) if tail else None
+    nu["expires_at"] = now + expiry
+    if release:
+        nu["lock"] = None
+    check_invariants(nu)
+    return new
+
+
+def check_invariants(up: dict[str, Any]) -> None:
+    """Raise ValueError when the upload state breaks a documented invariant."""
+    size, offset, length = up["part_size"], up["offset"], up["length"]
+    nums = [p["n"] for p in up["parts"]]
+    if nums != list(range(1, len(nums) + 1)):
+        raise ValueError(f"parts are not 1..{len(nums)}: {nums}")
+    if not 0 <= offset <= length:
+        raise ValueError(f"offset {offset} outside 0..{length}")
+    tail_size = up["tail"]["size"] if up["tail"] else 0
+    if offset == length and offset > 0 and tail_size == 0 and sum(p["size"] for p in up["parts"]) == length:
+        # full: every part whole but the last
+        if any(p["size"] != size for p in up["parts"][:-1]):
+            raise ValueError("a part but the last is not part_size")
+        return
+    whole, rest = split(offset, size)
+    if len(nums) != whole or any(p["size"] != size for p in up["parts"]):
+        raise ValueError(f"offset {offset} needs {whole} whole parts, have {len(nums)}")
+    if tail_size != rest:
+        raise ValueError(f"offset {offset} needs a tail of {rest} bytes, have {tail_size}")
+
+
+def complete(rec: Record | None, node: str, now: float) -> Record:
+    """``uploading`` (full) -> ``uploaded`` once the source object is assembled."""
+    up = upload_of(rec)
+    assert rec is not None
+    if not is_full(up):
+        raise TusError(409, "upload_incomplete", f"only {up['offset']} of {up['length']} bytes are here")
+    new = lifecycle.mark_uploaded(rec, node, now, size=up["length"])
+    new["upload"] = None
+    return new
+
+
+def expired(rec: Record, now: float, alive: Callable[[str], bool] = lambda _: True) -> bool:
+    """An upload nobody touched for the expiry time (and no live PATCH) may be reclaimed."""
+    up = rec.get("upload")
+    if rec["state"] != lifecycle.UPLOADING or not up or is_full(up):
+        return False
+    return up["expires_at"] <= now and not lock_live(up, now, alive)
+
+
+def expire(rec: Record | None, node: str, now: float,
+           alive: Callable[[str], bool] = lambda _: True) -> Record:
+    """``uploading`` -> ``deleted`` with reason ``expired``."""
+    if rec is None or not expired(rec, now, alive):
+        raise lifecycle.Refused("not_expired", "the upload is not expired")
+    new = lifecycle.delete(rec, node, now)
+    new["history"][-1]["reason"] = "expired"
+    new["error"] = {"code": "upload_expired", "message": "the resumable upload was abandoned and expired"}
+    return new
+
+
+def terminate(rec: Record | None, node: str, now: float) -> Record:
+    """tus termination: any state but deleted -> ``deleted``."""
+    if rec is None:
+        raise TusError(404, "not_found", "no such upload")
+    if rec["state"] == lifecycle.DELETED:
+        raise TusError(410, "gone", "this upload was already terminated")
+    new = lifecycle.delete(rec, node, now)
+    new["history"][-1]["reason"] = "terminated"
+    return new

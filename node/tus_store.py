@@ -1,0 +1,412 @@
+"""The storage side of tus uploads: stream PATCH bodies into multipart parts and a tail object.
+
+One PATCH, on any node:
+
+1. lock     CAS the record: ``upload.lock = {holder, request, expires}`` if no live lock and the
+            client's Upload-Offset equals the durable offset (else 409); renewed every ttl/3
+2. stream   the tail object's bytes, then the body, are cut into whole parts of ``part_size``
+            (part n always covers the same bytes), uploaded ``parts_in_flight`` at a time;
+            sha1 over the body as it passes
+3. verify   body longer than Upload-Length -> 413, checksum mismatch -> 460: the record is
+            left as it was (staged parts are overwritten by the next upload of the same number)
+4. commit   the bytes short of a part go to a new tail object ``tus/tail-<offset>-<request>``;
+            then one CAS moves the offset, adds the parts, names the tail and drops the lock.
+            Only then is the new Upload-Offset answered: it is durable.
+5. finish   when offset == length: CompleteMultipartUpload (If-None-Match on the source),
+            delete the tus/ scratch, CAS to ``uploaded`` and wake the worker.  A crash between
+            the full-offset CAS and the end leaves a full upload that HEAD, PATCH or
+            :func:`expire_uploads` finish.
+
+A PATCH cut off by its client (the handler is cancelled) keeps what it fully received when it
+carried no checksum: shielded, it uploads its parts in flight, writes the rest as the tail and
+makes that offset durable.  With a checksum nothing of it is kept (it cannot be verified).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+import trio
+
+import storage
+
+from . import layout, lifecycle, log, tus
+from .lifecycle import Record, Refused
+from .tus import TusError
+from .videos import VideoStore
+
+SALVAGE_SECONDS = 30.0  # time a cut-off PATCH may spend making what it received durable
+
+
+@dataclass
+class _Patch:
+    """One PATCH in progress."""
+    vid: str
+    request: str
+    up: dict[str, Any]  # the upload state as locked
+    checksum: tuple[str, bytes] | None
+    buf: bytearray = field(default_factory=bytearray)
+    next_n: int = 1
+    received: int = 0
+    done: dict[int, storage.Part] = field(default_factory=dict)
+    inflight: dict[int, bytes] = field(default_factory=dict)
+    hasher: Any = field(default_factory=hashlib.sha1)
+    error: BaseException | None = None
+    salvageable: bool = True
+    lock_lost: bool = False
+
+    @property
+    def start(self) -> int:
+        return self.up["offset"]
+
+
+class TusUploads:
+    def __init__(self, videos: VideoStore, node_id: str, *, part_size: int, lock_ttl: float,
+                 expiry: float, parts_in_flight: int = 2, min_part: int = tus.MIN_PART,
+                 clock: Callable[[], float] = time.time,
+                 alive: Callable[[str], bool] = lambda _: True,
+                 on_uploaded: Callable[[str], None] = lambda _: None) -> None:
+        self.videos = videos
+        self.store = videos.store
+        self.node_id = node_id
+        self.part_size = part_size
+        self.lock_ttl = lock_ttl
+        self.expiry = expiry
+        self.parts_in_flight = max(1, parts_in_flight)
+        self.min_part = min_part
+        self.clock = clock
+        self.alive = alive
+        self.on_uploaded = on_uploaded
+
+    # ---- reads ------------------------------------------------------------------------------------
+    async def get(self, vid: str) -> Record:
+        v = await self.videos.get(vid)
+        if v is None:
+            raise TusError(404, "not_found", "no such upload")
+        return v.doc
+
+    async def status(self, vid: str) -> tuple[int, int, Record]:
+        """HEAD: (offset, length, record); finishes a full upload a crash left unfinished."""
+        rec = await self.get(vid)
+        if rec["state"] == lifecycle.UPLOADING and rec.get("upload") and tus.is_full(rec["upload"]):
+            rec = await self.finish(vid)
+        off, length = tus.offset_of(rec)
+        return off, length, rec
+
+    # ---- creation -------------------------------------------------------------------------------
+    async def create(self, length: int, metadata: dict[str, str | None],
+                     filename: str | None) -> Record:
+        vid = layout.new_id(self.clock())
+        now = self.clock()
+        if length == 0:  # nothing will ever be PATCHed: the video is uploaded now
+            await self.store.put(layout.source_key(vid), b"", if_none_match=True)
+            rec = lifecycle.new_record(vid, self.node_id, now, state=lifecycle.UPLOADED, filename=filename,
+                                       size=0, sha256=hashlib.sha256(b"").hexdigest(), upload=None)
+            await self.videos.create(rec)
+            self.on_uploaded(vid)
+            return rec
+        part_size = tus.choose_part_size(length, self.part_size, self.min_part)
+        upload_id = await self.store.create_multipart(layout.source_key(vid))
+        up = tus.new_upload(upload_id, length, metadata, part_size, now, self.expiry)
+        rec = lifecycle.new_record(vid, self.node_id, now, state=lifecycle.UPLOADING, filename=filename,
+                                   size=length, upload=up)
+        try:
+            await self.videos.create(rec)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._quietly(self.store.abort_multipart(layout.source_key(vid), upload_id))
+            raise
+        return rec
+
+    # ---- PATCH ----------------------------------------------------------------------------------------
+    async def patch(self, vid: str, *, offset: int, body: AsyncIterator[bytes],
+                    checksum: tuple[str, bytes] | None = None, request: str | None = None) -> Record:
+        """Append ``body`` at ``offset``; returns the record with the new durable offset.
+
+        Raises TusError: 404/410 (no upload), 409 (offset mismatch, locked, lock lost, complete),
+        413 (beyond Upload-Length), 460 (checksum mismatch).  StorageError passes through.
+        """
+        request = request or uuid.uuid4().hex[:12]
+        rec = await self.get(vid)
+        if rec["state"] != lifecycle.UPLOADING:
+            off, _ = tus.offset_of(rec)  # 410 for deleted
+            if off == offset:  # a retry of the final PATCH whose answer was lost
+                return rec
+            raise TusError(409, "offset_mismatch", f"Upload-Offset {offset} does not match the upload's "
+                           f"offset {off} (it is complete)")
+        if tus.is_full(tus.upload_of(rec)):
+            rec = await self.finish(vid)
+            return await self.patch(vid, offset=offset, body=body, checksum=checksum, request=request)
+        rec = await self._change(vid, lambda r: tus.take_lock(
+            r, holder=self.node_id, request=request, offset=offset, now=self.clock(), ttl=self.lock_ttl,
+            alive=self.alive))
+        st = _Patch(vid, request, rec["upload"], checksum, salvageable=checksum is None)
+        finished = False
+        try:
+            await self._stream_locked(st, body)
+            if st.lock_lost:
+                raise TusError(409, "lock_lost", "this PATCH lost its lock on the upload; resume from HEAD")
+            if st.error is not None:
+                raise st.error
+            if checksum is not None and st.hasher.digest() != checksum[1]:
+                st.salvageable = False
+                raise TusError(460, "checksum_mismatch", "the body's sha1 does not match Upload-Checksum; "
+                               "nothing of this PATCH was kept")
+            st.salvageable = False  # from here on the commit below is the only way forward
+            rec = await self._commit(st)
+            finished = True
+        finally:
+            if not finished:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(SALVAGE_SECONDS):
+                        await self._salvage_or_release(st)
+        if tus.is_full(rec["upload"]):
+            rec = await self.finish(vid)
+        return rec
+
+    async def _stream_locked(self, st: _Patch, body: AsyncIterator[bytes]) -> None:
+        up = st.up
+        st.next_n = tus.part_number_at(st.start, up["part_size"])
+        if up["tail"]:
+            tail, _ = await self.store.get(up["tail"]["key"])
+            if len(tail) != up["tail"]["size"]:
+                raise storage.StorageError(f"tail object {up['tail']['key']} has {len(tail)} bytes, "
+                                           f"the record says {up['tail']['size']}")
+            st.buf += tail
+        room = up["length"] - st.start
+        async with trio.open_nursery() as n:
+            n.start_soon(self._renew_loop, st, n.cancel_scope)
+            async with trio.open_nursery() as parts:
+                slots = trio.Semaphore(self.parts_in_flight)
+                async for chunk in body:
+                    if st.error is not None:
+                        break
+                    if st.received + len(chunk) > room:
+                        st.salvageable = False
+                        st.error = TusError(413, "beyond_upload_length",
+                                            f"the body goes beyond Upload-Length ({up['length']} bytes); "
+                                            "nothing of this PATCH was kept")
+                        break
+                    st.received += len(chunk)
+                    st.hasher.update(chunk)
+                    st.buf += chunk
+                    while len(st.buf) >= up["part_size"]:
+                        # Invariant: every received byte is in buf, inflight or done (salvage needs it)
+                        num, st.next_n = st.next_n, st.next_n + 1
+                        part = st.inflight[num] = bytes(st.buf[:up["part_size"]])
+                        del st.buf[:up["part_size"]]
+                        await slots.acquire()
+                        parts.start_soon(self._upload_part, st, num, part, slots, parts.cancel_scope)
+            n.cancel_scope.cancel()  # stop renewing
+
+    async def _upload_part(self, st: _Patch, num: int, data: bytes, slots: trio.Semaphore,
+                           scope: trio.CancelScope) -> None:
+        try:
+            etag = await self.store.upload_part(layout.source_key(st.vid), st.up["upload_id"], num, data)
+            st.done[num] = storage.Part(num, etag, len(data))
+            del st.inflight[num]
+        except storage.NotFound:
+            st.error, st.salvageable = TusError(410, "gone", "the upload was terminated meanwhile"), False
+            scope.cancel()
+        except storage.StorageError as e:
+            st.error = e
+            scope.cancel()
+        finally:
+            slots.release()
+
+    async def _renew_loop(self, st: _Patch, scope: trio.CancelScope) -> None:
+        while True:
+            await trio.sleep(self.lock_ttl / 3)
+            try:
+                await self._change(st.vid, lambda r: tus.renew_lock(r, request=st.request, now=self.clock(),
+                                                                    ttl=self.lock_ttl))
+            except TusError:
+                st.lock_lost, st.salvageable = True, False
+                log.warning("tus_lock_lost", video=st.vid, request=st.request)
+                scope.cancel()
+                return
+            except storage.StorageError as e:
+                log.warning("tus_lock_renew_failed", video=st.vid, error=str(e))
+
+    async def _commit(self, st: _Patch) -> Record:
+        """Write the tail (or the last short part) and CAS the new durable offset."""
+        up = st.up
+        new_offset = st.start + st.received
+        key = layout.source_key(st.vid)
+        for num in sorted(st.inflight):  # only after a cancellation: finish the cut-off parts
+            data = st.inflight[num]
+            st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
+                                        len(data))
+            del st.inflight[num]
+        while len(st.buf) >= up["part_size"]:  # ditto: whole parts not cut yet
+            num, data = st.next_n, bytes(st.buf[:up["part_size"]])
+            st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
+                                        len(data))
+            st.next_n += 1
+            del st.buf[:up["part_size"]]
+        parts = [{"n": p.number, "etag": p.etag, "size": p.size} for _, p in sorted(st.done.items())]
+        tail: dict[str, Any] | None = None
+        if st.buf and new_offset == up["length"]:
+            num = st.next_n
+            etag = await self.store.upload_part(key, up["upload_id"], num, bytes(st.buf))
+            parts.append({"n": num, "etag": etag, "size": len(st.buf)})
+        elif st.buf:
+            key = tus.tail_key(st.vid, new_offset, st.request)
+            await self.store.put(key, bytes(st.buf))
+            tail = {"key": key, "size": len(st.buf)}
+        try:
+            rec = await self._change(st.vid, lambda r: tus.advance(
+                r, request=st.request, start=st.start, parts=parts, tail=tail, offset=new_offset,
+                now=self.clock(), expiry=self.expiry))
+        except BaseException:
+            if tail is not None:
+                with trio.CancelScope(shield=True):
+                    await self._quietly(self.store.delete(tail["key"]))
+            raise
+        if up["tail"] and (tail is None or up["tail"]["key"] != tail["key"]):
+            await self._quietly(self.store.delete(up["tail"]["key"]))
+        log.info("tus_patch", video=st.vid, start=st.start, offset=new_offset, length=up["length"],
+                 parts=len(rec["upload"]["parts"]), request=st.request)
+        return rec
+
+    async def _salvage_or_release(self, st: _Patch) -> None:
+        """(Shielded.)  A cut-off PATCH without a checksum keeps what it received; else just unlock."""
+        if st.salvageable and st.received > 0 and st.error is None:
+            try:
+                await self._commit(st)
+                log.info("tus_patch_salvaged", video=st.vid, received=st.received, request=st.request)
+                return
+            except (TusError, storage.StorageError) as e:
+                log.warning("tus_salvage_failed", video=st.vid, error=str(e))
+        try:
+            await self.videos.change(st.vid, lambda r: _or_keep(tus.release_lock(r, request=st.request)))
+        except (Refused, storage.StorageError) as e:
+            log.warning("tus_unlock_failed", video=st.vid, error=str(e))
+
+    # ---- completion -------------------------------------------------------------------------------
+    async def finish(self, vid: str) -> Record:
+        """Assemble the source of a full upload and make the video ``uploaded`` (idempotent)."""
+        rec = await self.get(vid)
+        if rec["state"] != lifecycle.UPLOADING:
+            return rec
+        up = tus.upload_of(rec)
+        if not tus.is_full(up):
+            raise TusError(409, "upload_incomplete", f"only {up['offset']} of {up['length']} bytes are here")
+        key = layout.source_key(vid)
+        parts = [storage.Part(p["n"], p["etag"], p["size"]) for p in up["parts"]]
+        try:
+            await self.store.complete_multipart(key, up["upload_id"], parts, if_none_match=True)
+        except (storage.NotFound, storage.PreconditionFailed):
+            # completed before (a crash or a racer after the complete): the source must be whole
+            info = await self.store.head(key)
+            if info.size != up["length"]:
+                raise storage.StorageError(f"{key} has {info.size} bytes, the upload {up['length']}")
+        await self._quietly(self.store.delete_prefix(tus.tus_prefix(vid)))
+        try:
+            rec = await self.videos.change(vid, lambda r: tus.complete(r, self.node_id, self.clock()))
+        except TusError:
+            return await self.get(vid)  # someone else finished it
+        log.info("tus_uploaded", video=vid, size=up["length"], parts=len(parts))
+        self.on_uploaded(vid)
+        return rec
+
+    # ---- termination and expiry -----------------------------------------------------------------
+    async def terminate(self, vid: str) -> Record:
+        rec = await self.get(vid)
+        if rec["state"] == lifecycle.DELETED:
+            raise TusError(410, "gone", "this upload was already terminated")
+        rec = await self._change(vid, lambda r: tus.terminate(r, self.node_id, self.clock()))
+        await self.reclaim(vid)
+        return rec
+
+    async def reclaim(self, vid: str) -> None:
+        """Free every object of a deleted upload: multipart parts, tails, source (record stays)."""
+        await self.videos.purge(vid)
+
+    async def expire(self, *, scan_limit: int = 1000) -> int:
+        """Reclaim uploads idle past their expiry; finish full ones a crash left.  Returns how many
+        were expired."""
+        n = 0
+        now = self.clock()
+        for info in await self.store.list("pending/", limit=scan_limit):
+            vid = info.key.removeprefix("pending/")
+            if not layout.valid_id(vid):
+                continue
+            v = await self.videos.get(vid)
+            if v is None or v.doc["state"] != lifecycle.UPLOADING or not v.doc.get("upload"):
+                continue
+            if tus.is_full(v.doc["upload"]):
+                await self.finish(vid)
+                continue
+            if not tus.expired(v.doc, now, self.alive):
+                continue
+            try:
+                await self.videos.change(vid, lambda r: tus.expire(r, self.node_id, self.clock(), self.alive),
+                                         event="upload_expired")
+            except (Refused, storage.NotFound):
+                continue
+            await self.reclaim(vid)
+            n += 1
+        return n
+
+    async def collect_orphan_multiparts(self, grace: float) -> int:
+        """Abort multipart uploads under videos/ older than ``grace`` that no uploading record names
+        (a node died between CreateMultipartUpload and its record, or a one-shot upload died)."""
+        n = 0
+        now = self.clock()
+        for mp in await self.store.list_multipart_uploads("videos/"):
+            if now - mp.initiated < grace:
+                continue
+            vid = mp.key.removeprefix("videos/").split("/", 1)[0]
+            v = await self.videos.get(vid) if layout.valid_id(vid) else None
+            up = v.doc.get("upload") if v is not None else None
+            if v is not None and v.doc["state"] == lifecycle.UPLOADING and up and up["upload_id"] == mp.upload_id:
+                continue
+            await self._quietly(self.store.abort_multipart(mp.key, mp.upload_id))
+            log.info("multipart_orphan_aborted", video=vid, key=mp.key, age=round(now - mp.initiated))
+            n += 1
+        return n
+
+    # ---- plumbing -------------------------------------------------------------------------------------
+    async def _change(self, vid: str, step: Callable[[Record], Record]) -> Record:
+        try:
+            return await self.videos.change(vid, step)
+        except storage.NotFound:
+            raise TusError(404, "not_found", "no such upload") from None
+
+    async def _quietly(self, aw: Any) -> None:
+        try:
+            await aw
+        except storage.StorageError as e:
+            log.warning("tus_cleanup_failed", error=str(e))
+
+
+def _or_keep(rec: Record | None) -> Record:
+    if rec is None:
+        raise Refused("nothing_to_release", "no lock of ours")
+    return rec
+
+
+def for_context(ctx: Any) -> TusUploads:
+    """The node's TusUploads, made once and kept on the context's counters' neighbour."""
+    tu = getattr(ctx, "_tus_uploads", None)
+    if tu is None:
+        cfg = ctx.cfg
+        tu = TusUploads(ctx.videos, ctx.node_id, part_size=cfg.storage.part_size,
+                        lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
+                        parts_in_flight=cfg.storage.parts_in_flight, alive=ctx.alive,
+                        on_uploaded=lambda _vid: ctx.worker.poke())
+        ctx._tus_uploads = tu
+    return tu
+
+
+async def expire_uploads(ctx: Any) -> int:
+    """Reclaim abandoned resumable uploads and orphan multipart uploads; call from the worker scan."""
+    tu = for_context(ctx)
+    n = await tu.expire()
+    await tu.collect_orphan_multiparts(grace=ctx.cfg.timing.upload_expiry)
+    return n
