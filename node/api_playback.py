@@ -12,7 +12,7 @@ import time
 import storage
 from quart import Response, request
 
-from . import layout, lifecycle
+from . import layout, lifecycle, segcache
 from .context import NodeContext
 from .errors import ApiError
 from .ranges import Unsatisfiable, parse_range
@@ -65,6 +65,43 @@ async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str
     return await ctx.store.get(key)
 
 
+def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
+    """A committed object as HTTP: ETag/If-None-Match (304), one Range (206/416), HEAD.
+
+    Several ranges in one request are answered 200 with the whole body (see node.ranges).
+    """
+    headers = {
+        "Content-Type": "video/mp2t" if is_segment else "application/vnd.apple.mpegurl",
+        "Cache-Control": SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL,
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Access-Control-Allow-Origin": "*",
+    }
+    inm = request.headers.get("If-None-Match")
+    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        return Response(b"", status=304, headers=headers)
+    size = len(body)
+    try:
+        rng = parse_range(request.headers.get("Range"), size)
+    except Unsatisfiable:
+        headers["Content-Range"] = f"bytes */{size}"
+        resp = Response(b'{"error":{"code":"bad_range","message":"range not satisfiable"}}',
+                        status=416, headers=headers)
+        resp.headers["Content-Type"] = "application/json"
+        return resp
+    status = 200
+    if rng is not None:
+        start, end = rng
+        body = body[start:end + 1]
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        status = 206
+    if request.method == "HEAD":
+        resp = Response(b"", status=status, headers=headers)
+        resp.content_length = len(body)  # what a GET would send
+        return resp
+    return Response(body, status=status, headers=headers)
+
+
 def register(app, ctx: NodeContext) -> None:
     records = ReadyRecords()
 
@@ -79,33 +116,21 @@ def register(app, ctx: NodeContext) -> None:
         except storage.NotFound:
             raise ApiError(404, "not_found", "no such playlist or segment") from None
         is_segment = rest.endswith(".ts")
-        headers = {
-            "Content-Type": "video/mp2t" if is_segment else "application/vnd.apple.mpegurl",
-            "Cache-Control": SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL,
-            "ETag": etag,
-            "Accept-Ranges": "bytes",
-            "Access-Control-Allow-Origin": "*",
-        }
         ctx.count("hls_segments_served" if is_segment else "hls_playlists_served")
-        inm = request.headers.get("If-None-Match")
-        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-            return Response(b"", status=304, headers=headers)
-        size = len(body)
+        return object_response(body, etag, is_segment=is_segment)
+
+    @app.get(segcache.INTERNAL_PREFIX + "/<vid>/<path:rest>")
+    async def internal_object(vid: str, rest: str):
+        """Node-to-node: a committed HLS object from this node's cache (the owner's side of a hop).
+
+        Serves only ``out/<epoch>/<hls path>`` keys, read-only, and never hops onward.
+        """
+        key = segcache.internal_key(vid, rest)
+        if key is None or ctx.cache is None:
+            raise ApiError(404, "not_found", "no such object")
         try:
-            rng = parse_range(request.headers.get("Range"), size)
-        except Unsatisfiable:
-            headers["Content-Range"] = f"bytes */{size}"
-            resp = Response(b'{"error":{"code":"bad_range","message":"range not satisfiable"}}',
-                            status=416, headers=headers)
-            resp.headers["Content-Type"] = "application/json"
-            return resp
-        status = 200
-        if rng is not None:
-            start, end = rng
-            body = body[start:end + 1]
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            status = 206
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(len(body))
-            return Response(b"", status=status, headers=headers)
-        return Response(body, status=status, headers=headers)
+            body, etag = await ctx.cache.serve_peer(key)
+        except storage.NotFound:
+            raise ApiError(404, "not_found", "no such object") from None
+        ctx.count("hops_served")
+        return Response(body, status=200, headers={"ETag": etag, "Content-Type": "application/octet-stream"})

@@ -27,6 +27,7 @@ from . import log
 from .app import create_app
 from .config import Config, ConfigError
 from .context import NodeContext
+from .segcache import SegmentCache
 from .videos import VideoStore
 from .worker import Worker
 
@@ -72,6 +73,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
             worker = Worker(videos, cfg, node_id, data_dir)
             ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                               data_dir=data_dir, token=cfg.token())
+            ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.segcache)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(probe_storage, ctx, store)
                 await attach_cluster(ctx, nursery)
