@@ -11,7 +11,8 @@ For a ring of N nodes (weight 1) and V video ids it measures:
   all move to the newcomer;
 - balance: videos per node (max, min, stdev relative to the mean) and the hash-space share;
 - rebuild time at N = 5, 100, 1000: cold (no memoised points), warm (after one join: only
-  the newcomer is hashed), and stock ``hashring.HashRing`` for comparison; median of runs;
+  the newcomer is hashed), and stock ``hashring.HashRing`` for comparison; median CPU time
+  of ``--runs`` runs;
 - lookup cost: ``owner``, ``preference(n=3)`` and full ``preference`` per video.
 
 Goal (issue 4): a single join or leave moves at most 1.5/N of the videos.
@@ -42,11 +43,12 @@ def node_ids(n: int) -> list[str]:
 
 
 def median_time(fn, runs: int) -> float:
+    """Median CPU seconds of ``fn()`` (process time: steady on a busy shared machine)."""
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild-sizes", default="5,100,1000")
     parser.add_argument("--runs", type=int, default=5, help="timing runs (median)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--parts", default="movement,rebuild,lookup",
+                        help="which measurements to run (comma-separated)")
     parser.add_argument("--json", type=Path, help="also write raw figures here")
     args = parser.parse_args(argv)
 
@@ -148,46 +152,52 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# ring movement: {args.nodes} nodes, {args.videos} videos, seed {args.seed}, "
           f"python {platform.python_version()}\n")
 
+    parts = set(args.parts.split(","))
     moves = [movement(args.nodes, videos, r, args.samples, random.Random(args.seed))
-             for r in replicas_list]
+             for r in replicas_list] if "movement" in parts else []
     n = args.nodes
-    print(f"Moved fraction x N (goal <= 1.5; N = {n}):\n")
-    print("| replicas (points/node) | leave: sampled mean / max | leave: all N nodes "
-          "mean / p99 / max (over goal) | join: sampled mean / max (over goal) |")
-    print("|---|---|---|---|")
-    for m in moves:
-        ls, la, js = m["leave_sampled"], m["leave_all_nodes"], m["join_sampled"]
-        print(f"| {m['replicas']} ({m['points_per_node']}) | {ls['mean'] * n:.2f} / "
-              f"{ls['max'] * n:.2f} | {la['mean'] * n:.2f} / {la['p99'] * n:.2f} / "
-              f"{la['max'] * n:.2f} ({la['over_goal']}) | {js['mean'] * (n + 1):.2f} / "
-              f"{js['max'] * (n + 1):.2f} ({js['over_goal']}) |")
-    print("\nBalance (relative to the mean; videos per node includes the sampling noise of "
-          f"{args.videos // n} videos per node):\n")
-    print("| replicas | videos/node max / min / stdev | hash share max / min / stdev |")
-    print("|---|---|---|")
-    for m in moves:
-        v, s = m["videos_per_node"], m["share"]
-        print(f"| {m['replicas']} | {v['max_rel']:.2f} / {v['min_rel']:.2f} / "
-              f"{v['stdev_rel']:.3f} | {s['max_rel']:.3f} / {s['min_rel']:.3f} / "
-              f"{s['stdev_rel']:.3f} |")
+    if moves:
+        print(f"Moved fraction x N (goal <= 1.5; N = {n}):\n")
+        print("| replicas (points/node) | leave: sampled mean / max | leave: all N nodes "
+              "mean / p99 / max (over goal) | join: sampled mean / max (over goal) |")
+        print("|---|---|---|---|")
+        for m in moves:
+            ls, la, js = m["leave_sampled"], m["leave_all_nodes"], m["join_sampled"]
+            print(f"| {m['replicas']} ({m['points_per_node']}) | {ls['mean'] * n:.2f} / "
+                  f"{ls['max'] * n:.2f} | {la['mean'] * n:.2f} / {la['p99'] * n:.2f} / "
+                  f"{la['max'] * n:.2f} ({la['over_goal']}) | {js['mean'] * (n + 1):.2f} / "
+                  f"{js['max'] * (n + 1):.2f} ({js['over_goal']}) |")
+        print("\nBalance (relative to the mean; videos per node includes the sampling noise of "
+              f"{args.videos // n} videos per node):\n")
+        print("| replicas | videos/node max / min / stdev | hash share max / min / stdev |")
+        print("|---|---|---|")
+        for m in moves:
+            v, s = m["videos_per_node"], m["share"]
+            print(f"| {m['replicas']} | {v['max_rel']:.2f} / {v['min_rel']:.2f} / "
+                  f"{v['stdev_rel']:.3f} | {s['max_rel']:.3f} / {s['min_rel']:.3f} / "
+                  f"{s['stdev_rel']:.3f} |")
 
-    rebuilds = [rebuild_times(size, r, args.runs) for r in replicas_list for size in sizes]
-    print("\nRebuild time, median ms (cold: every node hashed; warm: one join, others "
-          "memoised):\n")
-    print("| replicas | N | cold | warm | stock HashRing |")
-    print("|---|---|---|---|---|")
-    for b in rebuilds:
-        stock = "-" if b["stock_hashring_ms"] is None else f"{b['stock_hashring_ms']:.2f}"
-        print(f"| {b['replicas']} | {b['nodes']} | {b['cold_ms']:.2f} | {b['warm_ms']:.2f} | "
-              f"{stock} |")
+    rebuilds = [rebuild_times(size, r, args.runs) for r in replicas_list for size in sizes
+                if "rebuild" in parts]
+    if rebuilds:
+        print("\nRebuild time, median CPU ms (cold: every node hashed; warm: one join, others "
+              "memoised):\n")
+        print("| replicas | N | cold | warm | stock HashRing |")
+        print("|---|---|---|---|---|")
+        for b in rebuilds:
+            stock = "-" if b["stock_hashring_ms"] is None else f"{b['stock_hashring_ms']:.2f}"
+            print(f"| {b['replicas']} | {b['nodes']} | {b['cold_ms']:.2f} | {b['warm_ms']:.2f} | "
+                  f"{stock} |")
 
-    lookups = [lookup_times(size, r, videos) for r in replicas_list[:1] for size in sizes]
-    print("\nLookup cost per video:\n")
-    print("| replicas | N | owner (us) | preference(n=3) (us) | full preference (ms) |")
-    print("|---|---|---|---|---|")
-    for lk in lookups:
-        print(f"| {lk['replicas']} | {lk['nodes']} | {lk['owner_us']:.1f} | "
-              f"{lk['preference3_us']:.1f} | {lk['preference_all_ms']:.2f} |")
+    lookups = [lookup_times(size, r, videos) for r in replicas_list[:1] for size in sizes
+               if "lookup" in parts]
+    if lookups:
+        print("\nLookup cost per video, median CPU time:\n")
+        print("| replicas | N | owner (us) | preference(n=3) (us) | full preference (ms) |")
+        print("|---|---|---|---|---|")
+        for lk in lookups:
+            print(f"| {lk['replicas']} | {lk['nodes']} | {lk['owner_us']:.1f} | "
+                  f"{lk['preference3_us']:.1f} | {lk['preference_all_ms']:.2f} |")
 
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
