@@ -62,11 +62,12 @@ def _check(r: httpx.Response) -> httpx.Response:
 
 class Client:
     def __init__(self, cfg: Config, *, node: str | None = None, token: str | None = None,
-                 timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep):
+                 timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None):
         self.cfg = cfg
         self.only = cfg.node(node) if node else None
         self.token = token
-        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0))
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0), transport=transport)
         self.sleep = sleep
         self._preferred = 0  # index into nodes() of the last node that answered
 

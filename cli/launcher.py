@@ -103,6 +103,7 @@ class Launcher:
         self.out = out  # progress messages ("starting n1 ..."); None = quiet
         self.grace = grace
         self._procs: dict[str, subprocess.Popen] = {}  # children of this process, reaped by poll()
+        self._exit_codes: dict[str, int] = {}  # last exit code of a child, for error messages
 
     # ---- paths -----------------------------------------------------------------------------
     @property
@@ -247,6 +248,7 @@ class Launcher:
         if proc is not None:
             if proc.poll() is None:
                 return proc.pid
+            self._exit_codes[name] = proc.returncode
             del self._procs[name]
         try:
             pid = int(self.pid_path(name).read_text().split()[0])
@@ -386,7 +388,7 @@ class Launcher:
 
     def _exit_code(self, name: str) -> str:
         proc = self._procs.get(name)
-        code = proc.poll() if proc is not None else None
+        code = proc.poll() if proc is not None else self._exit_codes.get(name)
         return f" with code {code}" if code is not None else ""
 
     def _tail(self, name: str) -> str:
