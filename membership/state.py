@@ -1,0 +1,571 @@
+"""The SWIM state machine (with Lifeguard suspicion), pure: ``handle(now, event) -> actions``.
+
+Every rule that changes the member table lives in this file.  No sockets, no
+trio, no clock: ``now`` is passed in (seconds on any monotonic clock), the
+network is whatever executes the returned ``Send`` actions, and randomness
+comes from an injected ``random.Random``.
+
+Events                              Actions
+  Tick()          timers are due      Send(addr, Message)         one datagram
+  Received(addr, Message)             PushPullWith(addr, join)    full-state exchange (stream)
+  PushPullReceived(Message)           MemberChanged(Member, was)  a state transition (log it)
+  LeaveRequested()                    WakeAt(t)                   feed a Tick at t (always last)
+
+Member rules (memberlist's ``state.go``; a fact is an ``Update``):
+
+  fact about X     X unknown   accept when                          then
+  alive(inc)       add alive   inc > X.inc                          X alive; cancel suspicion
+  suspect(inc)     ignore      inc >= X.inc and X alive             X suspect, start timer
+                                (X suspect: a new origin confirms, shortening the timer)
+  dead(inc)        ignore      inc >= X.inc and X alive|suspect     X dead
+  left(inc)        ignore      inc >= X.inc and X not left          X left
+  about us: suspect/dead(inc >= ours) while not leaving -> refute: incarnation = inc + 1, gossip alive.
+
+Every accepted fact is queued for piggybacking (``dissemination.py``).  A ping
+from a member we hold dead/left carries that fact back in the ack, so a
+paused-then-resumed process learns it was declared dead and refutes at once.
+Push-pull merges a remote table with ``dead`` read as ``suspect`` (the remote
+view may be stale; we give the member the chance to refute).
+
+Probe cycle, every ``probe_interval``: ping the next member of a shuffled
+round-robin over alive and suspect members; no ack within ``probe_timeout`` ->
+ask ``indirect_probes`` random members to ping it (PING_REQ); still no ack
+when the interval ends -> suspect it.  Gossip tick, every
+``probe_interval / 5`` (memberlist: 200 ms / 1 s): when facts are queued, send
+them to ``GOSSIP_NODES`` random members.  Anti-entropy: every
+``push_pull_scale(push_pull_interval, n)``, a push-pull with a random member.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from node.config import Timing
+
+from .codec import UPDATES_BUDGET, update_size
+from .dissemination import BroadcastQueue, push_pull_scale, retransmit_limit
+from .messages import (ACK, ALIVE, DEAD, GOSSIP, LEFT, PING, PING_REQ, PUSH_PULL, SUSPECT,
+                       Message, Update)
+from .suspicion import Suspicion, expected_confirmations, suspicion_timeout
+
+GOSSIP_NODES = 3  # memberlist LAN GossipNodes
+GOSSIP_PER_PROBE = 5
+GOSSIP_TO_THE_DEAD = 30  # probe intervals a dead member still receives gossip (memberlist: 30 s)  # gossip ticks per probe interval (memberlist LAN: 200 ms vs 1 s)
+
+
+# ---- events -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    addr: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PushPullReceived:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequested:
+    pass
+
+
+# ---- actions ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    addr: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PushPullWith:
+    addr: str
+    join: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    member: "Member"
+    was: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member as this node sees it; ``since`` is on the caller's clock."""
+
+    id: str
+    gossip_addr: str
+    http_addr: str
+    state: str
+    incarnation: int
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStatistics:
+    probes_sent: int = 0
+    indirect_probes_sent: int = 0
+    acks_received: int = 0
+    suspicions: int = 0
+    deaths: int = 0
+    refutations: int = 0
+
+
+@dataclass
+class _Probe:
+    seq: int
+    target: str
+    timeout_at: float
+    end_at: float
+    acked: bool = False
+    indirect_sent: bool = False
+
+
+@dataclass
+class _Relay:
+    requester_addr: str
+    requester_seq: int
+    expires: float
+
+
+@dataclass
+class _Counters:
+    probes_sent: int = 0
+    indirect_probes_sent: int = 0
+    acks_received: int = 0
+    suspicions: int = 0
+    deaths: int = 0
+    refutations: int = 0
+
+
+@dataclass
+class _Record:
+    id: str
+    addr: str
+    http: str
+    state: str
+    incarnation: int
+    since: float
+
+    def view(self) -> Member:
+        return Member(self.id, self.addr, self.http, self.state, self.incarnation, self.since)
+
+
+class Swim:
+    """One node's view of the cluster, advanced by ``handle``."""
+
+    def __init__(self, self_id: str, addr: str, http_addr: str, *, timing: Timing,
+                 incarnation: int, now: float, rng: random.Random) -> None:
+        self.id = self_id
+        self._t = timing
+        self._rng = rng
+        self._members: dict[str, _Record] = {
+            self_id: _Record(self_id, addr, http_addr, ALIVE, incarnation, now)}
+        self._queue = BroadcastQueue(update_size)
+        self._suspicions: dict[str, Suspicion] = {}
+        self._probe: _Probe | None = None
+        self._probe_order: list[str] = []
+        self._relays: dict[int, _Relay] = {}
+        self._seq = 0
+        self._gossip_interval = timing.probe_interval / GOSSIP_PER_PROBE
+        # First timers staggered so that nodes started together do not probe in lockstep.
+        self._next_probe = now + rng.random() * timing.probe_interval
+        self._next_gossip = now + self._gossip_interval
+        self._next_push_pull = now + timing.push_pull_interval * (0.5 + rng.random())
+        self._leaving = False
+        self._heard_from_other = False
+        self._c = _Counters()
+        self._others_cache: list[_Record] | None = None
+        self._dead_recently: list[_Record] = []
+        self._queue.push(self._alive_fact(self._members[self_id]))
+
+    # ---- reading --------------------------------------------------------------------------
+    @property
+    def incarnation(self) -> int:
+        return self._members[self.id].incarnation
+
+    @property
+    def leaving(self) -> bool:
+        return self._leaving
+
+    def members(self) -> list[Member]:
+        return [r.view() for r in sorted(self._members.values(), key=lambda r: r.id)]
+
+    def member(self, member_id: str) -> Member | None:
+        r = self._members.get(member_id)
+        return r.view() if r else None
+
+    def alive_ids(self) -> set[str]:
+        return {r.id for r in self._members.values() if r.state in (ALIVE, SUSPECT)}
+
+    def joined(self) -> bool:
+        """Heard from at least one other member."""
+        return self._heard_from_other
+
+    def id_of(self, addr: str) -> str | None:
+        for r in self._members.values():
+            if r.addr == addr:
+                return r.id
+        return None
+
+    def statistics(self) -> CoreStatistics:
+        c = self._c
+        return CoreStatistics(c.probes_sent, c.indirect_probes_sent, c.acks_received,
+                              c.suspicions, c.deaths, c.refutations)
+
+    def pending_broadcasts(self) -> int:
+        return len(self._queue)
+
+    def full_state(self, *, join: bool = False) -> Message:
+        """The PUSH_PULL message carrying this node's whole table."""
+        rows = []
+        for r in self._members.values():
+            kind = r.state
+            rows.append(Update(kind, r.id, r.incarnation, r.addr, r.http,
+                               self.id if kind in (SUSPECT, DEAD) else ""))
+        return Message(PUSH_PULL, self.id, updates=tuple(rows), join=join)
+
+    def settle(self) -> None:
+        """Forget queued broadcasts, as if they had all been gossiped (for simulations
+        that start from a cluster at rest)."""
+        self._queue = BroadcastQueue(update_size)
+
+    def _n(self) -> int:
+        """Members alive or suspect, ourselves included (the N of the formulas)."""
+        return len(self._others()) + 1
+
+    def _others(self) -> list[_Record]:
+        """Other members alive or suspect (cached until the next state change)."""
+        if self._others_cache is None:
+            self._others_cache = [r for r in self._members.values()
+                                  if r.id != self.id and r.state in (ALIVE, SUSPECT)]
+        return self._others_cache
+
+    # ---- the one entry point ---------------------------------------------------------------------
+    def handle(self, now: float, event) -> list:
+        out: list = []
+        if isinstance(event, Tick):
+            self._on_tick(now, out)
+        elif isinstance(event, Received):
+            self._on_message(now, event.addr, event.message, out)
+        elif isinstance(event, PushPullReceived):
+            self._on_push_pull(now, event.message, out)
+        elif isinstance(event, LeaveRequested):
+            self._on_leave(now, out)
+        else:
+            raise TypeError(f"unknown event {event!r}")
+        out.append(WakeAt(self._next_wake()))
+        return out
+
+    def _next_wake(self) -> float:
+        t = min(self._next_probe, self._next_gossip, self._next_push_pull)
+        p = self._probe
+        if p is not None and not p.acked and not p.indirect_sent:
+            t = min(t, p.timeout_at)
+        for s in self._suspicions.values():
+            t = min(t, s.deadline())
+        return t
+
+    # ---- timers -------------------------------------------------------------------------------
+    def _on_tick(self, now: float, out: list) -> None:
+        for mid, s in list(self._suspicions.items()):
+            if now >= s.deadline():
+                del self._suspicions[mid]
+                r = self._members[mid]
+                if r.state == SUSPECT:
+                    self._apply_dead(now, Update(DEAD, mid, r.incarnation, origin=self.id), out)
+        p = self._probe
+        if p is not None and not p.acked and not p.indirect_sent and now >= p.timeout_at:
+            self._send_indirect(now, p, out)
+        if now >= self._next_probe:
+            self._end_probe(now, out)
+            if not self._leaving:
+                self._start_probe(now, out)
+            self._next_probe = max(self._next_probe + self._t.probe_interval, now)
+        if now >= self._next_gossip:
+            self._gossip(now, out)
+            self._next_gossip = max(self._next_gossip + self._gossip_interval, now)
+        if now >= self._next_push_pull:
+            self._push_pull(out)
+            self._next_push_pull = now + push_pull_scale(self._t.push_pull_interval, self._n()) \
+                * (0.75 + 0.5 * self._rng.random())
+        for seq in [s for s, rl in self._relays.items() if now >= rl.expires]:
+            del self._relays[seq]
+
+    def _next_target(self) -> _Record | None:
+        for _ in range(2):
+            while self._probe_order:
+                r = self._members.get(self._probe_order.pop())
+                if r is not None and r.id != self.id and r.state in (ALIVE, SUSPECT):
+                    return r
+            self._probe_order = [r.id for r in self._members.values()
+                                 if r.id != self.id and r.state in (ALIVE, SUSPECT)]
+            self._rng.shuffle(self._probe_order)
+        return None
+
+    def _start_probe(self, now: float, out: list) -> None:
+        target = self._next_target()
+        if target is None:
+            self._probe = None
+            return
+        self._seq += 1
+        self._probe = _Probe(self._seq, target.id, now + self._t.probe_timeout,
+                             now + self._t.probe_interval)
+        self._c.probes_sent += 1
+        out.append(Send(target.addr, self._packet(PING, self._seq, target.id)))
+
+    def _send_indirect(self, now: float, p: _Probe, out: list) -> None:
+        p.indirect_sent = True
+        target = self._members.get(p.target)
+        if target is None or target.state not in (ALIVE, SUSPECT):
+            return
+        relays = self._random_members(self._t.indirect_probes, exclude={p.target})
+        for r in relays:
+            self._c.indirect_probes_sent += 1
+            out.append(Send(r.addr, self._packet(PING_REQ, p.seq, target.id, target.addr)))
+
+    def _end_probe(self, now: float, out: list) -> None:
+        p, self._probe = self._probe, None
+        if p is None or p.acked:
+            return
+        r = self._members.get(p.target)
+        if r is not None and r.state == ALIVE:
+            self._apply_suspect(now, Update(SUSPECT, r.id, r.incarnation, origin=self.id), out)
+
+    def _gossip(self, now: float, out: list) -> None:
+        if not self._queue:
+            return
+        for r in self._gossip_targets(now):
+            updates = self._piggyback()
+            if not updates:
+                break
+            out.append(Send(r.addr, Message(GOSSIP, self.id, updates=updates)))
+
+    def _push_pull(self, out: list) -> None:
+        if self._leaving:
+            return
+        peers = self._random_members(1, exclude=set())
+        if peers:
+            out.append(PushPullWith(peers[0].addr))
+
+    def _gossip_targets(self, now: float) -> list[_Record]:
+        """Random members to gossip to: alive, suspect (so it hears it is suspected and
+        refutes) and recently dead (so a paused process learns it was declared dead)."""
+        horizon = now - GOSSIP_TO_THE_DEAD * self._t.probe_interval
+        pool = self._others() + [r for r in self._dead_recently if r.since > horizon
+                                 and r.state == DEAD]
+        if len(pool) <= GOSSIP_NODES:
+            return pool
+        return self._rng.sample(pool, GOSSIP_NODES)
+
+    def _random_members(self, k: int, exclude: set[str]) -> list[_Record]:
+        others = self._others()
+        if len(others) > 4 * (k + len(exclude)):
+            # Large cluster: sample and filter rather than copy the whole table.
+            out: list[_Record] = []
+            chosen: set[str] = set()
+            while len(out) < k:
+                r = others[self._rng.randrange(len(others))]
+                if r.id not in chosen and r.id not in exclude and r.state == ALIVE:
+                    chosen.add(r.id)
+                    out.append(r)
+                elif len(chosen) + len(exclude) >= len(others):
+                    break
+                else:
+                    chosen.add(r.id)
+            return out
+        pool = [r for r in others if r.id not in exclude and r.state == ALIVE]
+        if len(pool) <= k:
+            self._rng.shuffle(pool)
+            return pool
+        return self._rng.sample(pool, k)
+
+    # ---- packets ---------------------------------------------------------------------------------
+    def _piggyback(self, first: Update | None = None) -> tuple[Update, ...]:
+        limit = retransmit_limit(self._t.retransmit_mult, self._n())
+        return self._queue.get(UPDATES_BUDGET, limit, first)
+
+    def _packet(self, kind: str, seq: int, target: str = "", target_addr: str = "",
+                first: Update | None = None) -> Message:
+        return Message(kind, self.id, seq, target, target_addr, self._piggyback(first))
+
+    def _on_message(self, now: float, addr: str, msg: Message, out: list) -> None:
+        if msg.sender == self.id:
+            return
+        self._heard_from_other = True
+        for u in msg.updates:
+            self._apply(now, u, out)
+        if msg.kind == PING:
+            if msg.target and msg.target != self.id:
+                return  # meant for a previous owner of this address
+            sender = self._members.get(msg.sender)
+            first = None
+            if sender is not None and sender.state in (DEAD, LEFT):
+                # Tell a member we hold dead why nobody answers it: it will refute.
+                first = Update(sender.state, sender.id, sender.incarnation, origin=self.id)
+            out.append(Send(addr, self._packet(ACK, msg.seq, first=first)))
+        elif msg.kind == PING_REQ:
+            if self._leaving or not msg.target_addr:
+                return
+            self._seq += 1
+            self._relays[self._seq] = _Relay(addr, msg.seq, now + self._t.probe_interval)
+            out.append(Send(msg.target_addr, self._packet(PING, self._seq, msg.target)))
+        elif msg.kind == ACK:
+            relay = self._relays.pop(msg.seq, None)
+            if relay is not None:
+                out.append(Send(relay.requester_addr, self._packet(ACK, relay.requester_seq)))
+                return
+            p = self._probe
+            if p is not None and p.seq == msg.seq and not p.acked:
+                p.acked = True
+                self._c.acks_received += 1
+
+    def _on_push_pull(self, now: float, msg: Message, out: list) -> None:
+        if msg.sender != self.id:
+            self._heard_from_other = True
+        for u in msg.updates:
+            if u.kind == DEAD:
+                u = Update(SUSPECT, u.id, u.incarnation, origin=u.origin or msg.sender)
+            self._apply(now, u, out)
+
+    def _on_leave(self, now: float, out: list) -> None:
+        if self._leaving:
+            return
+        me = self._members[self.id]
+        self._leaving = True
+        self._probe = None
+        was, me.state, me.since = me.state, LEFT, now
+        fact = Update(LEFT, self.id, me.incarnation)
+        self._queue.push(fact)
+        out.append(MemberChanged(me.view(), was))
+        # Tell several members at once; the gossip tick keeps retransmitting.
+        n = max(GOSSIP_NODES, retransmit_limit(self._t.retransmit_mult, self._n()))
+        for r in self._random_members(n, exclude=set()):
+            out.append(Send(r.addr, Message(GOSSIP, self.id, updates=(fact,))))
+
+    # ---- facts -----------------------------------------------------------------------------------
+    def _apply(self, now: float, u: Update, out: list) -> None:
+        if u.kind == ALIVE:
+            self._apply_alive(now, u, out)
+        elif u.kind == SUSPECT:
+            self._apply_suspect(now, u, out)
+        elif u.kind == DEAD:
+            self._apply_dead(now, u, out)
+        elif u.kind == LEFT:
+            self._apply_left(now, u, out)
+
+    @staticmethod
+    def _alive_fact(r: _Record) -> Update:
+        return Update(ALIVE, r.id, r.incarnation, r.addr, r.http)
+
+    def _set_state(self, now: float, r: _Record, state: str, out: list) -> None:
+        was = r.state
+        if was != state:
+            r.state, r.since = state, now
+            if (was in (ALIVE, SUSPECT)) != (state in (ALIVE, SUSPECT)):
+                self._others_cache = None
+            if state == DEAD:
+                self._dead_recently = [d for d in self._dead_recently if d.state == DEAD]
+                self._dead_recently.append(r)
+            out.append(MemberChanged(r.view(), was))
+
+    def _refute(self, now: float, inc: int, out: list) -> None:
+        me = self._members[self.id]
+        me.incarnation = max(me.incarnation, inc) + 1
+        self._c.refutations += 1
+        self._queue.push(self._alive_fact(me))
+        out.append(MemberChanged(me.view(), me.state))  # same state, new incarnation
+
+    def _apply_alive(self, now: float, u: Update, out: list) -> None:
+        if not u.addr:
+            return
+        if u.id == self.id:
+            me = self._members[self.id]
+            if not self._leaving and (u.incarnation > me.incarnation or
+                                      (u.incarnation == me.incarnation and u.addr != me.addr)):
+                self._refute(now, u.incarnation, out)
+            return
+        r = self._members.get(u.id)
+        if r is None:
+            r = _Record(u.id, u.addr, u.http, ALIVE, u.incarnation, now)
+            self._members[u.id] = r
+            self._others_cache = None
+            # Into the probe order at a random place (swap with a random slot: O(1)).
+            order = self._probe_order
+            order.append(u.id)
+            j = self._rng.randrange(len(order))
+            order[j], order[-1] = order[-1], order[j]
+            self._queue.push(u)
+            out.append(MemberChanged(r.view(), None))
+            return
+        if u.incarnation <= r.incarnation:
+            return
+        r.incarnation, r.addr, r.http = u.incarnation, u.addr, u.http
+        self._suspicions.pop(u.id, None)
+        self._queue.push(u)
+        if r.state == ALIVE:
+            out.append(MemberChanged(r.view(), ALIVE))
+        self._set_state(now, r, ALIVE, out)
+
+    def _apply_suspect(self, now: float, u: Update, out: list) -> None:
+        r = self._members.get(u.id)
+        if r is None or u.incarnation < r.incarnation:
+            return
+        if u.id == self.id:
+            if not self._leaving:
+                self._refute(now, u.incarnation, out)
+            return
+        if r.state == SUSPECT:
+            s = self._suspicions.get(u.id)
+            if s is not None and u.incarnation == s.incarnation and s.confirm(u.origin):
+                self._queue.push(u)
+            return
+        if r.state != ALIVE:
+            return
+        r.incarnation = u.incarnation
+        n = self._n()
+        lo = suspicion_timeout(self._t.suspicion_mult, n, self._t.probe_interval)
+        self._suspicions[u.id] = Suspicion(u.incarnation, now, lo, lo * self._t.suspicion_max_mult,
+                                           expected_confirmations(self._t.suspicion_mult, n),
+                                           u.origin or self.id)
+        self._c.suspicions += 1
+        self._queue.push(u)
+        self._set_state(now, r, SUSPECT, out)
+
+    def _apply_dead(self, now: float, u: Update, out: list) -> None:
+        r = self._members.get(u.id)
+        if r is None or u.incarnation < r.incarnation or r.state in (DEAD, LEFT):
+            return
+        if u.id == self.id:
+            if not self._leaving:
+                self._refute(now, u.incarnation, out)
+            return
+        r.incarnation = u.incarnation
+        self._suspicions.pop(u.id, None)
+        self._c.deaths += 1
+        self._queue.push(u)
+        self._set_state(now, r, DEAD, out)
+
+    def _apply_left(self, now: float, u: Update, out: list) -> None:
+        r = self._members.get(u.id)
+        if r is None or u.incarnation < r.incarnation or r.state == LEFT:
+            return
+        if u.id == self.id:
+            if not self._leaving:
+                self._refute(now, u.incarnation, out)
+            return
+        r.incarnation = u.incarnation
+        self._suspicions.pop(u.id, None)
+        self._queue.push(u)
+        self._set_state(now, r, LEFT, out)
