@@ -168,10 +168,13 @@ class Launcher:
             self.wait_ready(self.cfg.node_ids, timeout=timeout)
         return started
 
-    def down(self) -> list[str]:
-        """Stop every node (SIGTERM, SIGKILL after the grace period), then storage."""
+    def down(self, *, storage_sig: int = signal.SIGTERM) -> list[str]:
+        """Stop every node (SIGTERM, SIGKILL after the grace period), then storage.
+
+        ``storage_sig=SIGKILL`` skips the S3 server's ~2 s graceful stop (tests that discard it).
+        """
         stopped = self._stop(self.cfg.node_ids)
-        stopped += self._stop([STORAGE])
+        stopped += self._stop([STORAGE], sig=storage_sig)
         return stopped
 
     def kill(self, node_id: str) -> bool:

@@ -215,7 +215,7 @@ class Cluster:
         for node_id in list(self._paused):
             self.resume(node_id)
         try:
-            self.launcher.down()
+            self.launcher.down(storage_sig=signal.SIGKILL)  # its data is thrown away anyway
         finally:
             for name in [*self.node_ids, "storage"]:  # whatever down() could not stop
                 pid = self.launcher.pid(name)

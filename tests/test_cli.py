@@ -9,10 +9,12 @@ import hashlib
 import io
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -27,7 +29,7 @@ from cli.main import (WAIT_FAILED, WAIT_READY, WAIT_TIMEOUT, build_parser, forma
                       format_status, format_video, main, wait_for)
 from cli.progress import Progress, format_eta, format_progress
 from cli.tables import format_table, human_bytes, human_duration, human_time
-from harness import merge, pick_ports
+from harness import cluster_factory, merge, pick_ports  # noqa: F401 (fixture)
 from node.config import Config
 
 MiB = 1024 * 1024
@@ -494,3 +496,49 @@ def test_shoal_up_status_kill_restart_down(tmp_path):
         assert not any(n["healthz"] for n in st["nodes"]) and st["storage"]["reachable"] is False
     finally:
         Launcher(cfg).down()
+
+
+@pytest.mark.cluster
+def test_harness_controls_every_process_and_cleans_up(cluster_factory):
+    c = cluster_factory(nodes=1)
+    url = c.url("n1")
+    assert httpx.get(url + "/readyz").status_code == 200
+    assert c.s3_endpoint.startswith("http://127.0.0.1:") and c.bucket == "shoal-test"
+    assert "node_serving" in [line["event"] for line in c.log_lines("n1")]
+    pids = [c.pid("n1"), c.launcher.pid("storage")]
+
+    c.pause("n1")  # hangs: the socket accepts nothing
+    with pytest.raises(httpx.TimeoutException):
+        httpx.get(url + "/healthz", timeout=0.5)
+    c.resume("n1")
+    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+
+    c.stop_storage(signal.SIGKILL)
+    wait_until(lambda: httpx.get(url + "/readyz").status_code == 503, 15)
+    c.start_storage()
+    wait_until(lambda: httpx.get(url + "/readyz").status_code == 200, 15)
+    pids.append(c.launcher.pid("storage"))
+
+    c.kill("n1")
+    assert c.pid("n1") is None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/healthz")
+    c.restart("n1")
+    pids.append(c.pid("n1"))
+    assert [line["event"] for line in c.log_lines("n1")].count("launcher_start") == 2
+    c.close()
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids)
+
+
+def wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.1)
