@@ -75,3 +75,13 @@ async def open_test_store(server: S3Server, bucket: str) -> AsyncIterator[storag
         async with storage.open_store(server.endpoint, bucket, access_key=ACCESS_KEY,
                                       secret_key=SECRET_KEY) as st:
             yield st
+
+
+from harness import cluster_factory  # noqa: E402,F401  (real clusters for integration tests)
+
+# A ladder for tiny test media (sources of 320x240 .. 640x360), so 3 renditions appear.
+TEST_LADDER = [
+    {"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
+    {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48},
+    {"name": "240p", "height": 240, "video_kbps": 350, "audio_kbps": 64},
+]

@@ -1,0 +1,164 @@
+"""Membership over real UDP/TCP on 127.0.0.1, several instances in one trio run."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+
+import trio
+
+from membership import ALIVE, DEAD, LEFT, Membership
+from membership.codec import Encoder, derive_key
+from membership.messages import PING, Message
+from node.config import Config, NodeSpec, Timing
+
+KEY = b"test-cluster-key"
+FAST = Timing(probe_interval=0.1, probe_timeout=0.05, suspicion_mult=4, push_pull_interval=2.0)
+
+
+def _free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    while True:
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+def _config(n: int, seeds: int = 2) -> Config:
+    nodes = tuple(NodeSpec(f"n{i}", "127.0.0.1", _free_port(), _free_port()) for i in range(n))
+    return Config(nodes=nodes, cluster="test", seeds=tuple(x.id for x in nodes[:seeds]),
+                  timing=FAST)
+
+
+async def _wait_for(pred, timeout: float, what: str) -> None:
+    with trio.move_on_after(timeout):
+        while not pred():
+            await trio.sleep(0.02)
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+
+
+def _view(m: Membership, member: str) -> str | None:
+    return next((x.state for x in m.members() if x.id == member), None)
+
+
+async def _start_all(nursery, cfg: Config) -> dict[str, Membership]:
+    ms = {s.id: Membership(cfg, s.id, KEY) for s in cfg.nodes}
+    for m in ms.values():
+        await nursery.start(m.serve)
+    return ms
+
+
+async def test_converge_then_kill_is_declared_dead_everywhere():
+    cfg = _config(4)
+    async with trio.open_nursery() as nursery:
+        ms = await _start_all(nursery, cfg)
+        # given: four nodes joined through two seeds
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        assert all(m.joined() for m in ms.values())
+        m3 = ms["n3"]
+        assert {x.id: x.state for x in ms["n0"].members()} == {i: ALIVE for i in ms}
+        assert all(x.http_addr == cfg.node(x.id).http_addr for x in ms["n0"].members())
+        # when: n3 stops without a word
+        m3.stop()
+        # then: every other node declares it dead
+        await _wait_for(lambda: all(_view(m, "n3") == DEAD for i, m in ms.items() if i != "n3"),
+                        10, "n3 dead everywhere")
+        stats = ms["n0"].statistics()
+        assert stats.probes_sent > 0 and stats.acks_received > 0 and stats.bytes_sent > 0
+        # and no live node was ever declared dead
+        assert all(_view(m, j) == ALIVE for i, m in ms.items() if i != "n3"
+                   for j in ms if j != "n3")
+        nursery.cancel_scope.cancel()
+
+
+async def test_restart_rejoins_with_higher_incarnation():
+    cfg = _config(3)
+    async with trio.open_nursery() as nursery:
+        ms = await _start_all(nursery, cfg)
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        old = ms["n2"].incarnation
+        ms["n2"].stop()
+        await _wait_for(lambda: _view(ms["n0"], "n2") == DEAD, 10, "n2 dead")
+        await trio.sleep(0.01)
+        again = Membership(cfg, "n2", KEY)
+        await nursery.start(again.serve)
+        await _wait_for(lambda: _view(ms["n0"], "n2") == ALIVE and _view(ms["n1"], "n2") == ALIVE,
+                        5, "n2 alive again")
+        inc = next(x.incarnation for x in ms["n0"].members() if x.id == "n2")
+        assert inc > old
+        nursery.cancel_scope.cancel()
+
+
+async def test_leave_is_left_not_dead_and_listeners_hear_it():
+    cfg = _config(3)
+    seen: list[list] = []
+    async with trio.open_nursery() as nursery:
+        ms = await _start_all(nursery, cfg)
+        ms["n0"].add_listener(seen.append)
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        await ms["n1"].leave()
+        await _wait_for(lambda: _view(ms["n0"], "n1") == LEFT and _view(ms["n2"], "n1") == LEFT,
+                        5, "n1 left")
+        await trio.sleep(1.0)  # well past a suspicion timeout: still left, never dead
+        assert _view(ms["n0"], "n1") == LEFT and _view(ms["n2"], "n1") == LEFT
+        assert seen and any(x.id == "n1" and x.state == LEFT for x in seen[-1])
+        nursery.cancel_scope.cancel()
+
+
+async def test_blocked_peer_is_declared_dead_then_returns_when_unblocked():
+    cfg = _config(3)
+    async with trio.open_nursery() as nursery:
+        ms = await _start_all(nursery, cfg)
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        # when: n2 is cut off from everyone (both directions)
+        ms["n2"].set_blocked({"n0", "n1"})
+        ms["n0"].set_blocked({"n2"})
+        ms["n1"].set_blocked({"n2"})
+        await _wait_for(lambda: _view(ms["n0"], "n2") == DEAD, 10, "n2 dead for n0")
+        assert ms["n0"].statistics().dropped["blocked"] > 0
+        # then: healing brings it back (it learns it was declared dead and refutes)
+        for m in ms.values():
+            m.set_blocked(())
+        await _wait_for(lambda: _view(ms["n0"], "n2") == ALIVE and _view(ms["n1"], "n2") == ALIVE,
+                        10, "n2 alive again")
+        nursery.cancel_scope.cancel()
+
+
+async def test_forged_and_replayed_packets_are_dropped_and_counted():
+    cfg = _config(2)
+    async with trio.open_nursery() as nursery:
+        ms = await _start_all(nursery, cfg)
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        target = ("127.0.0.1", cfg.node("n0").gossip_port)
+        good = Encoder(derive_key(KEY, "test")).encode(Message(PING, "intruder", 1, "n0"))
+        forged = Encoder(derive_key(b"wrong key", "test")).encode(Message(PING, "intruder", 2, "n0"))
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        with sock:
+            await sock.bind(("127.0.0.1", 0))
+            for data in (good, good, forged, good[:10], b"\x00" * 5000, good[:-1] + b"x"):
+                await sock.sendto(data, target)
+            await _wait_for(lambda: sum(ms["n0"].statistics().dropped.values()) >= 5, 3, "drops")
+        dropped = ms["n0"].statistics().dropped
+        assert dropped["replayed"] == 1
+        assert dropped["forged"] == 2
+        assert dropped["truncated"] == 1
+        assert dropped["oversized"] == 1
+        # and the node is still fine
+        assert ms["n0"].alive_ids() == {"n0", "n1"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_single_node_cluster_is_joined():
+    cfg = replace(_config(1, seeds=1))
+    async with trio.open_nursery() as nursery:
+        m = Membership(cfg, "n0", KEY)
+        await nursery.start(m.serve)
+        assert m.joined() and m.alive_ids() == {"n0"}
+        nursery.cancel_scope.cancel()
