@@ -15,6 +15,8 @@ Inside: ``state.py`` (the pure SWIM machine), ``suspicion.py`` and
 """
 
 from .messages import ALIVE, DEAD, LEFT, SUSPECT
+from .runtime import BindError, Membership, MembershipError, MembershipStatistics
 from .state import Member
 
-__all__ = ["ALIVE", "DEAD", "LEFT", "SUSPECT", "Member"]
+__all__ = ["ALIVE", "DEAD", "LEFT", "SUSPECT", "BindError", "Member", "Membership",
+           "MembershipError", "MembershipStatistics"]

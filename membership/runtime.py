@@ -1,0 +1,412 @@
+"""The running service: the SWIM core over trio UDP, with TCP push-pull.
+
+``Membership(config, self_id, key).serve()`` binds UDP on the node's
+``gossip_port`` (host from its NodeSpec) and a TCP listener on the same port
+number for push-pull; joins through ``config.seed_nodes`` (every seed in turn,
+rounds separated by ``join_backoff`` until one answers); then runs the core's
+timers.  All protocol decisions are the core's (``state.py``); this module
+only moves bytes, keeps time and reports.
+
+Incarnation on start: ``int(time.time() * 1000)`` (milliseconds since the
+epoch).  Nodes keep no durable state, and a restarted process must come back
+with an incarnation above anything its previous life announced: a
+wall-clock seed does this as long as the clock does not step back by more
+than the refutations of the previous life (each refutation adds one).
+
+Fault injection for tests: ``SHOAL_GOSSIP_DROP="n2,n3"`` in the environment,
+or ``set_blocked({"n2", "n3"})`` at runtime, drops every gossip packet and
+push-pull to or from those node ids (counted as ``blocked``).
+
+Errors (``MembershipError``)::
+
+    MembershipError
+    └── BindError      the gossip port (UDP or TCP) could not be bound
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import trio
+
+from node import log
+from node.config import Config
+
+from .codec import (MAX_STREAM, Decoder, Encoder, PacketDropped, PacketTooLarge, derive_key)
+from .join import join_backoff
+from .messages import PUSH_PULL, Message, parse_addr
+from .state import (LeaveRequested, Member, MemberChanged, PushPullReceived, PushPullWith,
+                    Received, Send, Swim, Tick, WakeAt)
+
+_FRAME = struct.Struct(">I")
+
+
+class MembershipError(Exception):
+    """Base of this package's runtime errors."""
+
+
+class BindError(MembershipError):
+    """The gossip port could not be bound (UDP or TCP)."""
+
+
+@dataclass(frozen=True)
+class MembershipStatistics:
+    probes_sent: int
+    indirect_probes_sent: int
+    acks_received: int
+    suspicions: int
+    deaths: int
+    refutations: int
+    packets_sent: int
+    packets_received: int
+    bytes_sent: int
+    bytes_received: int
+    push_pulls: int
+    dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> packets
+
+
+class UdpTransport:
+    """Datagrams over a trio UDP socket.  The interface a test transport implements."""
+
+    def __init__(self) -> None:
+        self._sock: trio.socket.SocketType | None = None
+
+    async def bind(self, host: str, port: int) -> None:
+        self._sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await self._sock.bind((host, port))
+
+    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        await self._sock.sendto(data, addr)
+
+    async def receive(self) -> tuple[bytes, tuple[str, int]]:
+        data, addr = await self._sock.recvfrom(65536)
+        return data, (addr[0], addr[1])
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+class Membership:
+    def __init__(self, config: Config, self_id: str, key: bytes | None, *,
+                 clock: Callable[[], float] = trio.current_time, transport=None,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.id = self_id
+        self.spec = config.node(self_id)
+        self._timing = config.timing
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng or random.Random()
+        mac_key = derive_key(key, config.cluster)
+        self._encoder = Encoder(mac_key, wall=wall)
+        self._decoder = Decoder(mac_key, wall=wall)
+        self._transport = transport or UdpTransport()
+        self._incarnation = int(wall() * 1000)
+        self._core: Swim | None = None
+        self._clock0 = 0.0
+        self._wall0 = 0.0
+        self._listeners: list[Callable[[list[Member]], None]] = []
+        self._changed = trio.Event()
+        self._blocked: frozenset[str] = frozenset(
+            x.strip() for x in os.environ.get("SHOAL_GOSSIP_DROP", "").split(",") if x.strip())
+        self._addr_ids: dict[str, str] = {n.gossip_addr: n.id for n in config.nodes}
+        self._drops: Counter[str] = Counter()
+        self._packets_sent = self._packets_received = 0
+        self._bytes_sent = self._bytes_received = 0
+        self._push_pulls = 0
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel(1024)
+        self._nursery: trio.Nursery | None = None
+        self._wake_scope: trio.CancelScope | None = None
+        self._wake_at = float("inf")
+        if key is None:
+            log.warning("gossip_unkeyed", detail="no cluster key: packets are checked, not authenticated")
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def members(self) -> list[Member]:
+        """Every member this node knows, ``since`` as unix time."""
+        if self._core is None:
+            return []
+        return [self._unix(m) for m in self._core.members()]
+
+    def alive_ids(self) -> set[str]:
+        """Members alive or suspect (a suspect is still owed its work), ourselves included."""
+        return self._core.alive_ids() if self._core is not None else {self.id}
+
+    def joined(self) -> bool:
+        """Heard from at least one other member, or the cluster has only this node."""
+        if len(self.config.nodes) == 1:
+            return True
+        return self._core is not None and self._core.joined()
+
+    @property
+    def incarnation(self) -> int:
+        return self._core.incarnation if self._core is not None else self._incarnation
+
+    def statistics(self) -> MembershipStatistics:
+        c = self._core.statistics() if self._core is not None else None
+        return MembershipStatistics(
+            probes_sent=c.probes_sent if c else 0,
+            indirect_probes_sent=c.indirect_probes_sent if c else 0,
+            acks_received=c.acks_received if c else 0,
+            suspicions=c.suspicions if c else 0, deaths=c.deaths if c else 0,
+            refutations=c.refutations if c else 0,
+            packets_sent=self._packets_sent, packets_received=self._packets_received,
+            bytes_sent=self._bytes_sent, bytes_received=self._bytes_received,
+            push_pulls=self._push_pulls, dropped=MappingProxyType(dict(self._drops)))
+
+    # ---- change notification -----------------------------------------------------------------
+    def add_listener(self, callback: Callable[[list[Member]], None]) -> None:
+        """``callback(members)`` is called synchronously on every membership change."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[list[Member]], None]) -> None:
+        self._listeners.remove(callback)
+
+    async def wait_changed(self) -> None:
+        """Return after the next membership change."""
+        await self._changed.wait()
+
+    # ---- fault injection ------------------------------------------------------------------------
+    def set_blocked(self, ids) -> None:
+        """Drop all gossip to and from these node ids (tests: simulate a partition)."""
+        self._blocked = frozenset(ids)
+        log.info("gossip_blocked", ids=sorted(self._blocked))
+
+    @property
+    def blocked(self) -> frozenset[str]:
+        return self._blocked
+
+    # ---- running -----------------------------------------------------------------------------------
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Bind, join and run until cancelled or ``leave()`` completes."""
+        host, port = self.spec.host, self.spec.gossip_port
+        try:
+            await self._transport.bind(host, port)
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as e:
+            self._transport.close()
+            raise BindError(f"gossip port {host}:{port}: {e}") from None
+        self._clock0, self._wall0 = self._clock(), self._wall()
+        self._core = Swim(self.id, self.spec.gossip_addr, self.spec.http_addr,
+                          timing=self._timing, incarnation=self._incarnation,
+                          now=self._clock(), rng=random.Random(self._rng.random()))
+        log.info("gossip_listening", addr=self.spec.gossip_addr, incarnation=self._incarnation)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._receive_loop)
+                nursery.start_soon(self._send_loop)
+                nursery.start_soon(trio.serve_listeners, self._serve_stream, listeners)
+                nursery.start_soon(self._timer_loop)
+                nursery.start_soon(self._join)
+                self._feed(Tick())
+                task_status.started()
+        finally:
+            self._nursery = None
+            self._transport.close()
+
+    async def leave(self) -> None:
+        """Graceful leave: announce ``left``, keep gossiping one probe interval, then stop."""
+        if self._core is None or self._nursery is None:
+            return
+        self._feed(LeaveRequested())
+        await trio.sleep(self._timing.probe_interval)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Stop at once, without telling anyone (as a crash would)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # ---- the core's loop -----------------------------------------------------------------------
+    def _feed(self, event) -> None:
+        core = self._core
+        changed = False
+        for a in core.handle(self._clock(), event):
+            if isinstance(a, Send):
+                self._send(a)
+            elif isinstance(a, WakeAt):
+                self._wake_at = a.at
+                if self._wake_scope is not None:
+                    self._wake_scope.deadline = a.at
+            elif isinstance(a, MemberChanged):
+                m = a.member
+                self._addr_ids[m.gossip_addr] = m.id
+                log.info("member_state", member=m.id, state=m.state,
+                         incarnation=m.incarnation, was=a.was)
+                changed = True
+            elif isinstance(a, PushPullWith):
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._push_pull, a.addr, a.join)
+        if changed:
+            self._changed.set()
+            self._changed = trio.Event()
+            if self._listeners:
+                members = self.members()
+                for cb in list(self._listeners):
+                    cb(members)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=self._wake_at) as scope:
+                self._wake_scope = scope
+                await trio.sleep_forever()
+            self._wake_scope = None
+            if self._clock() >= self._wake_at:
+                self._feed(Tick())
+
+    def _send(self, a: Send) -> None:
+        if self._addr_ids.get(a.addr) in self._blocked:
+            self._drops["blocked"] += 1
+            return
+        try:
+            data = self._encoder.encode(a.message)
+            self._outbox_send.send_nowait((data, a.addr))
+        except PacketTooLarge:
+            self._drops["too_large_out"] += 1
+        except trio.WouldBlock:
+            self._drops["send_queue_full"] += 1
+
+    async def _send_loop(self) -> None:
+        async for data, addr in self._outbox_recv:
+            try:
+                await self._transport.send(data, parse_addr(addr))
+                self._packets_sent += 1
+                self._bytes_sent += len(data)
+            except (OSError, ValueError):
+                self._drops["send_failed"] += 1
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                data, (host, port) = await self._transport.receive()
+            except OSError:  # e.g. ICMP port unreachable surfacing on some platforms
+                continue
+            self._packets_received += 1
+            self._bytes_received += len(data)
+            msg = self._open(data)
+            if msg is None:
+                continue
+            if msg.kind == PUSH_PULL:
+                self._drops["undecodable"] += 1  # full state travels by stream only
+                continue
+            self._feed(Received(f"{host}:{port}", msg))
+
+    def _open(self, data: bytes, max_size: int | None = None) -> Message | None:
+        try:
+            msg = (self._decoder.decode(data) if max_size is None
+                   else self._decoder.decode(data, max_size=max_size))
+        except PacketDropped as e:
+            self._drops[e.reason] += 1
+            return None
+        if msg.sender in self._blocked:
+            self._drops["blocked"] += 1
+            return None
+        return msg
+
+    # ---- push-pull over TCP -------------------------------------------------------------------
+    def _stream_timeout(self) -> float:
+        return max(1.0, 10 * self._timing.probe_timeout)
+
+    async def _push_pull(self, addr: str, join: bool) -> bool:
+        """Exchange full state with ``addr``; True if it answered."""
+        if self._addr_ids.get(addr) in self._blocked:
+            self._drops["blocked"] += 1
+            return False
+        try:
+            host, port = parse_addr(addr)
+        except ValueError:
+            return False
+        reply = None
+        with trio.move_on_after(self._stream_timeout()):
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+                async with stream:
+                    request = self._encoder.encode(self._core.full_state(join=join),
+                                                   max_size=MAX_STREAM)
+                    await _send_frame(stream, request)
+                    reply = await _receive_frame(stream)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    PacketTooLarge, _FrameError):
+                return False
+        if reply is None:
+            return False
+        msg = self._open(reply, MAX_STREAM)
+        if msg is None or msg.kind != PUSH_PULL:
+            return False
+        self._push_pulls += 1
+        self._feed(PushPullReceived(msg))
+        return True
+
+    async def _serve_stream(self, stream: trio.abc.Stream) -> None:
+        async with stream:
+            with trio.move_on_after(self._stream_timeout()):
+                try:
+                    data = await _receive_frame(stream)
+                    msg = self._open(data, MAX_STREAM)
+                    if msg is None or msg.kind != PUSH_PULL or self._core is None:
+                        return
+                    reply = self._encoder.encode(self._core.full_state(), max_size=MAX_STREAM)
+                    self._push_pulls += 1
+                    self._feed(PushPullReceived(msg))
+                    await _send_frame(stream, reply)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                        PacketTooLarge, _FrameError):
+                    return
+
+    async def _join(self) -> None:
+        seeds = [s for s in self.config.seed_nodes if s.id != self.id]
+        attempt = 0
+        while seeds and not self._core.joined():
+            order = list(seeds)
+            self._rng.shuffle(order)
+            for s in order:
+                if await self._push_pull(s.gossip_addr, join=True):
+                    log.info("gossip_joined", via=s.id, attempts=attempt + 1)
+                    return
+                if self._core.joined():  # someone reached us meanwhile
+                    return
+            attempt += 1
+            delay = join_backoff(attempt, self._timing.probe_interval,
+                                 10 * self._timing.probe_interval, self._rng.random())
+            if attempt in (1, 5) or attempt % 20 == 0:
+                log.info("gossip_join_retry", attempt=attempt, delay=round(delay, 3))
+            await trio.sleep(delay)
+
+    def _unix(self, m: Member) -> Member:
+        return Member(m.id, m.gossip_addr, m.http_addr, m.state, m.incarnation,
+                      round(self._wall0 + (m.since - self._clock0), 3))
+
+
+class _FrameError(Exception):
+    pass
+
+
+async def _receive_exactly(stream: trio.abc.Stream, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.receive_some(n - len(buf))
+        if not chunk:
+            raise _FrameError("stream closed mid-frame")
+        buf += chunk
+    return bytes(buf)
+
+
+async def _receive_frame(stream: trio.abc.Stream) -> bytes:
+    (size,) = _FRAME.unpack(await _receive_exactly(stream, _FRAME.size))
+    if size > MAX_STREAM:
+        raise _FrameError(f"frame of {size} bytes")
+    return await _receive_exactly(stream, size)
+
+
+async def _send_frame(stream: trio.abc.Stream, data: bytes) -> None:
+    await stream.send_all(_FRAME.pack(len(data)) + data)
