@@ -19,6 +19,7 @@ at once when an upload lands on this node (:meth:`Worker.poke`).
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,18 @@ from .videos import VideoStore
 CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 PENDING_SCAN_LIMIT = 1000  # ids read from the pending index per scan
 ORPHAN_INDEX_AGE = 3600.0  # a pending entry without a record is removed after this
+
+
+def master_bandwidths(master: str) -> dict[str, int]:
+    """BANDWIDTH per rendition NAME as the master playlist states it (measured by transcode)."""
+    out: dict[str, int] = {}
+    for line in master.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            bw = re.search(r"(?:^|[:,])BANDWIDTH=(\d+)", line)
+            name = re.search(r'NAME="([^"]+)"', line)
+            if bw and name:
+                out[name.group(1)] = int(bw.group(1))
+    return out
 
 
 @dataclass
@@ -211,12 +224,14 @@ class Worker:
             files = await media.transcode(src, out, plans, segment_seconds=p.segment_seconds,
                                           preset=p.preset, threads=p.ffmpeg_threads,
                                           has_audio=probe.has_audio, duration=probe.duration,
-                                          on_progress=progress)
+                                          on_progress=progress, video_stream=probe.video_stream,
+                                          audio_stream=probe.audio_stream)
             job.phase = "uploading"
             await self._upload_outputs(vid, epoch, out, files)
             job.phase = "committing"
+            stated = master_bandwidths((out / "master.m3u8").read_text())
             renditions = [{"name": pl.name, "width": pl.width, "height": pl.height,
-                           "bandwidth": pl.bandwidth} for pl in plans]
+                           "bandwidth": stated.get(pl.name, pl.bandwidth)} for pl in plans]
             await self._commit(job, renditions)
         except (media.TranscodeError, storage.StorageError, OSError) as e:
             await self._release(job, e)
