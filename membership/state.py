@@ -292,7 +292,8 @@ class Swim:
             self._end_probe(now, out)
             if not self._leaving:
                 self._start_probe(now, out)
-            self._next_probe = max(self._next_probe + self._t.probe_interval, now)
+            # Invariant: a probe gets its whole interval, even when this tick came late.
+            self._next_probe = now + self._t.probe_interval
         if now >= self._next_gossip:
             self._gossip(now, out)
             self._next_gossip = max(self._next_gossip + self._gossip_interval, now)
