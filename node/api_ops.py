@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from quart import Response, jsonify
+from quart import Response, jsonify, request
 
 from . import layout, log
+from .app import require_token
 from .context import NodeContext
 from .errors import ApiError
 
@@ -127,5 +128,25 @@ def register(app, ctx: NodeContext) -> None:
             out["epoch"] = v.doc.get("epoch")
             out["lease"] = v.doc.get("lease")
         return jsonify(out)
+
+    @app.post("/v1/internal/wake")
+    @require_token(ctx)
+    async def wake():
+        """Another node accepted an upload this node owns: scan the pending index now."""
+        ctx.worker.poke()
+        return jsonify({"ok": True})
+
+    @app.post("/v1/debug/gossip-block")
+    @require_token(ctx)
+    async def gossip_block():
+        """Fault injection for tests and chaos: drop gossip to and from these node ids."""
+        if ctx.membership is None:
+            raise ApiError(503, "no_membership", "this node runs without gossip")
+        body = await request.get_json(force=True, silent=True) or {}
+        ids = body.get("ids", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ApiError(400, "bad_ids", 'send {"ids": ["n2", ...]}')
+        ctx.membership.set_blocked(ids)
+        return jsonify({"blocked": sorted(ids)})
 
     log.debug("routes_registered", count=len(list(app.url_map.iter_rules())))

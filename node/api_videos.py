@@ -72,7 +72,11 @@ def register(app, ctx: NodeContext) -> None:
             ctx.count("uploads_accepted")
             ctx.count("upload_bytes", length)
             log.info("upload_accepted", video=res.record["id"], size=length, idempotency_key=bool(idem))
-            ctx.worker.poke()
+            if ctx.nursery is not None and ctx.ring_view is not None:
+                from .cluster import wake_owner
+                ctx.nursery.start_soon(wake_owner, ctx, res.record["id"])
+            else:
+                ctx.worker.poke()
             status = 201
         else:
             ctx.count("uploads_replayed")

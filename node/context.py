@@ -26,6 +26,7 @@ class NodeContext:
     membership: Any = None  # membership.Membership once gossip runs
     ring_view: Any = None  # ring.RingView once the ring runs
     cache: Any = None  # the owner's segment cache (node.segcache)
+    nursery: Any = None  # the node's main nursery, for background sends
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded
     counters: dict[str, int] = field(default_factory=dict)

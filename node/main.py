@@ -75,6 +75,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
                               data_dir=data_dir, token=cfg.token())
             ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.segcache)
             async with trio.open_nursery() as nursery:
+                ctx.nursery = nursery
                 nursery.start_soon(probe_storage, ctx, store)
                 await attach_cluster(ctx, nursery)
                 await nursery.start(worker.serve)

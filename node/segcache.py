@@ -6,7 +6,7 @@ key and nothing is ever invalidated; only space is reclaimed.
 
 Where a read goes (``SegmentCache.fetch(vid, key) -> (bytes, etag)``)::
 
-    this node owns vid (or runs without a ring)
+    this node owns vid (the ring of configured nodes stands in until the live ring runs)
         -> local cache: hit = read the file; miss = one storage read per key,
            however many readers wait on it (single flight), then kept on disk
     another node owns vid, and it is alive
@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 import trio
 
+import ring
 import storage
 
 from . import layout, log
@@ -176,6 +177,7 @@ class SegmentCache:
         self._index = LruIndex(ctx.cfg.cache.max_bytes)
         self._flights: dict[str, _Flight] = {}
         self._client: httpx.AsyncClient | None = None
+        self._config_ring: ring.Ring | None = None
         self._n = dict(hits=0, misses=0, coalesced=0, storage_reads=0, owner_hops=0, hop_fallbacks=0,
                        peer_requests=0, evictions=0)
 
@@ -185,15 +187,24 @@ class SegmentCache:
                                max_bytes=self._index.max_bytes)
 
     def owner_of(self, vid: str) -> str:
-        """The ring owner of ``vid``; this node when there is no ring yet."""
+        """The ring owner of ``vid``.
+
+        Before the live ring runs (``ctx.ring_view`` is None) the ring of every configured node
+        stands in for it, as membership does ("without gossip, everyone is alive"); a node that
+        is down then costs one refused connection and a read from storage.
+        """
         rv = self._ctx.ring_view
-        if rv is None:
-            return self._ctx.node_id
+        r = rv.ring if rv is not None else self._static_ring()
         try:
-            return rv.ring.owner(vid) or self._ctx.node_id
+            return r.owner(vid) or self._ctx.node_id
         except Exception as e:  # an empty or rebuilding ring: serve locally
             log.debug("cache_no_owner", video=vid, error=str(e))
             return self._ctx.node_id
+
+    def _static_ring(self) -> ring.Ring:
+        if self._config_ring is None:
+            self._config_ring = ring.Ring({n.id: n.weight for n in self._ctx.cfg.nodes})
+        return self._config_ring
 
     async def fetch(self, vid: str, key: str) -> tuple[bytes, str]:
         owner = self.owner_of(vid)

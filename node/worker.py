@@ -136,19 +136,21 @@ class Worker:
             if rec["state"] in lifecycle.TERMINAL:
                 await self.store.delete(info.key)
                 continue
-            ok, _why = lifecycle.claimable(rec, now, self.holder_alive)
+            # a lease this node holds but no job of this process runs is from a previous life
+            alive = (lambda h, _vid=vid: False if h == self.node_id else self.holder_alive(h))
+            ok, _why = lifecycle.claimable(rec, now, alive)
             if not ok or not self.should_claim(vid, rec):
                 continue
             if self._slots.value == 0:
                 return  # busy; the next scan picks the rest up
-            await self._claim_and_start(vid)
+            await self._claim_and_start(vid, alive)
 
-    async def _claim_and_start(self, vid: str) -> None:
+    async def _claim_and_start(self, vid: str, alive: Callable[[str], bool]) -> None:
         p = self.cfg.processing
         try:
             rec = await self.videos.change(
                 vid, lambda r: lifecycle.claim(r, self.node_id, self.clock(), self.cfg.timing.lease_seconds,
-                                               max_attempts=p.max_attempts, holder_alive=self.holder_alive),
+                                               max_attempts=p.max_attempts, holder_alive=alive),
                 event="video_claimed")
         except (Refused, storage.NotFound):
             return
@@ -186,8 +188,10 @@ class Worker:
         while True:
             await trio.sleep(t / 3)
             try:
-                await self.videos.change(job.video, lambda r: lifecycle.renew(
+                rec = await self.videos.change(job.video, lambda r: lifecycle.renew(
                     r, self.node_id, job.epoch, self.clock(), t))
+                log.info("lease_renewed", video=job.video, epoch=job.epoch,
+                         expires=round(rec["lease"]["expires"], 3))
             except (Refused, storage.NotFound) as e:
                 log.warning("lease_lost", video=job.video, epoch=job.epoch,
                             reason=getattr(e, "message", str(e)))
