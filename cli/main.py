@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("token", cmd_token, "print the bearer token for write requests")
     p = cmd("kill", cmd_kill, "SIGKILL a node (a crash)")
     p.add_argument("target", metavar="node")
+    p = cmd("stop", cmd_stop, "stop one node gracefully (SIGTERM: it leaves the cluster)")
+    p.add_argument("target", metavar="node")
     p = cmd("restart", cmd_restart, "stop a node if it runs and start it again")
     p.add_argument("target", metavar="node")
     p.add_argument("--timeout", type=float, default=90.0)
@@ -200,6 +202,15 @@ def cmd_kill(args: argparse.Namespace) -> int:
     _known_node(launch, args.target)
     if launch.kill(args.target):
         say(f"killed {args.target}")
+        return 0
+    raise CliError(f"node {args.target} is not running (no live process from `shoal up`)")
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    launch = launcher(args, out=sys.stderr)
+    _known_node(launch, args.target)
+    if launch.stop(args.target):
+        say(f"stopped {args.target}")
         return 0
     raise CliError(f"node {args.target} is not running (no live process from `shoal up`)")
 
@@ -422,8 +433,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.file:
         sample = Path(args.file)
     else:
-        sample = make_sample(launch.state_dir / "demo" / "sample.mp4")
-        say(f"sample video: {sample} ({human_bytes(sample.stat().st_size)}, 10 s 640x360)")
+        # 720p so the whole default ladder (360p, 480p, 720p) is made: renditions never upscale.
+        sample = make_sample(launch.state_dir / "demo" / "sample-720p.mp4", size="1280x720")
+        say(f"sample video: {sample} ({human_bytes(sample.stat().st_size)}, 10 s 1280x720)")
     with Client(launch.cfg, node=args.node, token=token_for(launch)) as c:
         progress = Progress(sample.stat().st_size, label="upload ")
         try:

@@ -461,7 +461,7 @@ def shoal(cfg: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 
 
 @pytest.mark.cluster
-def test_shoal_up_status_kill_restart_down(tmp_path):
+def test_shoal_up_status_kill_restart_stop_down(tmp_path):
     ports = pick_ports(5)
     cfg = write_config(tmp_path, ports[:4], {"endpoint": "embedded", "bucket": "shoal",
                                              "embedded_port": ports[4]})
@@ -487,9 +487,11 @@ def test_shoal_up_status_kill_restart_down(tmp_path):
         st = json.loads(shoal(cfg, "status", "--json").stdout)
         assert [n["readyz"] for n in st["nodes"]] == [True, True]
         pids.append(st["nodes"][1]["pid"])
+        assert shoal(cfg, "stop", "n2").returncode == 0  # graceful
+        assert not psutil.pid_exists(pids[-1]) or psutil.Process(pids[-1]).status() == psutil.STATUS_ZOMBIE
 
         down = shoal(cfg, "down")
-        assert down.returncode == 0 and "stopped n1, n2, storage" in down.stderr
+        assert down.returncode == 0 and "stopped n1, storage" in down.stderr
         assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                        for p in pids)
         st = json.loads(shoal(cfg, "status", "--json").stdout)
