@@ -109,7 +109,7 @@ class Ring:
         return self._owner
 
 
-def make_ctx(tmp_path, store, *, max_bytes=1 << 20, owner=None, alive=("n1", "n2"), dead_port=None):
+def make_ctx(tmp_path, store, *, max_bytes=1 << 20, owner="n1", alive=("n1", "n2"), dead_port=None):
     nodes = (NodeSpec("n1", "127.0.0.1", 1, 2), NodeSpec("n2", "127.0.0.1", dead_port or 3, 4))
     cfg = replace(Config(nodes=nodes), cache=CacheConfig(max_bytes=max_bytes, hop_timeout=0.5))
     return SimpleNamespace(cfg=cfg, node_id="n1", store=store, data_dir=tmp_path, membership=None,
@@ -210,6 +210,15 @@ async def test_a_cancelled_filler_hands_the_fill_to_a_waiting_reader(tmp_path):
     assert got == [(b"z" * 100, etag)]
     st = cache.statistics()  # two reads began; the cancelled one never finished
     assert (st.storage_reads, st.misses, st.entries) == (2, 1, 1)
+
+
+def test_without_a_live_ring_the_ring_of_configured_nodes_names_the_owner(tmp_path):
+    import ring
+    cache = SegmentCache(make_ctx(tmp_path, storage.MemoryStore(), owner=None), tmp_path / "cache")
+    static = ring.Ring({"n1": 1, "n2": 1})
+    vids = [layout.new_id(1_700_000_000 + i) for i in range(40)]
+    assert [cache.owner_of(v) for v in vids] == [static.owner(v) for v in vids]
+    assert {cache.owner_of(v) for v in vids} == {"n1", "n2"}
 
 
 async def test_a_restarted_cache_starts_empty(tmp_path):
