@@ -10,7 +10,7 @@ from .errors import CliError
 __all__ = ["sample_command", "make_sample"]
 
 
-def sample_command(ffmpeg: str, out: Path, *, seconds: float = 10.0, size: str = "640x360",
+def sample_command(ffmpeg: str, out: Path, *, seconds: float = 10.0, size: str = "1280x720",
                    rate: int = 30) -> list[str]:
     """ffmpeg arguments for a test pattern (lavfi testsrc2) with a 440 Hz tone, H.264 + AAC in MP4."""
     return [
@@ -22,7 +22,7 @@ def sample_command(ffmpeg: str, out: Path, *, seconds: float = 10.0, size: str =
     ]
 
 
-def make_sample(out: Path, *, seconds: float = 10.0, size: str = "640x360") -> Path:
+def make_sample(out: Path, *, seconds: float = 10.0, size: str = "1280x720") -> Path:
     """Write the sample video to ``out`` (kept if it already exists) and return the path."""
     if out.exists() and out.stat().st_size > 0:
         return out
