@@ -35,7 +35,7 @@ async function getJSON(path) {
 // ---- token --------------------------------------------------------------------------------------
 const tokenInput = $("#token");
 tokenInput.value = localStorage.getItem("shoal.token") || "";
-tokenInput.addEventListener("change", () => localStorage.setItem("shoal.token", tokenInput.value.trim()));
+for (const ev of ["input", "change"]) tokenInput.addEventListener(ev, () => localStorage.setItem("shoal.token", tokenInput.value.trim()));
 const authHeaders = () => (tokenInput.value.trim() ? { Authorization: "Bearer " + tokenInput.value.trim() } : {});
 
 // ---- upload (tus) ---------------------------------------------------------------------------------
