@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("demo", cmd_demo, "start the cluster, upload a generated sample, wait, print the URL")
     p.add_argument("--file", help="upload this file instead of the generated sample")
     p.add_argument("--timeout", type=float, default=600.0)
+    from .chaos import register as register_chaos  # `shoal chaos` (cli/chaos/command.py)
+    register_chaos(cmd)
     return parser
 
 
