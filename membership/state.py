@@ -51,6 +51,7 @@ from .suspicion import Suspicion, expected_confirmations, suspicion_timeout
 
 GOSSIP_NODES = 3  # memberlist LAN GossipNodes
 GOSSIP_PER_PROBE = 5
+RECONNECT_PROBABILITY = 0.25  # share of push-pulls sent to a member held dead (partition healing)
 GOSSIP_TO_THE_DEAD = 30  # probe intervals a dead member still receives gossip (memberlist: 30 s)  # gossip ticks per probe interval (memberlist LAN: 200 ms vs 1 s)
 
 
@@ -357,7 +358,13 @@ class Swim:
         if self._leaving:
             return
         peers = self._random_members(1, exclude=set())
-        if peers:
+        # Reconnect (as Serf does): now and then exchange state with a member we hold dead, and
+        # always when nobody else is left.  After a partition heals, this is how the two sides
+        # learn of each other again: the "dead" side reads that it was declared dead and refutes.
+        dead = [r for r in self._members.values() if r.state == DEAD and r.id != self.id]
+        if dead and (not peers or self._rng.random() < RECONNECT_PROBABILITY):
+            out.append(PushPullWith(self._rng.choice(dead).addr))
+        elif peers:
             out.append(PushPullWith(peers[0].addr))
 
     def _gossip_targets(self, now: float) -> list[_Record]:

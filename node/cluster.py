@@ -63,8 +63,9 @@ async def attach(ctx: NodeContext, nursery: trio.Nursery) -> None:
         holder = lease["holder"] if lease else None
         expired = lifecycle.lease_expired(rec, worker.clock())
         alive_ids = m.alive_ids()
-        decision = may_claim(vid, ctx.node_id, view.ring, alive_ids, holder, expired,
-                             holder in alive_ids if holder else False,
+        # a holder that took this video from us counts as alive (see Worker.deferring)
+        holder_ok = bool(holder) and (holder in alive_ids or worker.deferring(vid))
+        decision = may_claim(vid, ctx.node_id, view.ring, alive_ids, holder, expired, holder_ok,
                              self_in_flight=vid in worker.stats.jobs)
         if decision.allowed and holder and holder != ctx.node_id and not expired:
             log.info("handoff", video=vid, epoch=rec.get("epoch"), from_node=holder,

@@ -92,6 +92,25 @@ class Worker:
         self._slots = trio.Semaphore(max(1, cfg.processing.concurrency))
         self._rng = random.Random()
         self._nursery: trio.Nursery | None = None
+        # Videos whose lease this node lost to another node: until the deadline, their holder
+        # counts as alive whatever gossip says, so two nodes that cannot see each other (a
+        # partition) do not steal a video back and forth; only lease expiry hands it back.
+        self._deferring: dict[str, float] = {}
+
+    def deferring(self, vid: str) -> bool:
+        until = self._deferring.get(vid)
+        if until is None:
+            return False
+        if until <= trio.current_time():
+            del self._deferring[vid]
+            return False
+        return True
+
+    def _defer(self, vid: str) -> None:
+        if len(self._deferring) > 10_000:  # bounded: drop the oldest half
+            for k in sorted(self._deferring, key=self._deferring.__getitem__)[:5_000]:
+                del self._deferring[k]
+        self._deferring[vid] = trio.current_time() + 10 * self.cfg.timing.lease_seconds
 
     # ---- service ---------------------------------------------------------------------------------
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -137,7 +156,8 @@ class Worker:
                 await self.store.delete(info.key)
                 continue
             # a lease this node holds but no job of this process runs is from a previous life
-            alive = (lambda h, _vid=vid: False if h == self.node_id else self.holder_alive(h))
+            deferring = self.deferring(vid)
+            alive = (lambda h, _d=deferring: False if h == self.node_id else (_d or self.holder_alive(h)))
             ok, _why = lifecycle.claimable(rec, now, alive)
             if not ok or not self.should_claim(vid, rec):
                 continue
@@ -176,6 +196,7 @@ class Worker:
                     n.cancel_scope.cancel()
             if lease_scope.cancelled_caught:
                 self.stats.leases_lost += 1
+                self._defer(job.video)
                 await self._discard_outputs(job, "lease lost")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -270,6 +291,7 @@ class Worker:
                 pass  # our write landed but its answer was lost: we did commit
             else:
                 self.stats.commits_lost += 1
+                self._defer(vid)
                 log.warning("commit_lost", video=vid, epoch=epoch, reason=e.message,
                             winner_epoch=v.doc.get("ready_epoch") if v else None)
                 await self._discard_outputs(job, "commit lost")
