@@ -3,5 +3,6 @@
 # 10-30 s, gossip partitions, for 30 minutes by default, on a throwaway 3-node local cluster.
 #   scripts/chaos-long.sh [SEED] [DURATION_S]         exit 0 = no anomaly
 set -euo pipefail
-export CHAOS_DIR="${CHAOS_DIR:-.chaos/long}" CHAOS_PROFILE=long CHAOS_PORT_BASE="${CHAOS_PORT_BASE:-8300}"
+export CHAOS_DIR="${CHAOS_DIR:-.chaos/long}" CHAOS_PROFILE=long CHAOS_PORT_BASE="${CHAOS_PORT_BASE:-8300}" \
+  CHAOS_ARGS="${CHAOS_ARGS:---max-uploads 2000}"
 exec "$(dirname "$0")/chaos-run.sh" "${1:-7}" "${2:-1800}"

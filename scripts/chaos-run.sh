@@ -27,4 +27,5 @@ trap 'shoal down >/dev/null 2>&1 || true' EXIT
 shoal up >/dev/null
 rm -f "$DIR/history.jsonl"
 shoal chaos --profile "$CHAOS_PROFILE" --seed "$SEED" --duration "$DURATION" --history "$DIR/history.jsonl" \
+  ${CHAOS_ARGS:-} \
   | tee "$DIR/verdict.txt"

@@ -234,6 +234,7 @@ class Nemesis:
     def _inject(self, f: Fault) -> None:
         t0 = self.clock()
         error = None
+        skipped: list[str] = []  # parts of a fault that met a node another fault had taken down
         nodes = self.faults.cfg.node_ids
         try:
             if f.kind == "kill":
@@ -250,23 +251,21 @@ class Nemesis:
                 self.faults.start_storage()
             elif f.kind == "partition":
                 others = [n for n in nodes if n != f.target]
-                blocked = []
                 for side, ids in [(f.target, others), *[(o, [f.target]) for o in others]]:
                     try:
                         self.faults.block(side, ids)
-                        blocked.append(side)
-                    except httpx.HTTPError as e:  # that side is down or frozen right now
-                        error = f"block on {side}: {type(e).__name__}"
+                    except httpx.HTTPError as e:  # that side is down or frozen right now (the other track)
+                        skipped.append(f"block on {side}: {type(e).__name__}")
                 self.stop.wait(f.hold)
                 for side in [f.target, *others]:
                     try:
                         self.faults.block(side, [])
-                    except httpx.HTTPError as e:
-                        error = f"unblock on {side}: {type(e).__name__}"  # heal_all retries
+                    except httpx.HTTPError as e:  # down: a restarted node starts unblocked; heal_all retries
+                        skipped.append(f"unblock on {side}: {type(e).__name__}")
         except Exception as e:  # a fault that could not be injected or healed is recorded, not fatal
             error = f"{type(e).__name__}: {e}"[:300]
         t1 = self.clock()
         with self._lock:
             self.last_fault_end = max(self.last_fault_end, t1)
         self.history.write("fault", kind=f.kind, node=f.target, t0=t0, t1=t1, hold=f.hold,
-                           planned_at=f.at, error=error, **f.detail)
+                           planned_at=f.at, error=error, skipped=skipped or None, **f.detail)
