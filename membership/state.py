@@ -33,7 +33,9 @@ ask ``indirect_probes`` random members to ping it (PING_REQ); still no ack
 when the interval ends -> suspect it.  Gossip tick, every
 ``probe_interval / 5`` (memberlist: 200 ms / 1 s): when facts are queued, send
 them to ``GOSSIP_NODES`` random members.  Anti-entropy: every
-``push_pull_scale(push_pull_interval, n)``, a push-pull with a random member.
+``push_pull_scale(push_pull_interval, n)``, a push-pull with a random member, or
+(probability ``RECONNECT_PROBABILITY``, or when no one else is alive) with a
+member held dead, so that the two sides of a healed partition find each other.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ from .messages import (ACK, ALIVE, DEAD, GOSSIP, LEFT, PING, PING_REQ, PUSH_PULL
 from .suspicion import Suspicion, expected_confirmations, suspicion_timeout
 
 GOSSIP_NODES = 3  # memberlist LAN GossipNodes
-GOSSIP_PER_PROBE = 5
+GOSSIP_PER_PROBE = 5  # gossip ticks per probe interval (memberlist LAN: 200 ms vs 1 s)
 RECONNECT_PROBABILITY = 0.25  # share of push-pulls sent to a member held dead (partition healing)
-GOSSIP_TO_THE_DEAD = 30  # probe intervals a dead member still receives gossip (memberlist: 30 s)  # gossip ticks per probe interval (memberlist LAN: 200 ms vs 1 s)
+GOSSIP_TO_THE_DEAD = 30  # probe intervals a dead member still receives gossip (memberlist: 30 s)
 
 
 # ---- events -------------------------------------------------------------------------------

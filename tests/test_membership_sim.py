@@ -10,6 +10,7 @@ import pytest
 
 from membership.messages import ALIVE, DEAD, LEFT
 from membership.sim import Simulation
+from node.config import Timing
 
 SEEDS = (11, 12)
 
@@ -106,3 +107,17 @@ def test_same_seed_same_run():
     a, b, c = run(5), run(5), run(6)
     assert a == b and a
     assert a != c
+
+
+def test_healed_partition_rejoins_both_sides():
+    seed = 51
+    sim = Simulation.cluster(10, seed=seed, timing=Timing(push_pull_interval=5.0), loss=0.01)
+    sim.run_for(1)
+    a, b = [f"n{i}" for i in range(5)], [f"n{i}" for i in range(5, 10)]
+    sim.partition(a, b)
+    assert sim.run_until(sim.now + 120, stop=lambda s: all(
+        s.view(x, y) == DEAD for x in a for y in b)), f"seed={seed}"
+    sim.run_for(60)  # longer than gossip to the dead lasts: only push-pull can reconnect
+    sim.heal()
+    assert sim.run_until(sim.now + 120, stop=lambda s: all(
+        _all_see(s, f"n{i}", ALIVE) for i in range(10))), f"seed={seed}"
