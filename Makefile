@@ -26,11 +26,13 @@ web/node_modules/.installed: web/package.json
 	  else npm install --prefix web --no-audit --no-fund --loglevel=error; fi && touch $@; \
 	else echo "npm not found: the web page will ask for 'npm ci --prefix web' (the API works without it)"; fi
 
-# Debian packages the test suite uses: chromium (browser test), nginx (streaming benchmark reference).
+# Debian packages the test suite and benchmarks use: chromium (browser test), nginx and wrk
+# (streaming benchmark: the reference server and the load generator).
 system:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -60,8 +60,8 @@ def metrics_text(ctx: NodeContext) -> str:
             metric(f"cache_{k}", v, "gauge")
     if ctx.membership is not None:
         st = ctx.membership.statistics()
-        for k, v in dataclasses.asdict(st).items():
-            if isinstance(v, dict):
+        for k, v in ((f.name, getattr(st, f.name)) for f in dataclasses.fields(st)):
+            if hasattr(v, "items"):
                 for sub, n in v.items():
                     metric(f"gossip_{k}_total", n, reason=str(sub))
             elif isinstance(v, (int, float)):
