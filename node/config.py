@@ -67,13 +67,13 @@ class NodeSpec:
 @dataclass(frozen=True)
 class StorageConfig:
     endpoint: str = "embedded"  # or http(s)://host:port of any S3-compatible server
-    bucket: str = "shoal"
-    region: str = "us-east-1"
-    embedded_port: int = 8333
+    bucket: str = "shoal"  # 3+ characters; created at start when missing
+    region: str = "us-east-1"  # signing region (any value works for SeaweedFS and MinIO)
+    embedded_port: int = 8333  # S3 port of the embedded server (its other ports: this + 100..108)
     part_size: int = 8 * MiB  # multipart part size for streamed uploads
     parts_in_flight: int = 2  # parts uploading concurrently per upload (memory = this * part_size)
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
+    connect_timeout: float = 5.0  # seconds to connect to storage before StorageUnavailable
+    read_timeout: float = 60.0  # seconds without a byte from storage before StorageUnavailable
 
     @property
     def embedded(self) -> bool:
@@ -103,7 +103,7 @@ class Timing:
     probe_interval: float = 1.0  # SWIM: seconds between probes (memberlist LAN: 1 s)
     probe_timeout: float = 0.5  # SWIM: wait for a direct ack (memberlist LAN: 500 ms)
     indirect_probes: int = 3  # SWIM: members asked to probe indirectly
-    suspicion_mult: float = 4.0  # suspicion timeout = mult * log10(N+1) * probe_interval (min)
+    suspicion_mult: float = 4.0  # min suspicion timeout = mult * max(1, log10(N)) * probe_interval
     suspicion_max_mult: float = 6.0  # max suspicion timeout = this * min timeout
     retransmit_mult: float = 4.0  # piggyback retransmits = mult * ceil(log10(N+1))
     push_pull_interval: float = 30.0  # anti-entropy full-state exchange period
@@ -137,8 +137,8 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    token_env: str = "SHOAL_TOKEN"
-    cluster_key_env: str = "SHOAL_CLUSTER_KEY"
+    token_env: str = "SHOAL_TOKEN"  # environment variable holding the bearer token
+    cluster_key_env: str = "SHOAL_CLUSTER_KEY"  # environment variable holding the gossip HMAC key
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,8 @@ class Config:
         if len(set(ids)) != len(ids):
             raise ConfigError(f"duplicate node ids in {ids}")
         for n in nodes:
+            if not (isinstance(n.weight, int) and 1 <= n.weight <= 100):
+                raise ConfigError(f"node {n.id}: weight must be an integer from 1 to 100")
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n.id):
                 raise ConfigError(f"node id {n.id!r}: use letters, digits, '_', '.', '-'")
         kw: dict[str, Any] = {"nodes": nodes}
