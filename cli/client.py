@@ -34,7 +34,10 @@ __all__ = ["Client", "api_error", "TUS_VERSION"]
 
 TUS_VERSION = "1.0.0"
 _BLOCK = 1024 * 1024
-_UPLOAD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=600.0, pool=5.0)
+# Read timeout: the longest silence allowed from a node, e.g. while it completes the multipart
+# upload after the last byte. A tus PATCH is one chunk: a node silent that long is treated as gone.
+_UPLOAD_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=120.0, pool=5.0)
+_PATCH_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 
 def api_error(r: httpx.Response) -> ApiError:
     """The error a non-2xx response stands for (the contract's shape, or the bare status)."""
@@ -63,8 +66,10 @@ def _check(r: httpx.Response) -> httpx.Response:
 class Client:
     def __init__(self, cfg: Config, *, node: str | None = None, token: str | None = None,
                  timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None,
+                 notice: Callable[[str], None] | None = None):
         self.cfg = cfg
+        self.notice = notice  # told about retries and node switches (the CLI prints them)
         self.only = cfg.node(node) if node else None
         self.token = token
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0), transport=transport)
@@ -138,6 +143,8 @@ class Client:
                                    headers=headers, timeout=_UPLOAD_TIMEOUT)
             except httpx.TransportError as e:
                 errors.append(f"{spec.id}: {_reason(e)}")
+                if self.notice is not None and attempt + 1 < attempts:
+                    self.notice(f"{errors[-1]}; retrying the upload (same Idempotency-Key)")
                 self.sleep(min(0.5 * 2 ** attempt, 5.0))
                 continue
             if r.status_code in (429, 503) and attempt + 1 < attempts:
@@ -181,7 +188,7 @@ class Client:
                 problem: str | None = None
                 try:
                     r = self.http.patch(spec.url + upload_path, content=chunk, headers=headers,
-                                        timeout=_UPLOAD_TIMEOUT)
+                                        timeout=_PATCH_TIMEOUT)
                 except httpx.TransportError as e:
                     problem = f"{spec.id}: {_reason(e)}"
                     at += 1  # that node may be gone: continue on the next one
@@ -201,6 +208,8 @@ class Client:
                                       f"{size} after {failures} failures in a row; last: {problem}")
                 self.sleep(min(0.25 * 2 ** failures, 5.0))
                 offset, at = self._tus_offset(upload_path, order, at, offset)
+                if self.notice is not None:
+                    self.notice(f"{problem}; resuming at byte {offset} on {order[at % len(order)].id}")
                 if progress is not None:
                     progress.set(offset)
         self._remember(order[at % len(order)])

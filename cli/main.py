@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `shoal videos | head`: the reader left, nothing to report
+        sys.stdout = open(os.devnull, "w")
+        return 141
 
 
 # ---- shared -----------------------------------------------------------------------------------------
@@ -137,7 +140,11 @@ def token_for(launch: Launcher) -> str | None:
 
 def client(args: argparse.Namespace) -> Client:
     launch = launcher(args)
-    return Client(launch.cfg, node=args.node, token=token_for(launch))
+    return Client(launch.cfg, node=args.node, token=token_for(launch), notice=_notice)
+
+
+def _notice(text: str) -> None:
+    print(f"\nnote: {text}", file=sys.stderr)
 
 
 def emit_json(data: Any, out: TextIO | None = None) -> None:

@@ -346,8 +346,11 @@ def test_resumable_upload_continues_on_another_node(tmp_path):
     f.write_bytes(os.urandom(5 * MiB + 123))
     tus, clock = FakeTus(), FakeClock()
     progress = Progress(f.stat().st_size, stream=io.StringIO(), clock=clock, live=False)
-    c = Client(three_nodes(), token="t", transport=httpx.MockTransport(tus), sleep=clock.sleep)
+    notes = []
+    c = Client(three_nodes(), token="t", transport=httpx.MockTransport(tus), sleep=clock.sleep,
+               notice=notes.append)
     rec = c.upload_resumable(f, chunk_size=2 * MiB, progress=progress)
+    assert notes == [f"n1: connection refused; resuming at byte {2 * MiB} on n2"]
     assert rec == {"id": "vid1", "state": "uploaded", "size": f.stat().st_size}
     assert bytes(tus.data) == f.read_bytes()
     assert tus.log == [("n1", "POST"), ("n1", "PATCH"), ("n1", "PATCH"), ("n2", "HEAD"),
