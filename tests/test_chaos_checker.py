@@ -231,6 +231,19 @@ async def test_orphan_attempt_and_orphan_multipart():
     assert ("orphan_multipart", X) not in kinds(report)
 
 
+async def test_membership_split_after_the_faults():
+    history, objects, _ = clean()
+    history.append({"op": "members", "t0": T0 + 30, "seconds": 24.0, "converged": True,
+                    "views": {"n1": {"n1": "alive", "n2": "alive"}}})
+    report = await run_check(history, objects)
+    assert report.ok and report.figures["membership_converged_after"] == 24.0
+    history.append({"op": "members", "t0": T0 + 30, "seconds": 120.0, "converged": False,
+                    "views": {"n1": {"n1": "alive", "n2": "dead"}, "n2": {"n1": "alive", "n2": "alive"}}})
+    report = await run_check(history, objects)
+    assert kinds(report) == [("membership_split", None)]
+    assert "n1 sees n2 dead" in report.anomalies[0].detail
+
+
 async def test_every_kind_has_a_test_here():
     import inspect, sys
     text = inspect.getsource(sys.modules[__name__])

@@ -16,6 +16,7 @@ Anomaly kinds (each names the video and the evidence):
     unsettled            an acknowledged video was not terminal within ``settle_bound`` s after the last fault
     orphan_multipart     a multipart upload under videos/ that no `uploading` record names (after GC)
     orphan_attempt       objects under out/<epoch>/ other than the ready epoch (after GC)
+    membership_split     after every fault was healed, some node still did not see every node alive
 
 The figures: operations by kind and result, faults by kind, uploads acknowledged, videos ready and
 failed, and the time from the last fault to the last video settled.
@@ -32,7 +33,7 @@ __all__ = ["Snapshot", "Anomaly", "Report", "check", "ANOMALY_KINDS", "acked_upl
 
 ANOMALY_KINDS = ("lost_upload", "idempotency_split", "duplicate_video", "ready_twice", "double_commit",
                  "premature_playlist", "missing_segment", "state_regression", "wrong_outcome",
-                 "unsettled", "orphan_multipart", "orphan_attempt")
+                 "unsettled", "orphan_multipart", "orphan_attempt", "membership_split")
 TERMINAL = ("ready", "failed", "deleted")
 _OUT_RE = re.compile(r"^videos/([^/]+)/out/(\d+)/(.+)$")
 
@@ -230,6 +231,14 @@ def check(history: list[dict], snap: Snapshot, *, settle_bound: float = 120.0,
             add("orphan_attempt", vid, f"out/{epoch}/ holds {n} objects; the record is {rec.get('state')} "
                 f"with ready_epoch {rec.get('ready_epoch')}")
 
+    # -- membership heals by itself once the faults end
+    members = [e for e in history if e.get("op") == "members"]
+    if members and not members[-1].get("converged"):
+        views = members[-1].get("views") or {}
+        add("membership_split", None, f"{members[-1].get('seconds')} s after the last fault: " + "; ".join(
+            f"{n} sees " + ", ".join(f"{m} {s}" for m, s in sorted(v.items()) if s != "alive")
+            for n, v in sorted(views.items()) if any(s != "alive" for s in v.values()) or not v))
+
     figures = _figures(history, snap, acked, faults, last_fault, settle_times)
     figures["anomalies"] = dict(Counter(a.kind for a in anomalies))
     return Report(anomalies, figures)
@@ -255,6 +264,8 @@ def _figures(history: list[dict], snap: Snapshot, acked: dict[str, dict], faults
         "uploads_acknowledged_valid": sum(1 for e in acked.values() if e.get("valid")),
         "videos": dict(states),
         "last_fault_to_all_settled": round(max(settle_times), 1) if settle_times else None,
+        "membership_converged_after": next((e.get("seconds") for e in reversed(history)
+                                            if e.get("op") == "members" and e.get("converged")), None),
     }
 
 
@@ -270,6 +281,7 @@ def format_report(report: Report, *, limit: int = 30) -> str:
              f"uploads acknowledged: {f['uploads_acknowledged']} ({f['uploads_acknowledged_valid']} valid)",
              "videos: " + ", ".join(f"{k} {v}" for k, v in f["videos"].items()),
              f"last fault -> every video settled: {f['last_fault_to_all_settled']} s",
+             f"last fault -> membership converged: {f.get('membership_converged_after')} s",
              "anomalies: " + (", ".join(f"{k} {v}" for k, v in report.by_kind().items()) or "none")]
     for a in report.anomalies[:limit]:
         lines.append(f"  {a.kind} {a.video}: {a.detail}")

@@ -7,6 +7,7 @@ Phases (each a ``phase`` line in the history):
 
 1. ``run``: workload threads and the nemesis for ``duration`` s (every planned fault heals before);
 2. ``faults_end``: every fault is undone (nodes restarted or resumed, storage up, gossip unblocked);
+   a ``members`` line: how long until every node saw every node alive again;
 3. ``settled``: every acknowledged video is read until terminal, at most ``settle_bound`` s;
 4. ``gc_done``: storage is re-read until no orphan remains, at most ``gc_bound`` s;
 5. the checker over the history and the last snapshot.
@@ -32,7 +33,7 @@ from .nemesis import PROFILES, FaultProfile, LauncherFaults, Nemesis, plan_fault
 from .snapshot import open_cluster_store, read_snapshot
 from .workload import Workload, WorkloadParams
 
-__all__ = ["run_chaos", "check_history", "settle"]
+__all__ = ["run_chaos", "check_history", "settle", "converge"]
 
 GARBAGE = ("orphan_multipart", "orphan_attempt")
 
@@ -83,6 +84,8 @@ def run_chaos(launcher: Any, *, duration: float, seed: int, history_path: str | 
         history.write("phase", name="faults_end", errors=errors)
     last_fault = max(nemesis.last_fault_end, time.time())
     say(f"chaos: faults healed{' (' + '; '.join(errors) + ')' if errors else ''}; settling")
+    views = converge(cfg, deadline=last_fault + settle_bound)
+    history.write("members", t1=time.time(), seconds=round(time.time() - last_fault, 1), **views)
     hist = read_history(history_path)
     states = settle(cfg, list(acked_uploads(hist)), deadline=last_fault + settle_bound)
     history.write("phase", name="settled", seconds=round(time.time() - last_fault, 1),
@@ -94,6 +97,26 @@ def run_chaos(launcher: Any, *, duration: float, seed: int, history_path: str | 
                   anomalies=[a.as_dict() for a in report.anomalies])
     history.close()
     return report
+
+
+def converge(cfg: Any, *, deadline: float, interval: float = 0.5) -> dict:
+    """Wait until every node sees every node alive (membership healed after the faults).
+
+    Returns ``{"converged": bool, "views": {node: {member: state}}}`` as last read.
+    """
+    views: dict[str, dict[str, str]] = {}
+    with httpx.Client(timeout=2.0) as http:
+        while True:
+            for n in cfg.nodes:
+                try:
+                    data = http.get(n.url + "/v1/cluster/members").json()
+                    views[n.id] = {m["id"]: m["state"] for m in data.get("members", [])}
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    views[n.id] = {}
+            ok = all(views[n].get(m) == "alive" for n in cfg.node_ids for m in cfg.node_ids)
+            if ok or time.time() >= deadline:
+                return {"converged": ok, "views": views}
+            time.sleep(interval)
 
 
 def settle(cfg: Any, vids: list[str], *, deadline: float, interval: float = 0.5) -> dict[str, str]:
