@@ -153,7 +153,7 @@ class Worker:
                 continue
             rec = v.doc
             if rec["state"] in lifecycle.TERMINAL:
-                await self.store.delete(info.key)
+                await self._settle(rec)  # a previous cleanup was interrupted
                 continue
             # a lease this node holds but no job of this process runs is from a previous life
             deferring = self.deferring(vid)
@@ -176,7 +176,7 @@ class Worker:
             return
         if rec["state"] == lifecycle.FAILED:  # attempts exhausted
             self.stats.failures += 1
-            await self.store.delete(layout.pending_key(vid))
+            await self._settle(rec)
             return
         self.stats.claims += 1
         assert self._nursery is not None
@@ -300,17 +300,26 @@ class Worker:
         log.info("video_committed", video=vid, epoch=epoch,
                  seconds=round(self.clock() - job.started, 3))
         with trio.CancelScope(shield=True):
-            try:
-                await self.store.delete(layout.pending_key(vid))
-                await self._collect_old_attempts(vid, keep=epoch)
-            except storage.StorageError as e:
-                log.warning("cleanup_failed", video=vid, epoch=epoch, error=str(e))
+            with trio.move_on_after(30):
+                v = await self.videos.get(vid)
+                if v is not None:
+                    await self._settle(v.doc)
 
-    async def _collect_old_attempts(self, vid: str, keep: int) -> None:
-        keep_prefix = layout.out_prefix(vid, keep)
-        for info in await self.store.list_all(layout.out_prefix(vid)):
-            if not info.key.startswith(keep_prefix):
-                await self.store.delete(info.key)
+    async def _settle(self, rec: Record) -> None:
+        """Garbage of a terminal video, then its pending entry (last, so a crash in between
+        leaves the entry and the next scan finishes the job)."""
+        vid = rec["id"]
+        try:
+            if rec["state"] == lifecycle.DELETED:
+                await self.videos.purge(vid)
+            else:
+                keep = layout.out_prefix(vid, rec["ready_epoch"]) if rec["state"] == lifecycle.READY else None
+                for info in await self.store.list_all(layout.out_prefix(vid)):
+                    if keep is None or not info.key.startswith(keep):
+                        await self.store.delete(info.key)
+            await self.store.delete(layout.pending_key(vid))
+        except storage.StorageError as e:
+            log.warning("cleanup_failed", video=vid, epoch=rec.get("epoch"), error=str(e))
 
     async def _discard_outputs(self, job: Job, why: str) -> None:
         with trio.CancelScope(shield=True):
@@ -326,10 +335,10 @@ class Worker:
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         try:
-            await self.videos.change(job.video, lambda r: lifecycle.fail(
+            rec = await self.videos.change(job.video, lambda r: lifecycle.fail(
                 r, self.node_id, job.epoch, self.clock(), code, message))
             self.stats.failures += 1
-            await self.store.delete(layout.pending_key(job.video))
+            await self._settle(rec)
         except Refused as e:
             log.warning("commit_lost", video=job.video, epoch=job.epoch, reason=e.message)
 
