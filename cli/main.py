@@ -284,6 +284,13 @@ def cmd_owner(args: argparse.Namespace) -> int:
     else:
         print(f"owner:      {data.get('owner')}")
         print(f"preference: {', '.join(map(str, data.get('preference') or []))}")
+        if "state" in data:
+            lease = data.get("lease") or {}
+            holder = lease.get("holder", "-")
+            expires = f" (lease expires {human_time(lease["expires"])})" if lease.get("expires") else ""
+            print(f"state:      {data['state']}, epoch {data.get('epoch')}")
+            print(f"lease:      {holder}{expires}")
+        print(f"ring:       version {data.get('ring_version')}, as seen by {args.node or 'the first node answering'}")
     return 0
 
 
