@@ -287,7 +287,7 @@ def cmd_owner(args: argparse.Namespace) -> int:
         if "state" in data:
             lease = data.get("lease") or {}
             holder = lease.get("holder", "-")
-            expires = f" (lease expires {human_time(lease["expires"])})" if lease.get("expires") else ""
+            expires = f" (lease expires {human_time(lease['expires'])})" if lease.get("expires") else ""
             print(f"state:      {data['state']}, epoch {data.get('epoch')}")
             print(f"lease:      {holder}{expires}")
         print(f"ring:       version {data.get('ring_version')}, as seen by {args.node or 'the first node answering'}")
