@@ -72,16 +72,20 @@ class S3Store(ObjectStore):
         self._loop = loop
         self.requests = 0  # statistics: S3 calls issued
 
-    async def _call(self, what: str, fn: Callable[..., Awaitable[T]], **kw: Any) -> T:
-        self.requests += 1
+    async def _run(self, what: str, coro: Awaitable[T]) -> T:
+        """Run one aiobotocore coroutine on the trio-asyncio loop, translating its errors."""
         try:
-            return await self._loop.run_aio_coroutine(fn(Bucket=self._bucket, **kw))
+            return await self._loop.run_aio_coroutine(coro)
         except trio.Cancelled:
             raise
         except Exception as e:  # translated at the edge, see module docstring
             if _is_translatable(e):
                 raise _translate(e, what) from e
             raise
+
+    async def _call(self, what: str, fn: Callable[..., Awaitable[T]], **kw: Any) -> T:
+        self.requests += 1
+        return await self._run(what, fn(Bucket=self._bucket, **kw))
 
     # ---- single objects -------------------------------------------------------------------------
     async def get(self, key: str) -> tuple[bytes, str]:
@@ -91,13 +95,7 @@ class S3Store(ObjectStore):
 
     async def _read_all(self, stream: Any, key: str) -> bytes:
         try:
-            return await self._loop.run_aio_coroutine(stream.read())
-        except trio.Cancelled:
-            raise
-        except Exception as e:
-            if _is_translatable(e):
-                raise _translate(e, f"read {key}") from e
-            raise
+            return await self._run(f"read {key}", stream.read())
         finally:
             stream.close()
 
@@ -111,14 +109,7 @@ class S3Store(ObjectStore):
         stream = resp["Body"]
         try:
             while True:
-                try:
-                    chunk = await self._loop.run_aio_coroutine(stream.read(chunk_size))
-                except trio.Cancelled:
-                    raise
-                except Exception as e:
-                    if _is_translatable(e):
-                        raise _translate(e, f"read {key}") from e
-                    raise
+                chunk = await self._run(f"read {key}", stream.read(chunk_size))
                 if not chunk:
                     return
                 yield chunk
