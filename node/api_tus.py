@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import uuid
-from typing import AsyncIterator
+from functools import wraps
+from typing import Any, AsyncIterator, Callable
+
+import trio
 
 from quart import Response, request
 
@@ -67,6 +70,28 @@ async def _body() -> AsyncIterator[bytes]:
             yield chunk
 
 
+DRAIN_SECONDS = 120.0
+
+
+def drains_body(fn: Callable) -> Callable:
+    """On a refusal, read (and drop) what the client still sends before answering.
+
+    Clients like tuspy and http.client send the whole body before they read the answer; a
+    handler that answers early without reading it would leave both sides waiting (our body
+    backpressure stops reading the socket while unread bytes queue).
+    """
+    @wraps(fn)
+    async def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return await fn(*a, **kw)
+        except Exception:
+            with trio.move_on_after(DRAIN_SECONDS):
+                async for _ in request.body:
+                    pass
+            raise
+    return wrapper
+
+
 def register(app, ctx: NodeContext) -> None:
     uploads = for_context(ctx)
     max_size = ctx.cfg.limits.max_upload_bytes
@@ -90,6 +115,7 @@ def register(app, ctx: NodeContext) -> None:
             "Access-Control-Max-Age": "86400"})
 
     @app.post("/v1/uploads")
+    @drains_body
     @require_token(ctx)
     async def tus_create():
         _versioned()
@@ -131,6 +157,7 @@ def register(app, ctx: NodeContext) -> None:
                                                  "Cache-Control": "no-store", **_expires(_rec)})
 
     @app.route("/v1/uploads/<vid>", methods=["PATCH"])
+    @drains_body
     @require_token(ctx)
     async def tus_patch(vid: str):
         _valid(vid)

@@ -18,6 +18,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -303,7 +304,9 @@ def test_tus_js_client_uploads_end_to_end(cluster, tmp_path):
 def test_tuspy_resumes_on_another_node_after_kill_9(tmp_path):
     from tusclient.client import TusClient
 
-    c = Cluster(tmp_path / "c", nodes=2, overrides={"storage": {"part_size": "5 MiB"}})
+    # lease_seconds is also the PATCH lock's time to live: a dead node's lock is taken over after it
+    c = Cluster(tmp_path / "c", nodes=2, overrides={"storage": {"part_size": "5 MiB"},
+                                                    "timing": {"lease_seconds": 3}})
     try:
         data = random.Random(6).randbytes(50 * MiB)
         f = tmp_path / "big.bin"
@@ -314,7 +317,30 @@ def test_tuspy_resumes_on_another_node_after_kill_9(tmp_path):
         up.upload(stop_at=25 * MiB)  # interrupted halfway: 4 PATCHes of 6 MiB and one of 1 MiB on n1
         assert up.offset == 25 * MiB
         vid = up.url.rstrip("/").rsplit("/", 1)[-1]
+        # n1 dies in the middle of a PATCH, holding the upload's lock
+        started, killed, out = threading.Event(), threading.Event(), {}
+
+        def cut_off_body():
+            yield data[25 * MiB:27 * MiB]
+            started.set()
+            killed.wait(30)
+            yield data[27 * MiB:31 * MiB]  # into a dead socket
+
+        def doomed_patch():
+            try:
+                out["r"] = patch(c, "n1", f"/v1/uploads/{vid}", 25 * MiB, cut_off_body(), checksum=False,
+                                 headers={"Content-Length": str(6 * MiB)})
+            except Exception as e:  # the connection breaks (which error depends on timing)
+                out["r"] = e
+
+        t = threading.Thread(target=doomed_patch, daemon=True)
+        t.start()
+        assert started.wait(30)
+        time.sleep(0.3)
         c.kill("n1")
+        killed.set()
+        t.join(30)
+        assert isinstance(out.get("r"), Exception), out
         # the same client continues against n2
         up.set_url(c.url("n2") + f"/v1/uploads/{vid}")
         up.client.url = c.url("n2") + "/v1/uploads"
