@@ -166,15 +166,8 @@ def register(app, ctx: NodeContext) -> None:
             check_content_type(request.headers.get("Content-Type"))
             offset = parse_int(request.headers.get("Upload-Offset"), "Upload-Offset")
             checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-            cl = request.content_length
-            if cl is not None:
-                rec0 = await uploads.get(vid)
-                up = rec0.get("upload")
-                if up and offset == up["offset"] and offset + cl > up["length"]:
-                    raise TusError(413, "beyond_upload_length",
-                                   f"the body goes beyond Upload-Length ({up['length']} bytes)")
             rec = await uploads.patch(vid, offset=offset, body=_body(), checksum=checksum,
-                                      request=uuid.uuid4().hex[:12])
+                                      request=uuid.uuid4().hex[:12], content_length=request.content_length)
             off = _offset(rec)
         except TusError as e:
             raise _api(e) from None

@@ -124,7 +124,8 @@ class TusUploads:
 
     # ---- PATCH ----------------------------------------------------------------------------------------
     async def patch(self, vid: str, *, offset: int, body: AsyncIterator[bytes],
-                    checksum: tuple[str, bytes] | None = None, request: str | None = None) -> Record:
+                    checksum: tuple[str, bytes] | None = None, request: str | None = None,
+                    content_length: int | None = None) -> Record:
         """Append ``body`` at ``offset``; returns the record with the new durable offset.
 
         Raises TusError: 404/410 (no upload), 409 (offset mismatch, locked, lock lost, complete),
@@ -141,6 +142,10 @@ class TusUploads:
         if tus.is_full(tus.upload_of(rec)):
             rec = await self.finish(vid)
             return await self.patch(vid, offset=offset, body=body, checksum=checksum, request=request)
+        up = tus.upload_of(rec)
+        if content_length is not None and offset == up["offset"] and offset + content_length > up["length"]:
+            raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({up['length']} "
+                           "bytes); nothing of this PATCH was kept")
         rec = await self._change(vid, lambda r: tus.take_lock(
             r, holder=self.node_id, request=request, offset=offset, now=self.clock(), ttl=self.lock_ttl,
             alive=self.alive))
@@ -192,7 +197,8 @@ class TusUploads:
                                             "nothing of this PATCH was kept")
                         break
                     st.received += len(chunk)
-                    st.hasher.update(chunk)
+                    if st.checksum is not None:
+                        st.hasher.update(chunk)
                     st.buf += chunk
                     while len(st.buf) >= up["part_size"]:
                         # Invariant: every received byte is in buf, inflight or done (salvage needs it)

@@ -1,0 +1,165 @@
+"""The tus path of the ingest benchmark: a file in 16 MiB PATCHes through a node.
+
+As a path of run.py (listed in its OPTIONAL_PATHS): ``upload(bench, file, timeout) -> Upload``.
+Standalone, tus against direct S3 only (faster than the whole run.py)::
+
+    .venv/bin/python bench/ingest/tus.py --size 1024 --rounds 3 --md bench/ingest/tus_results.md
+
+The client is its own process (``tus.py client FILE --url ...``): POST /v1/uploads, then PATCHes of
+``--chunk`` bytes read from disk, each with a sha1 Upload-Checksum (as tuspy and the CLI send),
+over one keep-alive connection; the clock runs from the POST to the last PATCH's answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MiB = 1 << 20
+CHUNK = 16 * MiB
+
+
+def client(args) -> dict:
+    import httpx
+
+    size = os.path.getsize(args.file)
+    auth = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    with httpx.Client(timeout=300.0) as http, open(args.file, "rb") as f:
+        t0 = time.perf_counter()
+        r = http.post(args.url + "/v1/uploads", headers={**auth, "Tus-Resumable": "1.0.0",
+                                                          "Upload-Length": str(size)})
+        if r.status_code != 201:
+            return {"status": r.status_code, "body": r.text, "bytes": 0, "seconds": 0}
+        loc = r.headers["Location"]
+        offset = 0
+        while offset < size:
+            chunk = f.read(args.chunk)
+            h = {**auth, "Tus-Resumable": "1.0.0", "Upload-Offset": str(offset),
+                 "Content-Type": "application/offset+octet-stream"}
+            if not args.no_checksum:
+                h["Upload-Checksum"] = "sha1 " + base64.b64encode(hashlib.sha1(chunk).digest()).decode()
+            r = http.patch(args.url + loc, content=chunk, headers=h)
+            if r.status_code != 204:
+                return {"status": r.status_code, "body": r.text, "bytes": offset, "seconds": 0}
+            offset = int(r.headers["Upload-Offset"])
+        seconds = time.perf_counter() - t0
+    return {"status": 204, "bytes": size, "seconds": seconds, "id": loc.rsplit("/", 1)[-1],
+            "patches": -(-size // args.chunk)}
+
+
+def upload(bench, file: Path, timeout: float, chunk: int = CHUNK):
+    """run.py's path interface: returns run.Upload."""
+    from run import Upload, _run_json  # noqa: PLC0415  (run.py imports this module)
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "client", str(file), "--url", bench.node.url,
+           "--chunk", str(chunk)] + (["--token", bench.node.token] if bench.node.token else [])
+    out = _run_json(cmd, timeout)
+    if out["status"] != 204:
+        raise RuntimeError(f"tus upload answered {out['status']}: {out.get('body', '')[:500]}")
+    return Upload(out["seconds"], out["bytes"], out["id"])
+
+
+def standalone(args) -> dict:
+    sys.path.insert(0, str(HERE))
+    import run  # noqa: PLC0415
+    from stack import S3, Node  # noqa: PLC0415
+
+    run.PATHS["tus"] = upload
+    facts = run.machine_facts()
+    tmp_parent = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    base = Path(tempfile.mkdtemp(prefix="shoal-tus-", dir=tmp_parent))
+    rows = []
+    try:
+        big = run.make_file(base / f"random-{args.size}MiB.bin", args.size * MiB)
+        warm = run.make_file(base / "random-64MiB.bin", 64 * MiB)
+        with S3(base / "s3") as s3, Node(base, s3, name="node-tus") as node:
+            bench = run.Bench(s3, node, "httpx")
+            paths = ("tus", "direct", "node") if args.with_node else ("tus", "direct")
+            for p in paths:
+                run.measure(bench, p, warm, 0, args.timeout, sample_node=True, note="warm-up")
+            for rnd in range(1, args.rounds + 1):
+                for p in (paths if rnd % 2 else paths[::-1]):
+                    run.measure(bench, p, big, rnd, args.timeout, sample_node=True)
+            rows = [r for r in bench.rows if r.round > 0]
+    finally:
+        import shutil  # noqa: PLC0415
+        shutil.rmtree(base, ignore_errors=True)
+    tus_mbps = [r.mbps for r in rows if r.path == "tus"]
+    direct_mbps = [r.mbps for r in rows if r.path == "direct"]
+    peaks = [r.rss_peak_mib for r in rows if r.path == "tus"]
+    result = {
+        "machine": facts, "size_mib": args.size, "chunk_mib": CHUNK // MiB, "rounds": args.rounds,
+        "tus_mbps": tus_mbps, "direct_mbps": direct_mbps,
+        "node_mbps": [r.mbps for r in rows if r.path == "node"],
+        "ratio": round(statistics.median(tus_mbps) / statistics.median(direct_mbps), 3),
+        "node_rss_peak_mib": max(peaks), "node_rss_idle_mib": min(r.rss_base_mib for r in rows if r.path == "tus"),
+        "rows": [r.__dict__ for r in rows],
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
+    if args.md:
+        Path(args.md).write_text(markdown(result, " ".join(sys.argv)))
+    return result
+
+
+def markdown(res: dict, command: str) -> str:
+    lines = [
+        "# Ingest: tus through a node vs straight to S3",
+        "",
+        f"Command: `.venv/bin/python {command.split('/work/main/')[-1]}`",
+        "",
+        f"A {res['size_mib']} MiB random file; tus = POST /v1/uploads then PATCHes of {res['chunk_mib']} MiB "
+        "(sha1 Upload-Checksum on each) through one node (default settings: 8 MiB parts, 2 in flight); "
+        "direct = aioboto3 multipart to the same SeaweedFS with the same part size and concurrency. "
+        "Alternating order, medians over the rounds; node RSS sampled every 50 ms (psutil).",
+        "",
+        f"Machine: {res['machine']}",
+        "",
+        "| path | MB/s per round | median |",
+        "|---|---|---|",
+        f"| tus | {', '.join(map(str, res['tus_mbps']))} | {statistics.median(res['tus_mbps'])} |",
+        f"| direct | {', '.join(map(str, res['direct_mbps']))} | {statistics.median(res['direct_mbps'])} |",
+    ] + ([f"| node (one POST, reference) | {', '.join(map(str, res['node_mbps']))} | "
+          f"{statistics.median(res['node_mbps'])} |"] if res["node_mbps"] else []) + [
+        "",
+        f"**Ratio tus/direct: {res['ratio']}** (goal >= 0.85). "
+        f"Node peak RSS during the tus uploads: {res['node_rss_peak_mib']} MiB "
+        f"(idle {res['node_rss_idle_mib']} MiB).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd")
+    c = sub.add_parser("client")
+    c.add_argument("file")
+    c.add_argument("--url", required=True)
+    c.add_argument("--token")
+    c.add_argument("--chunk", type=int, default=CHUNK)
+    c.add_argument("--no-checksum", action="store_true")
+    ap.add_argument("--size", type=int, default=1024, help="MiB")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--md", help="write the figures as markdown here")
+    ap.add_argument("--with-node", action="store_true", help="also the one-request POST /v1/videos path")
+    args = ap.parse_args(argv)
+    if args.cmd == "client":
+        print(json.dumps(client(args)))
+        return 0
+    standalone(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
