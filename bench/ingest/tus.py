@@ -126,10 +126,10 @@ def markdown(res: dict, command: str) -> str:
         "",
         "| path | MB/s per round | median |",
         "|---|---|---|",
-        f"| tus | {', '.join(map(str, res['tus_mbps']))} | {statistics.median(res['tus_mbps'])} |",
-        f"| direct | {', '.join(map(str, res['direct_mbps']))} | {statistics.median(res['direct_mbps'])} |",
+        f"| tus | {', '.join(map(str, res['tus_mbps']))} | {round(statistics.median(res['tus_mbps']), 1)} |",
+        f"| direct | {', '.join(map(str, res['direct_mbps']))} | {round(statistics.median(res['direct_mbps']), 1)} |",
     ] + ([f"| node (one POST, reference) | {', '.join(map(str, res['node_mbps']))} | "
-          f"{statistics.median(res['node_mbps'])} |"] if res["node_mbps"] else []) + [
+          f"{round(statistics.median(res['node_mbps']), 1)} |"] if res['node_mbps'] else []) + [
         "",
         f"**Ratio tus/direct: {res['ratio']}** (goal >= 0.85). "
         f"Node peak RSS during the tus uploads: {res['node_rss_peak_mib']} MiB "
