@@ -255,6 +255,7 @@ def markdown(summ: list[dict]) -> str:
 
 # ---- main -------------------------------------------------------------------------------------------
 SWEEP = [  # (label, cluster.yml overrides)
+    ("part 5 MiB", {"storage": {"part_size": "5MiB"}}),
     ("part 16 MiB", {"storage": {"part_size": "16MiB"}}),
     ("in flight 4", {"storage": {"parts_in_flight": 4}}),
     ("body buffer 4 MiB", {"limits": {"body_buffer": "4MiB"}}),
@@ -278,6 +279,30 @@ def side_by_side(bench: Bench, files: dict[int, Path], sizes: list[int], rounds:
                 measure(bench, p, files[size], rnd, timeout, sample_node=True, settings=settings)
 
 
+def default_phase(args, result: dict, s3: S3, files: dict[int, Path], sizes: list[int], base: Path) -> list[Row]:
+    """Warm-up, the side-by-side rounds, aioboto3 concurrencies, and (--profile) py-spy."""
+    big = files[max(sizes)]
+    with Node(base, s3, name="node-default") as node:
+        bench = Bench(s3, node, args.client)
+        for p in PATHS:  # warm-up (round 0): SeaweedFS allocates volumes on first writes
+            measure(bench, p, files[64], 0, args.timeout, sample_node=True, note="warm-up")
+        side_by_side(bench, files, sizes, args.rounds, args.timeout)
+        conc = {}  # aioboto3 concurrency for reference, one upload each of the big file
+        for c in args.concurrency:
+            row = measure(bench, "direct", big, -1, args.timeout, sample_node=False,
+                          settings=f"aioboto3 c={c}",
+                          fn=lambda b, f, t, c=c: direct_path(b, f, t, concurrency=c))
+            conc[c] = row.mbps
+        result["aioboto3_concurrency_mbps"] = conc
+        if args.profile:
+            from spy import Profiler  # noqa: PLC0415
+            prof = Profiler(node.pid, base / "node.pyspy.txt")
+            measure(bench, "node", big, -2, args.timeout, sample_node=False,
+                    settings="under py-spy", around=lambda: prof)
+            result["profile"] = prof.report()
+        return bench.rows
+
+
 def run(args) -> dict:
     load_optional_paths()
     facts = machine_facts()
@@ -298,8 +323,9 @@ def run(args) -> dict:
         rows: list[Row] = []
         with S3(base / "s3") as s3:
             # 1. memory of the upload path alone: a fresh node per size, its first upload
-            fresh = {}
-            for size in sizes:
+            fresh: dict = {}
+            result["aioboto3_concurrency_mbps"] = {}
+            for size in (sizes if not args.sweep_only else []):
                 with Node(base, s3, name=f"node-fresh-{size}") as node:
                     b = Bench(s3, node, args.client)
                     row = measure(b, "node", files[size], 0, args.timeout, sample_node=True,
@@ -309,25 +335,8 @@ def run(args) -> dict:
                     rows += b.rows
             result["fresh_node_rss"] = fresh
             # 2. side by side, default settings
-            with Node(base, s3, name="node-default") as node:
-                bench = Bench(s3, node, args.client)
-                for p in PATHS:  # warm-up (round 0): SeaweedFS allocates volumes on first writes
-                    measure(bench, p, files[64], 0, args.timeout, sample_node=True, note="warm-up")
-                side_by_side(bench, files, sizes, args.rounds, args.timeout)
-                conc = {}  # aioboto3 concurrency for reference, one upload each of the big file
-                for c in args.concurrency:
-                    row = measure(bench, "direct", big, -1, args.timeout, sample_node=False,
-                                  settings=f"aioboto3 c={c}",
-                                  fn=lambda b, f, t, c=c: direct_path(b, f, t, concurrency=c))
-                    conc[c] = row.mbps
-                result["aioboto3_concurrency_mbps"] = conc
-                if args.profile:
-                    from spy import Profiler  # noqa: PLC0415
-                    prof = Profiler(node.pid, base / "node.pyspy.txt")
-                    measure(bench, "node", big, -2, args.timeout, sample_node=False,
-                            settings="under py-spy", around=lambda: prof)
-                    result["profile"] = prof.report()
-                rows += bench.rows
+            if not args.sweep_only:
+                rows += default_phase(args, result, s3, files, sizes, base)
             # 3. settings from cluster.yml, each against direct with the same part size/concurrency
             if args.sweep:
                 for label, over in SWEEP:
@@ -367,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="aioboto3 concurrencies to try for reference")
     ap.add_argument("--sweep", action="store_true", help="also try node settings (cluster.yml)")
     ap.add_argument("--sweep-rounds", type=int, default=2)
+    ap.add_argument("--sweep-only", action="store_true", help="skip the default-settings phases")
     ap.add_argument("--profile", action="store_true", help="py-spy the node during one more big upload")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per upload")
     ap.add_argument("--json", help="write every figure to this file")
