@@ -110,6 +110,8 @@ class Timing:
     lease_seconds: float = 20.0  # processing lease length; renewed every lease/3
     recovery_interval: float = 5.0  # scan of the pending index
     upload_expiry: float = 24 * 3600.0  # an abandoned resumable upload is reclaimed after this
+    orphan_grace: float = 6 * 3600.0  # a multipart upload no record names is aborted after this
+    housekeeping_interval: float = 60.0  # expiry of uploads and garbage collection
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ class Config:
         return replace(
             self,
             timing=replace(self.timing, probe_interval=0.3, probe_timeout=0.15,
-                           lease_seconds=6.0, recovery_interval=1.0, push_pull_interval=5.0),
+                           lease_seconds=6.0, recovery_interval=1.0, push_pull_interval=5.0,
+                           orphan_grace=120.0, housekeeping_interval=10.0),
             processing=replace(self.processing, backoff_base=0.5, backoff_max=5.0),
         )
 

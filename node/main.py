@@ -54,6 +54,21 @@ async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
         await trio.sleep(STORAGE_PROBE_INTERVAL if ctx.storage_ok else 0.5)
 
 
+async def housekeeping(ctx: NodeContext) -> None:
+    """Expire abandoned resumable uploads and abort multipart uploads no record names."""
+    from .tus_store import expire_uploads
+    while True:
+        await trio.sleep(ctx.cfg.timing.housekeeping_interval)
+        if not ctx.storage_ok:
+            continue
+        try:
+            n = await expire_uploads(ctx)
+            if n:
+                log.info("uploads_expired", count=n)
+        except storage.StorageError as e:
+            log.warning("housekeeping_failed", error=str(e))
+
+
 async def run_node(cfg: Config, node_id: str) -> None:
     spec = cfg.node(node_id)
     data_dir = cfg.state_dir / "nodes" / node_id
@@ -79,6 +94,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 nursery.start_soon(probe_storage, ctx, store)
                 await attach_cluster(ctx, nursery)
                 await nursery.start(worker.serve)
+                nursery.start_soon(housekeeping, ctx)
                 app = create_app(ctx)
                 hc = hypercorn.config.Config()
                 hc.bind = [spec.http_addr]

@@ -414,5 +414,5 @@ async def expire_uploads(ctx: Any) -> int:
     """Reclaim abandoned resumable uploads and orphan multipart uploads; call from the worker scan."""
     tu = for_context(ctx)
     n = await tu.expire()
-    await tu.collect_orphan_multiparts(grace=ctx.cfg.timing.upload_expiry)
+    await tu.collect_orphan_multiparts(grace=ctx.cfg.timing.orphan_grace)
     return n

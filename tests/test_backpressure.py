@@ -77,3 +77,56 @@ async def test_backpressure_bounds_the_buffered_body():
     assert ours["peak"] <= LIMIT + 256 * 1024, ours
     # and the flaw is real without the fix: stock quart-trio buffered far more
     assert stock["peak"] > 4 * ours["peak"], (stock, ours)
+
+
+def make_early_answer_app():
+    app = ShoalApp(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=None, BODY_TIMEOUT=None)
+
+    @app.post("/refuse")
+    async def refuse():
+        return {"error": {"code": "unauthorized", "message": "no"}}, 401  # never reads the body
+
+    @app.post("/partial")
+    async def partial():
+        async for chunk in request.body:  # reads a little, then refuses (like a failed check)
+            break
+        await trio.sleep(0.2)
+        return {"error": {"code": "conflict", "message": "no"}}, 409
+
+    return app
+
+
+EARLY_CLIENT = """
+import httpx
+def body():
+    block = b"z" * (256 * 1024)
+    for _ in range({total} // len(block)):
+        yield block
+with httpx.Client(timeout=20) as c:
+    r = c.post("http://127.0.0.1:{port}/refuse", content=body(), headers={{"Content-Length": "{total}"}})
+    again = c.get("http://127.0.0.1:{port}/refuse")  # the connection is still usable
+    p = c.post("http://127.0.0.1:{port}/partial", content=body(), headers={{"Content-Length": "{total}"}})
+print(r.status_code, again.status_code, p.status_code)
+"""
+
+
+async def test_an_early_answer_does_not_hang_a_client_that_sends_the_whole_body_first():
+    """Given a handler that answers 401 without reading, when the client (like tuspy or httpx)
+    sends its whole body before reading the answer, then it gets the answer: unread bytes are
+    drained and dropped, not held back."""
+    BoundedBody.limit = LIMIT
+    port = storage.free_port()
+    hc = hypercorn.config.Config()
+    hc.bind = [f"127.0.0.1:{port}"]
+    hc.accesslog = hc.errorlog = None
+    stop = trio.Event()
+    async with trio.open_nursery() as n:
+        await n.start(functools.partial(hypercorn.trio.serve, make_early_answer_app(), hc,
+                                        shutdown_trigger=stop.wait))
+        with trio.fail_after(30):
+            done = await trio.run_process(
+                [sys.executable, "-c", EARLY_CLIENT.format(port=port, total=64 * 1024 * 1024)],
+                capture_stdout=True)
+        stop.set()
+    assert done.stdout.split() == [b"401", b"405", b"409"]
