@@ -33,6 +33,7 @@ import storage
 from . import layout, lifecycle, log, media
 from .config import Config
 from .lifecycle import Record, Refused
+from .probe_process import probe_isolated
 from .videos import VideoStore
 
 CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
@@ -230,7 +231,7 @@ class Worker:
             await self.store.download_to(layout.source_key(vid), src)
             job.phase = "probing"
             try:
-                probe = await trio.to_thread.run_sync(media.probe, src)
+                probe = await probe_isolated(src)
             except media.UndecodableInput as e:
                 await self._fail(job, "undecodable_input", f"input cannot be decoded: {e}")
                 return

@@ -38,7 +38,8 @@ class StreamingUpload:
         self.upload_id: str | None = None
         self.size = 0
         self.sha256 = hashlib.sha256()
-        self._buf = bytearray()
+        self._pending: list[bytes] = []  # received bytes not yet in a part
+        self._pending_size = 0
         self._parts: dict[int, Part] = {}
         self._next = 1
         self._in_flight = parts_in_flight
@@ -76,12 +77,21 @@ class StreamingUpload:
         if self._error is not None:
             raise self._error
         self.size += len(data)
-        self.sha256.update(data)
-        self._buf += data
-        while len(self._buf) >= self.part_size:
-            chunk = bytes(self._buf[:self.part_size])
-            del self._buf[:self.part_size]
-            await self._send(chunk)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self.part_size:
+            joined = b"".join(self._pending)  # one copy per part
+            self._pending.clear()
+            whole = len(joined) - len(joined) % self.part_size
+            for i in range(0, whole, self.part_size):
+                chunk = joined[i:i + self.part_size]
+                # hashlib releases the GIL: hash on the other core while this one receives
+                await trio.to_thread.run_sync(self.sha256.update, chunk)
+                await self._send(chunk)
+            rest = joined[whole:]
+            self._pending_size = len(rest)
+            if rest:
+                self._pending.append(rest)
 
     async def _send(self, chunk: bytes) -> None:
         n = self._next
@@ -109,9 +119,11 @@ class StreamingUpload:
             await self.abort()
             return await self.store.put(self.key, b"", if_none_match=if_none_match,
                                         content_type=self.content_type)
-        if self._buf:  # the last part may be short
-            chunk = bytes(self._buf)
-            self._buf.clear()
+        if self._pending:  # the last part may be short
+            chunk = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+            self.sha256.update(chunk)
             await self._send(chunk)
         # wait for the parts in flight: take every slot
         for _ in range(self._in_flight):

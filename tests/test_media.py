@@ -504,3 +504,16 @@ def test_ffmpeg_dies_with_a_node_killed_mid_transcode(tmp_path):
             with contextlib.suppress(psutil.Error):
                 p.kill()
         os.close(writer)
+
+
+async def test_probe_in_a_child_process_gives_the_same_answers(tmp_path):
+    """The worker probes in a child process (node.probe_process): same Probe, same reasons."""
+    from node.probe_process import probe_isolated
+    good = make_video(tmp_path / "good.mp4", seconds=1, width=320, height=240)
+    assert await probe_isolated(good) == probe(good)
+    bad = make_random_bytes(tmp_path / "bad.bin", 10_000)
+    with pytest.raises(UndecodableInput) as e:
+        await probe_isolated(bad)
+    with pytest.raises(UndecodableInput) as direct:
+        probe(bad)
+    assert str(e.value) == str(direct.value)
