@@ -40,8 +40,6 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from node.config import Config
-
     from ..launcher import Launcher
     from .runner import check_history, run_chaos
 

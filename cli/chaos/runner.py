@@ -26,7 +26,7 @@ import httpx
 import trio
 import trio_asyncio
 
-from .checker import Report, Snapshot, acked_uploads, check
+from .checker import Report, acked_uploads, check
 from .history import History, read_history
 from .media_pool import MediaPool
 from .nemesis import PROFILES, FaultProfile, LauncherFaults, Nemesis, plan_faults
