@@ -54,6 +54,7 @@ TAIL = """
 | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | nodes, embedded S3 | storage credentials; generated for embedded storage |
 | `SHOAL_CONFIG` | CLI, nodes | path of cluster.yml (default `./cluster.yml`) |
 | `SHOAL_GOSSIP_DROP` | nodes | fault injection: comma-separated node ids whose gossip is dropped |
+| `SHOAL_MALLOC` | nodes | `arena` (default), `full` or `off`: glibc malloc tuning, see `node/main.py` `tune_malloc` |
 """
 
 
