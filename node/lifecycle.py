@@ -42,6 +42,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     DELETED: frozenset(),
 }
 
+# Attempts are bounded two ways.  ``failures`` (attempts that released the lease after an
+# infrastructure error) may reach ``max_attempts``.  ``takeovers`` (claims of a video whose
+# holder died or stopped renewing, e.g. kill -9 mid-transcode) may reach
+# ``TAKEOVER_FACTOR * max_attempts``: node deaths are not the video's fault, but a video that
+# crashes every node that touches it must still end, as `failed`.
+TAKEOVER_FACTOR = 3
+
 HISTORY_LIMIT = 200  # Invariant: history is bounded; the first entry and the newest are kept
 
 
@@ -82,7 +89,7 @@ def new_record(video_id: str, node: str, now: float, *, state: str, filename: st
     rec: Record = {
         "id": video_id, "state": state, "filename": filename, "size": size,
         "created_at": now, "updated_at": now, "error": None,
-        "epoch": 0, "lease": None, "attempts": 0, "retry_at": None,
+        "epoch": 0, "lease": None, "attempts": 0, "failures": 0, "takeovers": 0, "retry_at": None,
         "ready_epoch": None, "renditions": [],
         "history": [{"state": state, "at": now, "node": node, "epoch": 0}],
     }
@@ -129,18 +136,21 @@ def claim(rec: Record, node: str, now: float, lease_seconds: float, *, max_attem
     ok, why = claimable(rec, now, holder_alive)
     if not ok:
         raise Refused("not_claimable", why)
-    if rec.get("attempts", 0) >= max_attempts:
-        last = (rec.get("error") or {}).get("message", "unknown error")
-        return fail(rec, node, rec.get("epoch", 0), now, "attempts_exhausted",
-                    f"gave up after {rec['attempts']} attempts; last error: {last}", fenced=False)
-    epoch = rec.get("epoch", 0) + 1
     prev = rec.get("lease")
+    failures, takeovers = rec.get("failures", 0), rec.get("takeovers", 0) + (prev is not None)
+    if failures >= max_attempts or takeovers > TAKEOVER_FACTOR * max_attempts:
+        last = (rec.get("error") or {}).get("message") or (
+            f"{takeovers - 1} attempts ended with their node gone" if takeovers else "unknown error")
+        return fail(rec, node, rec.get("epoch", 0), now, "attempts_exhausted",
+                    f"gave up after {rec.get('attempts', 0)} attempts; last error: {last}", fenced=False)
+    epoch = rec.get("epoch", 0) + 1
     new = copy.deepcopy(rec)
     new["epoch"] = epoch
     new = _transition(new, PROCESSING, node, now, reason=why,
                       took_over=prev["holder"] if prev and prev["holder"] != node else None)
     new["lease"] = {"holder": node, "expires": now + lease_seconds}
     new["attempts"] = rec.get("attempts", 0) + 1
+    new["takeovers"] = takeovers
     new["retry_at"] = None
     return new
 
@@ -191,6 +201,7 @@ def release_for_retry(rec: Record, node: str, epoch: int, now: float, code: str,
     new = _transition(rec, PROCESSING, node, now, error=code, retry_in=round(delay, 3))
     new["lease"] = None
     new["retry_at"] = now + delay
+    new["failures"] = rec.get("failures", 0) + 1
     new["error"] = {"code": code, "message": message}
     return new
 

@@ -307,8 +307,12 @@ class Worker:
                     await self._settle(v.doc)
 
     async def _settle(self, rec: Record) -> None:
-        """Garbage of a terminal video, then its pending entry (last, so a crash in between
-        leaves the entry and the next scan finishes the job)."""
+        """Garbage of a terminal video, then its pending entry.
+
+        The entry goes last, so a crash in between leaves it and the next scan finishes the
+        job; and only once the video has been terminal for two lease lengths, so outputs that a
+        stale attempt was still writing (or failed to discard, storage being down) are
+        collected by a later scan."""
         vid = rec["id"]
         try:
             if rec["state"] == lifecycle.DELETED:
@@ -318,7 +322,8 @@ class Worker:
                 for info in await self.store.list_all(layout.out_prefix(vid)):
                     if keep is None or not info.key.startswith(keep):
                         await self.store.delete(info.key)
-            await self.store.delete(layout.pending_key(vid))
+            if self.clock() - rec.get("updated_at", 0.0) > 2 * self.cfg.timing.lease_seconds:
+                await self.store.delete(layout.pending_key(vid))
         except storage.StorageError as e:
             log.warning("cleanup_failed", video=vid, epoch=rec.get("epoch"), error=str(e))
 

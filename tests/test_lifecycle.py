@@ -154,3 +154,25 @@ def test_public_view_shows_playback_only_when_ready():
     v = lc.public_view(done)
     assert v["playback"] == {"hls": f"/v1/videos/{'v' * 26}/hls/master.m3u8"}
     assert v["renditions"][0]["name"] == "360p"
+
+
+def test_takeovers_after_node_deaths_are_bounded_separately_from_failures():
+    """A holder that dies (kill -9) is not the video's fault: takeovers do not use up the
+    failure budget, but a video that kills every node that touches it still ends as failed."""
+    rec = uploaded()
+    now = 0.0
+    for i in range(lc.TAKEOVER_FACTOR * 3 + 1):  # first claim + 9 takeovers with max_attempts=3
+        rec = lc.claim(rec, f"n{i % 3}", now, LEASE, max_attempts=3)
+        assert rec["state"] == lc.PROCESSING
+        now += LEASE + 1  # the holder died: its lease expires
+    assert rec["takeovers"] == lc.TAKEOVER_FACTOR * 3 and rec["failures"] == 0
+    final = lc.claim(rec, "n1", now, LEASE, max_attempts=3)
+    assert final["state"] == lc.FAILED and final["error"]["code"] == "attempts_exhausted"
+    assert "node gone" in final["error"]["message"]
+
+
+def test_a_takeover_then_a_release_counts_one_failure():
+    rec = lc.claim(uploaded(), "n1", 0.0, LEASE, max_attempts=3)
+    rec = lc.claim(rec, "n2", 1.0, LEASE, max_attempts=3, holder_alive=lambda h: False)
+    rec = lc.release_for_retry(rec, "n2", rec["epoch"], 2.0, "storage_error", "down", delay=0.0)
+    assert (rec["attempts"], rec["takeovers"], rec["failures"]) == (2, 1, 1)
