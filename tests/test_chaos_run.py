@@ -18,7 +18,7 @@ DURATION = 110.0
 
 
 def test_short_chaos_run_passes_the_checker(cluster_factory, tmp_path):
-    c = cluster_factory(nodes=3, overrides={"ladder": TEST_LADDER, "timing": {"upload_expiry": 20}})
+    c = cluster_factory(nodes=3, overrides={"ladder": TEST_LADDER, "timing": {"upload_expiry": 20, "orphan_grace": 20, "housekeeping_interval": 3}})
     history = tmp_path / "history.jsonl"
     report = run_chaos(c.launcher, duration=DURATION, seed=SEED, history_path=history, profile="short",
                        params=WorkloadParams(threads=3, max_uploads=120), settle_bound=90.0, gc_bound=60.0,
