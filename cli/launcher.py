@@ -91,7 +91,7 @@ class NodeStatus:
 
 class Launcher:
     def __init__(self, config_path: str | Path, *, pick_free_ports: bool = False,
-                 out: TextIO | None = None, grace: float = _GRACE):
+                 out: TextIO | None = None, grace: float = _GRACE, die_with_parent: bool = False):
         self.config_path = Path(config_path).resolve()
         try:
             self.cfg = Config.load(self.config_path)
@@ -102,6 +102,8 @@ class Launcher:
         self.pick_free_ports = pick_free_ports  # weed's side ports (tests run several side by side)
         self.out = out  # progress messages ("starting n1 ..."); None = quiet
         self.grace = grace
+        # tests: every process gets SIGKILL if the thread that started it dies (a killed runner)
+        self.die_with_parent = die_with_parent
         self._procs: dict[str, subprocess.Popen] = {}  # children of this process, reaped by poll()
         self._exit_codes: dict[str, int] = {}  # last exit code of a child, for error messages
 
@@ -231,7 +233,7 @@ class Launcher:
         self._mark(STORAGE)
         proc = start_embedded(self.s3_dir, port, self.log_path(STORAGE),
                               access_key=secrets.s3_access_key, secret_key=secrets.s3_secret_key,
-                              pick_free_ports=self.pick_free_ports)
+                              pick_free_ports=self.pick_free_ports, die_with_parent=self.die_with_parent)
         self._register(STORAGE, proc)
         try:
             wait_s3_ready(port, timeout=timeout, proc=proc)
@@ -354,7 +356,8 @@ class Launcher:
         with open(self.log_path(spec.id), "ab") as log:
             proc = subprocess.Popen(self.node_command(spec.id), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=self.env(spec.id),
-                                    start_new_session=True, cwd=self.config_path.parent)
+                                    start_new_session=True, cwd=self.config_path.parent,
+                                    preexec_fn=_die_with_parent() if self.die_with_parent else None)
         self._register(spec.id, proc)
         return True
 
@@ -466,3 +469,8 @@ def _reachable(http: httpx.Client, url: str) -> bool:
         return True
     except httpx.HTTPError:
         return False
+
+
+def _die_with_parent():
+    from storage.embedded import die_with_this_thread  # only tests ask for it
+    return die_with_this_thread()

@@ -20,7 +20,33 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["weed_binary", "weed_command", "start_embedded", "wait_s3_ready", "free_port"]
+__all__ = ["weed_binary", "weed_command", "start_embedded", "wait_s3_ready", "free_port",
+           "die_with_this_thread"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_this_thread():
+    """A ``preexec_fn`` that makes the child get SIGKILL when the thread that started it dies.
+
+    Test harnesses use it so that a test runner killed outright (SIGKILL, a CI time-out)
+    leaves no server behind.  ``shoal up`` does not: its processes outlive the command.
+    Linux only; elsewhere None (no preexec).
+    """
+    import ctypes
+    import signal
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # in the child, between fork and exec
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def weed_binary() -> str:
@@ -61,7 +87,8 @@ def weed_command(data_dir: Path, s3_port: int, *, pick_free_ports: bool = False)
 
 
 def start_embedded(data_dir: Path, s3_port: int, log_path: Path, *, access_key: str,
-                   secret_key: str, pick_free_ports: bool = False) -> subprocess.Popen:
+                   secret_key: str, pick_free_ports: bool = False,
+                   die_with_parent: bool = False) -> subprocess.Popen:
     """Start ``weed mini`` in its own process group; the caller stops it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
@@ -69,7 +96,8 @@ def start_embedded(data_dir: Path, s3_port: int, log_path: Path, *, access_key: 
     try:
         return subprocess.Popen(weed_command(data_dir, s3_port, pick_free_ports=pick_free_ports),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, cwd=data_dir)
+                                env=env, start_new_session=True, cwd=data_dir,
+                                preexec_fn=die_with_this_thread() if die_with_parent else None)
     finally:
         log.close()
 

@@ -90,7 +90,8 @@ class Cluster:
         self.doc = merge(doc, overrides)
         self.config_path = self.dir / "cluster.yml"
         self.config_path.write_text(yaml.safe_dump(self.doc, sort_keys=False))
-        self.launcher = Launcher(self.config_path, pick_free_ports=True, grace=5.0)
+        # die_with_parent: if the test runner is killed outright, the kernel kills every process too
+        self.launcher = Launcher(self.config_path, pick_free_ports=True, grace=5.0, die_with_parent=True)
         self.ready_timeout = ready_timeout
         self._closed = False
         self._paused: set[str] = set()
