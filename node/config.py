@@ -72,6 +72,7 @@ class StorageConfig:
     embedded_port: int = 8333  # S3 port of the embedded server (its other ports: this + 100..108)
     part_size: int = 8 * MiB  # multipart part size for streamed uploads
     parts_in_flight: int = 2  # parts uploading concurrently per upload (memory = this * part_size)
+    sign_payload: bool | None = None  # SigV4-hash request bodies; None = only over plain HTTP to a non-loopback host
     connect_timeout: float = 5.0  # seconds to connect to storage before StorageUnavailable
     read_timeout: float = 60.0  # seconds without a byte from storage before StorageUnavailable
 

@@ -121,7 +121,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
                 secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                 connect_timeout=cfg.storage.connect_timeout, read_timeout=cfg.storage.read_timeout,
-                create_bucket=False) as store:
+                create_bucket=False, sign_payload=cfg.storage.sign_payload) as store:
             videos = VideoStore(store, node_id, part_size=cfg.storage.part_size,
                                 parts_in_flight=cfg.storage.parts_in_flight)
             worker = Worker(videos, cfg, node_id, data_dir)

@@ -88,3 +88,25 @@ async def test_unreachable_storage_is_unavailable():
                                       secret_key="y", create_bucket=False, connect_timeout=0.5) as st:
             with pytest.raises(storage.StorageUnavailable):
                 await st.get("k")
+
+
+@pytest.mark.parametrize("url,signed", [
+    ("http://127.0.0.1:8333", False),
+    ("http://localhost:9000", False),
+    ("https://s3.example.com", False),
+    ("http://minio.internal:9000", True),
+])
+def test_payload_signing_only_where_nothing_else_protects_the_body(url, signed):
+    from storage.s3 import needs_payload_signing
+    assert needs_payload_signing(url) is signed
+
+
+async def test_unsigned_and_signed_payloads_are_both_accepted(s3_server):
+    import trio_asyncio
+    from conftest import ACCESS_KEY, SECRET_KEY
+    async with trio_asyncio.open_loop():
+        for sign in (True, False):
+            async with storage.open_store(s3_server.endpoint, bucket(), access_key=ACCESS_KEY,
+                                          secret_key=SECRET_KEY, sign_payload=sign) as st:
+                await st.put("k", b"payload")
+                assert (await st.get("k"))[0] == b"payload"
