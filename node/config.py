@@ -70,7 +70,7 @@ class StorageConfig:
     bucket: str = "shoal"  # 3+ characters; created at start when missing
     region: str = "us-east-1"  # signing region (any value works for SeaweedFS and MinIO)
     embedded_port: int = 8333  # S3 port of the embedded server (its other ports: this + 100..108)
-    part_size: int = 8 * MiB  # multipart part size for streamed uploads
+    part_size: int = 5 * MiB  # multipart part size for streamed uploads (S3 minimum; bench/ingest: 8 MiB peaks ~30 MiB higher)
     parts_in_flight: int = 2  # parts uploading concurrently per upload (memory = this * part_size)
     sign_payload: bool | None = None  # SigV4-hash request bodies; None = only over plain HTTP to a non-loopback host
     connect_timeout: float = 5.0  # seconds to connect to storage before StorageUnavailable

@@ -40,7 +40,7 @@ def tune_malloc() -> None:
     """Keep the process's memory close to what it uses (glibc only; elsewhere nothing to do).
 
     ``SHOAL_MALLOC=arena`` (default): at most two malloc arenas, so the threads that hash
-    upload parts do not each keep their own heap of freed 8 MiB blocks.  ``full`` also fixes
+    upload parts do not each keep their own heap of freed part-sized blocks.  ``full`` also fixes
     the mmap threshold at 1 MiB (big blocks go back to the OS at once: lowest RSS, ~25% more
     CPU per uploaded byte from page faults); ``off`` leaves glibc's defaults.  Measured with
     bench/ingest (512 MiB uploads): node CPU 1.8 / 2.5 / 2.0 s, peak RSS 147 / 146 / 153 MiB.

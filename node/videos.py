@@ -126,7 +126,8 @@ class VideoStore:
                 return IngestResult(existing, False)
         vid = layout.new_id(self.clock())
         key = layout.source_key(vid)
-        async with storage.StreamingUpload(self.store, key, part_size=self.part_size,
+        async with storage.StreamingUpload(self.store, key,
+                                           part_size=storage.part_size_for(content_length, self.part_size),
                                            parts_in_flight=self.parts_in_flight) as up:
             async for chunk in body:
                 if up.size + len(chunk) > content_length:
