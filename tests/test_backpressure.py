@@ -40,7 +40,9 @@ def make_app(cls):
     return app
 
 
-async def run_upload(app) -> dict:
+async def run_client(app, script: str) -> bytes:
+    """Serve ``app`` on a free port and run ``script`` (formatted with ``port``) in another
+    process, so the client sends as fast as the socket allows; return its stdout."""
     port = storage.free_port()
     hc = hypercorn.config.Config()
     hc.bind = [f"127.0.0.1:{port}"]
@@ -48,12 +50,15 @@ async def run_upload(app) -> dict:
     stop = trio.Event()
     async with trio.open_nursery() as n:
         await n.start(functools.partial(hypercorn.trio.serve, app, hc, shutdown_trigger=stop.wait))
-
-        # the client is another process, so it sends as fast as the socket allows
-        client = CLIENT.format(port=port, total=TOTAL)
-        done = await trio.run_process([sys.executable, "-c", client], capture_stdout=True)
+        with trio.fail_after(60):
+            done = await trio.run_process([sys.executable, "-c", script.replace("{port}", str(port))],
+                                          capture_stdout=True)
         stop.set()
-    return json.loads(done.stdout)
+    return done.stdout
+
+
+async def run_upload(app) -> dict:
+    return json.loads(await run_client(app, CLIENT.format(port="{port}", total=TOTAL)))
 
 
 CLIENT = """
@@ -116,17 +121,5 @@ async def test_an_early_answer_does_not_hang_a_client_that_sends_the_whole_body_
     sends its whole body before reading the answer, then it gets the answer: unread bytes are
     drained and dropped, not held back."""
     BoundedBody.limit = LIMIT
-    port = storage.free_port()
-    hc = hypercorn.config.Config()
-    hc.bind = [f"127.0.0.1:{port}"]
-    hc.accesslog = hc.errorlog = None
-    stop = trio.Event()
-    async with trio.open_nursery() as n:
-        await n.start(functools.partial(hypercorn.trio.serve, make_early_answer_app(), hc,
-                                        shutdown_trigger=stop.wait))
-        with trio.fail_after(30):
-            done = await trio.run_process(
-                [sys.executable, "-c", EARLY_CLIENT.format(port=port, total=64 * 1024 * 1024)],
-                capture_stdout=True)
-        stop.set()
-    assert done.stdout.split() == [b"401", b"405", b"409"]
+    out = await run_client(make_early_answer_app(), EARLY_CLIENT.format(port="{port}", total=64 * 1024 * 1024))
+    assert out.split() == [b"401", b"405", b"409"]
