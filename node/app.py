@@ -64,6 +64,15 @@ def create_app(ctx: NodeContext) -> ShoalApp:
         return error_response(503, "storage_unavailable", "object storage is unreachable; retry shortly",
                               retry_after=2)
 
+    @app.errorhandler(storage.StorageError)
+    async def _storage_error(e: storage.StorageError):
+        # e.g. InvalidAccessKeyId from SeaweedFS for a moment after it restarts, or a wrong
+        # credential: storage said no; nothing of ours is wrong, and the client may retry
+        ctx.count("storage_error_responses")
+        log.warning("storage_error", path=request.path, error=str(e))
+        return error_response(503, "storage_error", f"object storage refused the request: {e}",
+                              retry_after=2)
+
     @app.errorhandler(HTTPException)
     async def _http_error(e: HTTPException):
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request",
