@@ -64,6 +64,21 @@ def wait_transcoding(c, vid: str, timeout: float = 60) -> str:
     raise AssertionError("never saw the video being transcoded")
 
 
+def converged_cluster(cluster_factory, overrides: dict):
+    c = cluster_factory(3, overrides)
+    for n in c.node_ids:
+        wait_members(c, n, {m: "alive" for m in c.node_ids})
+    return c
+
+
+def long_video_being_transcoded(c, tmp_path) -> tuple[str, list[str], str]:
+    """Upload a video long enough to kill mid-transcode; return (id, preference list, holder)."""
+    src = media.make_video(tmp_path / "long.mp4", seconds=16, width=640, height=360)
+    vid = upload(c, "n1", src).json()["id"]
+    pref = owner(c, "n1", vid)["preference"]
+    return vid, pref, wait_transcoding(c, vid)
+
+
 def test_processing_spreads_over_owners_and_each_video_is_processed_once(cluster_factory, tmp_path):
     c = cluster_factory(3, {"ladder": TEST_LADDER})
     for n in c.node_ids:
@@ -83,13 +98,8 @@ def test_processing_spreads_over_owners_and_each_video_is_processed_once(cluster
 
 
 def test_kill_9_of_the_owner_hands_off_within_detection_time(cluster_factory, tmp_path):
-    c = cluster_factory(3, SLOW)
-    for n in c.node_ids:
-        wait_members(c, n, {m: "alive" for m in c.node_ids})
-    src = media.make_video(tmp_path / "long.mp4", seconds=16, width=640, height=360)
-    vid = upload(c, "n1", src).json()["id"]
-    pref = owner(c, "n1", vid)["preference"]
-    holder = wait_transcoding(c, vid)
+    c = converged_cluster(cluster_factory, SLOW)
+    vid, pref, holder = long_video_being_transcoded(c, tmp_path)
     assert holder == pref[0]
     c.kill(holder)
     killed = time.time()
@@ -110,14 +120,10 @@ def test_kill_9_of_the_owner_hands_off_within_detection_time(cluster_factory, tm
 
 
 def test_partitioned_nodes_both_claim_but_only_one_commits(cluster_factory, tmp_path):
-    c = cluster_factory(3, SLOW)
-    for n in c.node_ids:
-        wait_members(c, n, {m: "alive" for m in c.node_ids})
-    src = media.make_video(tmp_path / "long.mp4", seconds=16, width=640, height=360)
-    vid = upload(c, "n1", src).json()["id"]
-    pref = owner(c, "n1", vid)["preference"]
+    c = converged_cluster(cluster_factory, SLOW)
+    vid, pref, holder = long_video_being_transcoded(c, tmp_path)
     a, b = pref[0], pref[1]
-    assert wait_transcoding(c, vid) == a
+    assert holder == a
     # isolate a's gossip (a still reaches storage): a believes it is alone and still owns the
     # video; b and the third node declare a dead, and b, next in the preference list, claims it
     others = [n for n in c.node_ids if n != a]
