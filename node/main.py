@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hypercorn.config
 import hypercorn.trio
+import hypercorn.trio.tcp_server
 import trio
 import trio_asyncio
 
@@ -32,6 +33,7 @@ from .videos import VideoStore
 from .worker import Worker
 
 STORAGE_PROBE_INTERVAL = 2.0
+RECV_SIZE = 1 << 18
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
 M_ARENA_MAX = -8
 
@@ -136,6 +138,10 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 await nursery.start(worker.serve)
                 nursery.start_soon(housekeeping, ctx)
                 app = create_app(ctx)
+                # Read up to 256 KiB per socket receive (hypercorn reads 64 KiB): upload bodies then
+                # cross h11, ASGI and the body queue in 4x fewer pieces.  bench/ingest: node CPU
+                # 3.4 -> 2.8 s/GiB; 1 MiB gave 2.7 s/GiB but a peak RSS over 150 MiB.
+                hypercorn.trio.tcp_server.MAX_RECV = RECV_SIZE
                 hc = hypercorn.config.Config()
                 hc.bind = [spec.http_addr]
                 hc.accesslog = None
