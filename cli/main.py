@@ -206,22 +206,22 @@ def _health(n: dict) -> str:
     return "not running" if not n["running"] else "starting or hung"
 
 
-def cmd_kill(args: argparse.Namespace) -> int:
-    launch = launcher(args)
+def _end_node(args: argparse.Namespace, how: str) -> int:
+    """`shoal kill` (SIGKILL) and `shoal stop` (SIGTERM, graceful leave) of one node."""
+    launch = launcher(args) if how == "kill" else launcher(args, out=sys.stderr)
     _known_node(launch, args.target)
-    if launch.kill(args.target):
-        say(f"killed {args.target}")
+    if (launch.kill if how == "kill" else launch.stop)(args.target):
+        say(f"{'killed' if how == 'kill' else 'stopped'} {args.target}")
         return 0
     raise CliError(f"node {args.target} is not running (no live process from `shoal up`)")
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    return _end_node(args, "kill")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    launch = launcher(args, out=sys.stderr)
-    _known_node(launch, args.target)
-    if launch.stop(args.target):
-        say(f"stopped {args.target}")
-        return 0
-    raise CliError(f"node {args.target} is not running (no live process from `shoal up`)")
+    return _end_node(args, "stop")
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
