@@ -207,6 +207,7 @@ class Membership:
                 nursery.start_soon(trio.serve_listeners, self._serve_stream, listeners)
                 nursery.start_soon(self._timer_loop)
                 nursery.start_soon(self._join)
+                nursery.start_soon(self._seed_loop)
                 self._feed(Tick())
                 task_status.started()
         finally:
@@ -369,18 +370,42 @@ class Membership:
         while seeds and not self._core.joined():
             order = list(seeds)
             self._rng.shuffle(order)
+            via = []
             for s in order:
+                # Every seed, not just the first that answers (as memberlist's Join): nodes started
+                # together could otherwise join through different seeds that had not met yet and
+                # form two islands that never hear of each other.
                 if await self._push_pull(s.gossip_addr, join=True):
-                    log.info("gossip_joined", via=s.id, attempts=attempt + 1)
-                    return
-                if self._core.joined():  # someone reached us meanwhile
-                    return
+                    via.append(s.id)
+            if via:
+                log.info("gossip_joined", via=via[0], seeds=via, attempts=attempt + 1)
+                return
+            if self._core.joined():  # someone reached us meanwhile
+                return
             attempt += 1
             delay = join_backoff(attempt, self._timing.probe_interval,
                                  10 * self._timing.probe_interval, self._rng.random())
             if attempt in (1, 5) or attempt % 20 == 0:
                 log.info("gossip_join_retry", attempt=attempt, delay=round(delay, 3))
             await trio.sleep(delay)
+
+    async def _seed_loop(self) -> None:
+        """Every push-pull interval, exchange state with one seed this node has never heard of.
+
+        Joins that raced (two seeds each answering before they had met) leave islands that
+        gossip alone never merges: no member of one island is known to the other.  A seed
+        missing from the table is the evidence; one push-pull with it merges the two tables.
+        """
+        seeds = [s for s in self.config.seed_nodes if s.id != self.id]
+        while seeds:
+            await trio.sleep(self._timing.push_pull_interval * (0.5 + self._rng.random()))
+            if self._core is None or self._core.leaving:
+                return
+            unknown = [s for s in seeds if self._core.member(s.id) is None]
+            if unknown:
+                s = self._rng.choice(unknown)
+                if await self._push_pull(s.gossip_addr, join=False):
+                    log.info("gossip_seed_merged", via=s.id)
 
     def _unix(self, m: Member) -> Member:
         return Member(m.id, m.gossip_addr, m.http_addr, m.state, m.incarnation,

@@ -162,3 +162,22 @@ async def test_single_node_cluster_is_joined():
         await nursery.start(m.serve)
         assert m.joined() and m.alive_ids() == {"n0"}
         nursery.cancel_scope.cancel()
+
+
+async def test_islands_formed_at_start_merge_through_the_seeds():
+    # given: n0, n1 know every node as a seed; n2, n3 start later from a config naming only
+    # themselves, so they form an island that never contacts n0 or n1 (as two joins that raced
+    # through different seeds would)
+    full = _config(4, seeds=4)
+    island = Config(nodes=full.nodes[2:], cluster="test", seeds=("n2", "n3"), timing=FAST)
+    async with trio.open_nursery() as nursery:
+        ms = {s.id: Membership(full, s.id, KEY) for s in full.nodes[:2]}
+        for m in ms.values():
+            await nursery.start(m.serve)
+        await _wait_for(lambda: all(m.alive_ids() == {"n0", "n1"} for m in ms.values()), 5, "A")
+        for s in full.nodes[2:]:
+            ms[s.id] = Membership(island, s.id, KEY)
+            await nursery.start(ms[s.id].serve)
+        # when / then: n0 and n1 find seeds they have never heard of and merge the two tables
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 10, "merged")
+        nursery.cancel_scope.cancel()
