@@ -138,7 +138,7 @@ def register(app, ctx: NodeContext) -> None:
                     raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({length})")
                 rec = await uploads.patch(vid, offset=0, body=_body(),
                                           checksum=parse_checksum(request.headers.get("Upload-Checksum")),
-                                          request=uuid.uuid4().hex[:12])
+                                          request=uuid.uuid4().hex[:12], content_length=cl)
                 headers.update(_expires(rec))
         except TusError as e:
             raise _api(e) from None

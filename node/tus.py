@@ -4,23 +4,29 @@ The state is the ``upload`` field of the video record (the video id is the tus u
 
     upload = {
       "upload_id":  S3 multipart upload id of videos/<id>/source,
-      "part_size":  bytes per part, fixed at creation,
+      "part_size":  the smallest part (but the last), fixed at creation,
       "length":     Upload-Length,
       "offset":     the durable offset: every byte below it is in storage,
-      "parts":      [{"n", "etag", "size"}] the whole parts, 1..offset // part_size,
-      "tail":       {"key", "size"} or None: bytes offset - offset % part_size .. offset,
+      "parts":      [{"n", "etag", "size"}] the durable parts, numbered 1..k, in byte order,
+      "tail":       {"key", "size"} or None: the bytes after the last part, up to ``offset``,
       "metadata":   Upload-Metadata, decoded,
       "expires_at": reclaimed after this unless a PATCH moves it on,
       "lock":       {"holder", "request", "expires"} or None: the PATCH in progress,
     }
 
 Invariants (checked by :func:`check_invariants`, kept by every function here):
-- ``len(parts) == offset // part_size`` and ``tail.size == offset % part_size`` (no tail when 0),
-  except after the final PATCH, where ``offset == length`` and ``parts`` hold every byte
-  (the last part may be short) and there is no tail.
-- A part number always covers the same bytes: part n is ``[(n-1)*part_size, n*part_size)``.
-  Parts staged by a PATCH that then failed are overwritten by the next PATCH's upload of the same
-  number (S3 replaces a part number), so they never need cleaning up.
+- ``offset == sum(part sizes) + tail.size``; parts are numbered ``1..k``; every part is at least
+  ``part_size`` bytes and the tail is shorter than ``part_size``, except after the final PATCH,
+  where ``offset == length``, there is no tail and only the last part may be short.
+- Parts are cut by :func:`cut_size`: a PATCH whose length is known (Content-Length) becomes whole
+  parts of ``part_size`` and one last part of up to ``2 * part_size - 1`` bytes, so it needs no
+  tail (S3 takes parts of any size >= 5 MiB); only a PATCH shorter than ``part_size`` (or of
+  unknown length) leaves a tail, which the next PATCH's first part starts with.
+- The next part number is ``len(parts) + 1``.  Parts staged by a PATCH that then failed are
+  overwritten by the next PATCH's upload of the same number (S3 replaces a part number), or left
+  out of CompleteMultipartUpload, which drops them; they never need cleaning up.
+- Records written before parts could exceed ``part_size`` (every part exactly ``part_size``,
+  the tail ``offset % part_size``) satisfy these invariants: they are read and continued as is.
 - At most one PATCH holds the lock; the offset moves only by a CAS made by the lock holder that
   also checks the offset it started from.
 
@@ -147,14 +153,30 @@ def choose_part_size(length: int, preferred: int, min_part: int = MIN_PART) -> i
     return math.ceil(length / MAX_PARTS / min_part) * min_part
 
 
-def split(offset: int, part_size: int) -> tuple[int, int]:
-    """(whole parts below ``offset``, bytes in the tail)."""
-    return divmod(offset, part_size)
+def next_part_number(up: dict[str, Any]) -> int:
+    """The number of the part a PATCH starts with (1-based)."""
+    return len(up["parts"]) + 1
 
 
-def part_number_at(offset: int, part_size: int) -> int:
-    """The number of the part that starts at or holds byte ``offset`` (1-based)."""
-    return offset // part_size + 1
+def cut_size(buffered: int, remaining: int | None, *, part_size: int, final: bool) -> int:
+    """How many of the ``buffered`` bytes of a PATCH to send as the next part now (0: none yet).
+
+    ``remaining`` is what the body still has to bring: a number (from Content-Length), ``None``
+    when unknown, ``0`` once the body ended.  ``final`` says the PATCH ends at Upload-Length.
+    Whole parts of ``part_size`` go as soon as they are buffered, unless fewer than ``part_size``
+    bytes would be left for the PATCH's last part: then they wait and the last part takes them
+    (at most ``2 * part_size - 1`` bytes).  At the end, the rest is the last part when it is at
+    least ``part_size`` or the upload's final bytes; otherwise 0: it becomes the tail.
+    """
+    if buffered <= 0:
+        return 0
+    if remaining == 0:
+        return buffered if final or buffered >= part_size else 0
+    if buffered < part_size:
+        return 0
+    if remaining is None or final or buffered + remaining - part_size >= part_size:
+        return part_size
+    return 0
 
 
 def tail_key(video_id: str, offset: int, request: str) -> str:
@@ -207,13 +229,20 @@ def lock_live(up: dict[str, Any], now: float, alive: Callable[[str], bool]) -> b
 
 
 def take_lock(rec: Record | None, *, holder: str, request: str, offset: int, now: float, ttl: float,
-              alive: Callable[[str], bool] = lambda _: True) -> Record:
+              alive: Callable[[str], bool] = lambda _: True, body_length: int | None = None) -> Record:
     """Start a PATCH at ``offset``: 409 when another PATCH holds a live lock or the offset differs.
 
     A lock whose expiry passed, or whose holder our membership view says is dead, is taken over.
+    ``409 upload_full``: every byte is here, the upload only needs finishing (the caller does
+    that).  ``413`` when ``body_length`` (Content-Length) would go beyond Upload-Length.
     """
     up = upload_of(rec)
     assert rec is not None
+    if is_full(up):
+        raise TusError(409, "upload_full", "every byte of this upload is here; it is being finished")
+    if body_length is not None and offset == up["offset"] and offset + body_length > up["length"]:
+        raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({up['length']} "
+                       "bytes); nothing of this PATCH was kept")
     if lock_live(up, now, alive) and up["lock"]["request"] != request:
         raise TusError(409, "upload_locked", "another PATCH to this upload is in progress; retry after it")
     if offset != up["offset"]:
@@ -290,17 +319,18 @@ def check_invariants(up: dict[str, Any]) -> None:
         raise ValueError(f"parts are not 1..{len(nums)}: {nums}")
     if not 0 <= offset <= length:
         raise ValueError(f"offset {offset} outside 0..{length}")
+    sizes = [p["size"] for p in up["parts"]]
     tail_size = up["tail"]["size"] if up["tail"] else 0
-    if offset == length and offset > 0 and tail_size == 0 and sum(p["size"] for p in up["parts"]) == length:
-        # full: every part whole but the last
-        if any(p["size"] != size for p in up["parts"][:-1]):
-            raise ValueError("a part but the last is not part_size")
-        return
-    whole, rest = split(offset, size)
-    if len(nums) != whole or any(p["size"] != size for p in up["parts"]):
-        raise ValueError(f"offset {offset} needs {whole} whole parts, have {len(nums)}")
-    if tail_size != rest:
-        raise ValueError(f"offset {offset} needs a tail of {rest} bytes, have {tail_size}")
+    if sum(sizes) + tail_size != offset:
+        raise ValueError(f"parts ({sum(sizes)} bytes) and tail ({tail_size}) do not add up to offset {offset}")
+    full = offset == length and offset > 0
+    if full and tail_size:
+        raise ValueError("a full upload keeps every byte in parts, not in a tail")
+    whole = sizes[:-1] if full else sizes
+    if any(s < size for s in whole):
+        raise ValueError(f"a part is shorter than part_size {size}: {sizes}")
+    if tail_size >= size:
+        raise ValueError(f"a tail of {tail_size} bytes should have been a part (part_size {size})")
 
 
 def complete(rec: Record | None, node: str, now: float) -> Record:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict, deque
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -42,6 +43,9 @@ from .videos import VideoStore
 SALVAGE_SECONDS = 30.0  # time a cut-off PATCH may spend making what it received durable
 
 
+KNOWN_RECORDS = 256  # record versions this node wrote, kept to CAS the next change without a read
+
+
 @dataclass
 class _Patch:
     """One PATCH in progress."""
@@ -49,19 +53,77 @@ class _Patch:
     request: str
     up: dict[str, Any]  # the upload state as locked
     checksum: tuple[str, bytes] | None
-    buf: bytearray = field(default_factory=bytearray)
+    body_length: int | None = None  # Content-Length, when the client sent one
+    pending: deque[bytes] = field(default_factory=deque)  # received, not cut into a part yet
+    pending_size: int = 0
+    unhashed_prefix: int = 0  # leading pending bytes from the old tail: not part of this body
     next_n: int = 1
     received: int = 0
     done: dict[int, storage.Part] = field(default_factory=dict)
-    inflight: dict[int, bytes] = field(default_factory=dict)
+    inflight: dict[int, bytearray] = field(default_factory=dict)
     hasher: Any = field(default_factory=hashlib.sha1)
     error: BaseException | None = None
     salvageable: bool = True
     lock_lost: bool = False
+    ms: dict[str, float] = field(default_factory=dict)  # time per step, logged with tus_patch
 
     @property
     def start(self) -> int:
         return self.up["offset"]
+
+    @property
+    def all_received(self) -> bool:
+        return self.received == self.body_length
+
+    def cut_size(self, *, ended: bool) -> int:
+        """Bytes to send as the next part now (0: none yet); see :func:`tus.cut_size`."""
+        if ended:
+            remaining: int | None = 0
+        elif self.body_length is None:
+            remaining = None
+        else:
+            remaining = max(0, self.body_length - self.received)
+        final = self.start + self.received + (remaining or 0) == self.up["length"]
+        return tus.cut_size(self.pending_size, remaining, part_size=self.up["part_size"], final=final)
+
+    def take(self, n: int) -> bytearray:
+        """The first ``n`` pending bytes, joined (one copy).  A bytearray: botocore sends it as it
+        is, where it wraps bytes in a BytesIO that aiohttp then copies once more."""
+        out: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = self.pending[0]
+            if got + len(chunk) <= n:
+                out.append(self.pending.popleft())
+                got += len(chunk)
+            else:
+                k = n - got
+                out.append(chunk[:k])
+                self.pending[0] = chunk[k:]
+                got = n
+        self.pending_size -= n
+        return bytearray().join(out)
+
+    def cut(self, n: int) -> tuple[int, bytearray]:
+        """The next part: its number and ``n`` pending bytes, now in flight."""
+        num, self.next_n = self.next_n, self.next_n + 1
+        data = self.inflight[num] = self.take(n)
+        return num, data
+
+    def body_part_of(self, data: bytes | bytearray) -> memoryview:
+        """The bytes of a cut part that came with this body (not from the old tail)."""
+        skip = min(self.unhashed_prefix, len(data))
+        self.unhashed_prefix -= skip
+        return memoryview(data)[skip:]
+
+    def hash_rest(self) -> None:
+        """sha1 over the body bytes still pending (they become the tail)."""
+        for chunk in self.pending:
+            self.hasher.update(self.body_part_of(chunk))
+
+
+def _ms_since(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 1)
 
 
 class TusUploads:
@@ -81,6 +143,7 @@ class TusUploads:
         self.clock = clock
         self.alive = alive
         self.on_uploaded = on_uploaded
+        self._known: OrderedDict[str, storage.Versioned] = OrderedDict()
 
     # ---- reads ------------------------------------------------------------------------------------
     async def get(self, vid: str) -> Record:
@@ -132,24 +195,26 @@ class TusUploads:
         413 (beyond Upload-Length), 460 (checksum mismatch).  StorageError passes through.
         """
         request = request or uuid.uuid4().hex[:12]
-        rec = await self.get(vid)
-        if rec["state"] != lifecycle.UPLOADING:
-            off, _ = tus.offset_of(rec)  # 410 for deleted
+        t0 = time.perf_counter()
+        try:
+            rec = await self._cas(vid, lambda r: tus.take_lock(
+                r, holder=self.node_id, request=request, offset=offset, now=self.clock(), ttl=self.lock_ttl,
+                alive=self.alive, body_length=content_length))
+        except TusError as e:
+            if e.code == "upload_full":  # a crash left it unfinished: finish, then answer as complete
+                await self.finish(vid)
+                return await self.patch(vid, offset=offset, body=body, checksum=checksum, request=request)
+            if e.code != "upload_complete":
+                raise
+            rec = await self.get(vid)
+            off, _ = tus.offset_of(rec)
             if off == offset:  # a retry of the final PATCH whose answer was lost
                 return rec
             raise TusError(409, "offset_mismatch", f"Upload-Offset {offset} does not match the upload's "
-                           f"offset {off} (it is complete)")
-        if tus.is_full(tus.upload_of(rec)):
-            rec = await self.finish(vid)
-            return await self.patch(vid, offset=offset, body=body, checksum=checksum, request=request)
-        up = tus.upload_of(rec)
-        if content_length is not None and offset == up["offset"] and offset + content_length > up["length"]:
-            raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({up['length']} "
-                           "bytes); nothing of this PATCH was kept")
-        rec = await self._change(vid, lambda r: tus.take_lock(
-            r, holder=self.node_id, request=request, offset=offset, now=self.clock(), ttl=self.lock_ttl,
-            alive=self.alive))
-        st = _Patch(vid, request, rec["upload"], checksum, salvageable=checksum is None)
+                           f"offset {off} (it is complete)") from None
+        st = _Patch(vid, request, rec["upload"], checksum, body_length=content_length,
+                    salvageable=checksum is None)
+        st.ms["lock"] = _ms_since(t0)
         finished = False
         try:
             await self._stream_locked(st, body)
@@ -157,10 +222,12 @@ class TusUploads:
                 raise TusError(409, "lock_lost", "this PATCH lost its lock on the upload; resume from HEAD")
             if st.error is not None:
                 raise st.error
-            if checksum is not None and st.hasher.digest() != checksum[1]:
-                st.salvageable = False
-                raise TusError(460, "checksum_mismatch", "the body's sha1 does not match Upload-Checksum; "
-                               "nothing of this PATCH was kept")
+            if checksum is not None:
+                await trio.to_thread.run_sync(st.hash_rest)
+                if st.hasher.digest() != checksum[1]:
+                    st.salvageable = False
+                    raise TusError(460, "checksum_mismatch", "the body's sha1 does not match Upload-Checksum; "
+                                   "nothing of this PATCH was kept")
             st.salvageable = False  # from here on the commit below is the only way forward
             rec = await self._commit(st)
             finished = True
@@ -174,42 +241,68 @@ class TusUploads:
         return rec
 
     async def _stream_locked(self, st: _Patch, body: AsyncIterator[bytes]) -> None:
+        """Receive the body and send its parts as they fill (see :func:`tus.cut_size`); the last
+        part of a body of known length starts as soon as its last byte is here."""
         up = st.up
-        st.next_n = tus.part_number_at(st.start, up["part_size"])
+        t0 = time.perf_counter()
+        st.next_n = tus.next_part_number(up)
         if up["tail"]:
             tail, _ = await self.store.get(up["tail"]["key"])
             if len(tail) != up["tail"]["size"]:
                 raise storage.StorageError(f"tail object {up['tail']['key']} has {len(tail)} bytes, "
                                            f"the record says {up['tail']['size']}")
-            st.buf += tail
+            st.pending.append(tail)
+            st.pending_size = st.unhashed_prefix = len(tail)
         room = up["length"] - st.start
+        to_hash, hash_queue = trio.open_memory_channel[memoryview](self.parts_in_flight + 2)
         async with trio.open_nursery() as n:
-            n.start_soon(self._renew_loop, st, n.cancel_scope)
-            async with trio.open_nursery() as parts:
-                slots = trio.Semaphore(self.parts_in_flight)
-                async for chunk in body:
-                    if st.error is not None:
-                        break
-                    if st.received + len(chunk) > room:
-                        st.salvageable = False
-                        st.error = TusError(413, "beyond_upload_length",
-                                            f"the body goes beyond Upload-Length ({up['length']} bytes); "
-                                            "nothing of this PATCH was kept")
-                        break
-                    st.received += len(chunk)
-                    if st.checksum is not None:
-                        st.hasher.update(chunk)
-                    st.buf += chunk
-                    while len(st.buf) >= up["part_size"]:
-                        # Invariant: every received byte is in buf, inflight or done (salvage needs it)
-                        num, st.next_n = st.next_n, st.next_n + 1
-                        part = st.inflight[num] = bytes(st.buf[:up["part_size"]])
-                        del st.buf[:up["part_size"]]
-                        await slots.acquire()
-                        parts.start_soon(self._upload_part, st, num, part, slots, parts.cancel_scope)
-            n.cancel_scope.cancel()  # stop renewing
+            renewing = trio.CancelScope()
+            n.start_soon(self._renew_loop, st, n.cancel_scope, renewing)
+            async with trio.open_nursery() as work:
+                if st.checksum is not None:
+                    work.start_soon(self._hash_loop, st, hash_queue)
+                async with to_hash, trio.open_nursery() as parts:
+                    slots = trio.Semaphore(self.parts_in_flight)
+                    async for chunk in body:
+                        if st.error is not None:
+                            break
+                        if st.received + len(chunk) > room:
+                            st.salvageable = False
+                            st.error = TusError(413, "beyond_upload_length",
+                                                f"the body goes beyond Upload-Length ({up['length']} bytes); "
+                                                "nothing of this PATCH was kept")
+                            break
+                        st.received += len(chunk)
+                        st.pending.append(chunk)
+                        st.pending_size += len(chunk)
+                        # Invariant: every received byte is in pending, inflight or done (salvage needs it)
+                        while size := st.cut_size(ended=False):
+                            slot = None if st.all_received else slots  # the last part goes at once
+                            if slot is not None:
+                                await slot.acquire()
+                            await self._start_part(st, size, parts, to_hash, slot)
+                    else:
+                        if size := st.cut_size(ended=True):  # the last part goes at once
+                            await self._start_part(st, size, parts, to_hash, None)
+                    st.ms["receive"] = _ms_since(t0)
+            renewing.cancel()
+        st.ms["drain"] = _ms_since(t0) - st.ms.get("receive", 0.0)
 
-    async def _upload_part(self, st: _Patch, num: int, data: bytes, slots: trio.Semaphore,
+    async def _start_part(self, st: _Patch, size: int, parts: trio.Nursery,
+                          to_hash: trio.MemorySendChannel[memoryview], slot: trio.Semaphore | None) -> None:
+        num, data = st.cut(size)
+        parts.start_soon(self._upload_part, st, num, data, slot, parts.cancel_scope)
+        if st.checksum is not None:
+            await to_hash.send(st.body_part_of(data))
+
+    async def _hash_loop(self, st: _Patch, queue: trio.MemoryReceiveChannel[memoryview]) -> None:
+        """sha1 of the body in order, on a worker thread (hashlib releases the GIL for big buffers),
+        while the event loop receives and uploads."""
+        async with queue:
+            async for piece in queue:
+                await trio.to_thread.run_sync(st.hasher.update, piece)
+
+    async def _upload_part(self, st: _Patch, num: int, data: bytearray, slot: trio.Semaphore | None,
                            scope: trio.CancelScope) -> None:
         try:
             etag = await self.store.upload_part(layout.source_key(st.vid), st.up["upload_id"], num, data)
@@ -222,50 +315,49 @@ class TusUploads:
             st.error = e
             scope.cancel()
         finally:
-            slots.release()
+            if slot is not None:
+                slot.release()
 
-    async def _renew_loop(self, st: _Patch, scope: trio.CancelScope) -> None:
-        while True:
-            await trio.sleep(self.lock_ttl / 3)
-            try:
-                await self._change(st.vid, lambda r: tus.renew_lock(r, request=st.request, now=self.clock(),
-                                                                    ttl=self.lock_ttl))
-            except TusError:
-                st.lock_lost, st.salvageable = True, False
-                log.warning("tus_lock_lost", video=st.vid, request=st.request)
-                scope.cancel()
-                return
-            except storage.StorageError as e:
-                log.warning("tus_lock_renew_failed", video=st.vid, error=str(e))
+    async def _renew_loop(self, st: _Patch, scope: trio.CancelScope, renewing: trio.CancelScope) -> None:
+        with renewing:
+            while True:
+                await trio.sleep(self.lock_ttl / 3)
+                try:
+                    await self._cas(st.vid, lambda r: tus.renew_lock(r, request=st.request, now=self.clock(),
+                                                                     ttl=self.lock_ttl))
+                except TusError:
+                    st.lock_lost, st.salvageable = True, False
+                    log.warning("tus_lock_lost", video=st.vid, request=st.request)
+                    scope.cancel()
+                    return
+                except storage.StorageError as e:
+                    log.warning("tus_lock_renew_failed", video=st.vid, error=str(e))
 
     async def _commit(self, st: _Patch) -> Record:
-        """Write the tail (or the last short part) and CAS the new durable offset."""
+        """Send what is still buffered (the last short part, or the tail) and CAS the new durable
+        offset."""
+        t0 = time.perf_counter()
         up = st.up
         new_offset = st.start + st.received
         key = layout.source_key(st.vid)
         for num in sorted(st.inflight):  # only after a cancellation: finish the cut-off parts
-            data = st.inflight[num]
+            data = st.inflight.pop(num)
+            st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
+                                        len(data))
+        final = new_offset == up["length"]
+        # ditto, or a body shorter than its Content-Length: the rest is a part if it may be one
+        if size := tus.cut_size(st.pending_size, 0, part_size=up["part_size"], final=final):
+            num, data = st.cut(size)
             st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
                                         len(data))
             del st.inflight[num]
-        while len(st.buf) >= up["part_size"]:  # ditto: whole parts not cut yet
-            num, data = st.next_n, bytes(st.buf[:up["part_size"]])
-            st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
-                                        len(data))
-            st.next_n += 1
-            del st.buf[:up["part_size"]]
         parts = [{"n": p.number, "etag": p.etag, "size": p.size} for _, p in sorted(st.done.items())]
         tail: dict[str, Any] | None = None
-        if st.buf and new_offset == up["length"]:
-            num = st.next_n
-            etag = await self.store.upload_part(key, up["upload_id"], num, bytes(st.buf))
-            parts.append({"n": num, "etag": etag, "size": len(st.buf)})
-        elif st.buf:
-            key = tus.tail_key(st.vid, new_offset, st.request)
-            await self.store.put(key, bytes(st.buf))
-            tail = {"key": key, "size": len(st.buf)}
+        if st.pending_size:
+            tail = {"key": tus.tail_key(st.vid, new_offset, st.request), "size": st.pending_size}
+            await self.store.put(tail["key"], st.take(st.pending_size))
         try:
-            rec = await self._change(st.vid, lambda r: tus.advance(
+            rec = await self._cas(st.vid, lambda r: tus.advance(
                 r, request=st.request, start=st.start, parts=parts, tail=tail, offset=new_offset,
                 now=self.clock(), expiry=self.expiry))
         except BaseException:
@@ -275,8 +367,10 @@ class TusUploads:
             raise
         if up["tail"] and (tail is None or up["tail"]["key"] != tail["key"]):
             await self._quietly(self.store.delete(up["tail"]["key"]))
+        st.ms["commit"] = _ms_since(t0)
         log.info("tus_patch", video=st.vid, start=st.start, offset=new_offset, length=up["length"],
-                 parts=len(rec["upload"]["parts"]), request=st.request)
+                 parts=len(rec["upload"]["parts"]), tail=tail["size"] if tail else 0, request=st.request,
+                 ms=st.ms)
         return rec
 
     async def _salvage_or_release(self, st: _Patch) -> None:
@@ -288,6 +382,7 @@ class TusUploads:
                 return
             except (TusError, storage.StorageError) as e:
                 log.warning("tus_salvage_failed", video=st.vid, error=str(e))
+        self._known.pop(st.vid, None)
         try:
             await self.videos.change(st.vid, lambda r: _or_keep(tus.release_lock(r, request=st.request)))
         except (Refused, storage.StorageError) as e:
@@ -296,6 +391,7 @@ class TusUploads:
     # ---- completion -------------------------------------------------------------------------------
     async def finish(self, vid: str) -> Record:
         """Assemble the source of a full upload and make the video ``uploaded`` (idempotent)."""
+        self._known.pop(vid, None)
         rec = await self.get(vid)
         if rec["state"] != lifecycle.UPLOADING:
             return rec
@@ -325,6 +421,7 @@ class TusUploads:
         rec = await self.get(vid)
         if rec["state"] == lifecycle.DELETED:
             raise TusError(410, "gone", "this upload was already terminated")
+        self._known.pop(vid, None)
         rec = await self._change(vid, lambda r: tus.terminate(r, self.node_id, self.clock()))
         await self.reclaim(vid)
         return rec
@@ -378,6 +475,36 @@ class TusUploads:
         return n
 
     # ---- plumbing -------------------------------------------------------------------------------------
+    async def _cas(self, vid: str, step: Callable[[Record], Record]) -> Record:
+        """Change the record by CAS like :meth:`_change`, but start from the version this node last
+        wrote when it has one: a write with If-Match and no read.  If anyone changed the record
+        since (412), or ``step`` refuses the remembered version, decide again on a fresh read."""
+        key = layout.record_key(vid)
+        known = self._known.pop(vid, None)
+        if known is not None:
+            try:
+                new = step(known.doc)
+                etag = await self.store.put(key, storage.cas.encode(new), if_match=known.etag,
+                                            content_type="application/json")
+                return self._remember(vid, storage.Versioned(new, etag))
+            except (TusError, storage.PreconditionFailed):
+                pass
+
+        def decide(doc: Record | None) -> Record:
+            if doc is None:
+                raise TusError(404, "not_found", "no such upload")
+            return step(doc)
+
+        version, _ = await storage.cas.update(self.store, key, decide)
+        assert version is not None
+        return self._remember(vid, version)
+
+    def _remember(self, vid: str, version: storage.Versioned) -> Record:
+        self._known[vid] = version
+        while len(self._known) > KNOWN_RECORDS:
+            self._known.popitem(last=False)
+        return version.doc
+
     async def _change(self, vid: str, step: Callable[[Record], Record]) -> Record:
         try:
             return await self.videos.change(vid, step)

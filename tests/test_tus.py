@@ -116,11 +116,48 @@ def test_choose_part_size(length, preferred, expect):
     assert length <= size * tus.MAX_PARTS
 
 
-@pytest.mark.parametrize("offset, size, expect", [(0, 10, (0, 0)), (9, 10, (0, 9)), (10, 10, (1, 0)),
-                                                  (25, 10, (2, 5))])
-def test_split(offset, size, expect):
-    assert tus.split(offset, size) == expect
-    assert tus.part_number_at(offset, size) == expect[0] + 1
+@pytest.mark.parametrize("given, buffered, remaining, final, cut", [
+    # Content-Length known: whole parts while at least a part is still to come after them
+    ("part buffered, plenty to come", 10, 20, False, 10),
+    ("part buffered, a part still to come", 10, 10, False, 10),
+    ("part buffered, less than a part to come", 10, 6, False, 0),
+    ("part and a bit buffered, a part to come", 13, 10, False, 10),
+    ("less than a part", 9, 20, False, 0),
+    ("nothing", 0, 20, False, 0),
+    ("all here, short of a part", 9, 0, False, 0),
+    ("all here, a part", 10, 0, False, 10),
+    ("all here, up to two parts less a byte", 19, 0, False, 19),
+    # the upload's final bytes: the last part may be short, whole parts go at once
+    ("final: part buffered, a byte to come", 10, 1, True, 10),
+    ("final: all here, short", 3, 0, True, 3),
+    ("final: all here, part and a bit", 13, 0, True, 13),
+    # Content-Length unknown: whole parts as they fill; the end as when known
+    ("unknown: part buffered", 12, None, False, 10),
+    ("unknown: short of a part", 9, None, False, 0),
+    ("unknown: ended short of a part", 9, 0, False, 0),
+])
+def test_cut_size(given, buffered, remaining, final, cut):
+    assert tus.cut_size(buffered, remaining, part_size=10, final=final) == cut, given
+
+
+@pytest.mark.parametrize("body, pieces", [
+    (16, [5, 5, 6]), (15, [5, 5, 5]), (9, [9]), (5, [5]), (4, []), (10, [5, 5]), (14, [5, 9]),
+])
+def test_a_body_of_known_length_is_whole_parts_and_no_tail(body, pieces):
+    """What a PATCH of ``body`` bytes (arriving a byte at a time, length known) is cut into, with
+    part_size 5 and the upload not ending there: parts of 5..9 bytes; under 5 only a tail."""
+    cuts, buffered = [], 0
+    for received in range(1, body + 1):
+        buffered += 1
+        while n := tus.cut_size(buffered, body - received, part_size=5, final=False):
+            cuts.append(n)
+            buffered -= n
+    assert cuts == pieces and buffered == body - sum(pieces)
+
+
+def test_next_part_number_follows_the_durable_parts():
+    assert tus.next_part_number(rec_with(offset=0)["upload"]) == 1
+    assert tus.next_part_number(rec_with(offset=25)["upload"]) == 3
 
 
 def test_tail_keys_differ_per_offset_and_request():
@@ -143,11 +180,27 @@ def test_take_lock_on_free_upload():
     ("offset differs", dict(lock=None, now=5.0, offset=14), (409, "offset_mismatch")),
     ("deleted upload", dict(lock=None, now=5.0, state="deleted"), (410, "gone")),
     ("completed upload", dict(lock=None, now=5.0, state="uploaded"), (409, "upload_complete")),
+    ("body beyond Upload-Length", dict(lock=None, now=5.0, body_length=86), (413, "beyond_upload_length")),
+    ("body beyond, though locked", dict(lock={"holder": "n2", "request": "r9", "expires": 10.0}, now=5.0,
+                                        body_length=86), (413, "beyond_upload_length")),
 ])
 def test_take_lock_refusals(given, when, then):
     rec = rec_with(offset=15, lock=when.get("lock"), state=when.get("state", "uploading"))
     assert status_of(tus.take_lock, rec, holder="n1", request="r1", offset=when.get("offset", 15),
-                     now=when["now"], ttl=6.0) == then, given
+                     now=when["now"], ttl=6.0, body_length=when.get("body_length")) == then, given
+
+
+def test_take_lock_with_body_up_to_the_length():
+    new = tus.take_lock(rec_with(offset=15), holder="n1", request="r1", offset=15, now=5.0, ttl=6.0,
+                        body_length=85)
+    assert new["upload"]["lock"]["request"] == "r1"
+
+
+def test_take_lock_on_a_full_upload_asks_to_finish_it():
+    full = rec_with(length=20, offset=20)
+    full["upload"]["tail"] = None
+    assert status_of(tus.take_lock, full, holder="n1", request="r1", offset=20, now=0.0,
+                     ttl=6.0) == (409, "upload_full")
 
 
 def test_take_lock_missing_record_is_404():
@@ -221,17 +274,39 @@ def test_complete_refuses_incomplete():
 
 
 @pytest.mark.parametrize("offset, parts, tail, ok", [
-    (0, 0, 0, True), (9, 0, 9, True), (10, 1, 0, True), (25, 2, 5, True),
-    (25, 2, 4, False), (25, 1, 15, False), (20, 1, 10, False)])
+    (0, [], 0, True), (9, [], 9, True), (10, [10], 0, True), (25, [10, 10], 5, True),
+    (25, [10, 10], 4, False), (25, [10], 15, False), (20, [10], 10, False),
+    # parts of any size from part_size on (a PATCH's last part takes what would have been a tail)
+    (31, [10, 16], 5, True), (35, [19, 16], 0, True),
+    (25, [10, 9], 6, False),       # a part below part_size (S3 would refuse it but as the last)
+    (100, [50, 45, 5], 0, True),   # full: only the last part is short
+    (100, [50, 5, 45], 0, False),
+    (100, [50, 45], 5, False),     # full: no tail
+    (20, [20], 0, True),
+])
 def test_invariants(offset, parts, tail, ok):
     up = tus.new_upload("mp", 100, {}, 10, 0.0, 1.0)
-    up.update(offset=offset, parts=[{"n": i + 1, "etag": "e", "size": 10} for i in range(parts)],
+    up.update(offset=offset, parts=[{"n": i + 1, "etag": "e", "size": n} for i, n in enumerate(parts)],
               tail={"key": "t", "size": tail} if tail else None)
     if ok:
         tus.check_invariants(up)
     else:
         with pytest.raises(ValueError):
             tus.check_invariants(up)
+
+
+def test_parts_must_be_numbered_from_one():
+    up = tus.new_upload("mp", 100, {}, 10, 0.0, 1.0)
+    up.update(offset=20, parts=[{"n": 1, "etag": "e", "size": 10}, {"n": 3, "etag": "e", "size": 10}])
+    with pytest.raises(ValueError):
+        tus.check_invariants(up)
+
+
+def test_advance_with_a_long_last_part_needs_no_tail():
+    rec = locked(rec_with(offset=25))  # two parts and a tail of 5
+    new = tus.advance(rec, request="r1", start=25, parts=[{"n": 3, "etag": "c", "size": 16}], tail=None,
+                      offset=36, now=1.0, expiry=10.0)
+    assert [p["size"] for p in new["upload"]["parts"]] == [10, 10, 16] and new["upload"]["tail"] is None
 
 
 def test_offset_of_for_head():

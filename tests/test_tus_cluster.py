@@ -189,13 +189,14 @@ def test_terminated_upload_is_gone_and_freed(cluster):
     r = create(cluster, "n1", len(data) + 10)
     loc = r.headers["Location"]
     vid = loc.rsplit("/", 1)[-1]
-    assert patch(cluster, "n1", loc, 0, data).status_code == 204
+    assert patch(cluster, "n1", loc, 0, data).status_code == 204  # one part of PART + 5 bytes
+    assert patch(cluster, "n1", loc, len(data), b"abc").status_code == 204  # and a tail
     keys, mps = video_objects(cluster, vid)
     assert mps == 1 and any("/tus/tail-" in k for k in keys)
     d = httpx.delete(cluster.url("n2") + loc, headers=cluster.headers(TUS))
     assert d.status_code == 204 and d.headers["Tus-Resumable"] == "1.0.0"
     assert head(cluster, "n1", loc).status_code == 410
-    assert patch(cluster, "n1", loc, len(data), b"0123456789").status_code == 410
+    assert patch(cluster, "n1", loc, len(data) + 3, b"0123456").status_code == 410
     assert httpx.delete(cluster.url("n1") + loc, headers=cluster.headers(TUS)).status_code == 410
     assert video_objects(cluster, vid) == ([layout.record_key(vid)], 0)
     assert httpx.get(cluster.url("n1") + f"/v1/videos/{vid}").json()["state"] == "deleted"

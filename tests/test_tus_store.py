@@ -49,12 +49,14 @@ async def status(tu, vid):
     return await tu.status(vid)
 
 
-async def upload_all(tu, data: bytes, pieces: list[int]) -> str:
+async def upload_all(tu, data: bytes, pieces: list[int], *, known_length: bool = False) -> str:
+    """PATCHes of ``pieces`` bytes, each with a checksum; ``known_length``: with Content-Length."""
     rec = await tu.create(len(data), {}, "f.mp4")
     vid = rec["id"]
     off = 0
     for n in pieces:
-        rec = await tu.patch(vid, offset=off, body=chunks(data[off:off + n]), checksum=sha1(data[off:off + n]))
+        rec = await tu.patch(vid, offset=off, body=chunks(data[off:off + n]), checksum=sha1(data[off:off + n]),
+                             content_length=n if known_length else None)
         off += n
     return vid
 
@@ -73,12 +75,14 @@ def scratch(store, vid) -> list[str]:
     (PART + 1, [PART, 1]),
     (5 * PART + 3, [1, 2, 20, 33, 27]),  # pieces that straddle parts and tails
     (3 * PART, [PART - 1, 1, PART, PART]),
+    (6 * PART + 5, [2 * PART + 3, PART - 1, 2 * PART + 2, PART + 1]),  # long last parts, tails
 ])
-async def test_upload_in_pieces_assembles_the_exact_bytes(length, pieces):
+@pytest.mark.parametrize("known_length", [False, True], ids=["chunked", "content-length"])
+async def test_upload_in_pieces_assembles_the_exact_bytes(length, pieces, known_length):
     tu, store, _, done = make()
     data = random.Random(length).randbytes(length)
     assert sum(pieces) == length
-    vid = await upload_all(tu, data, pieces)
+    vid = await upload_all(tu, data, pieces, known_length=known_length)
     rec = await tu.get(vid)
     assert rec["state"] == "uploaded" and rec["size"] == length and rec["upload"] is None
     assert source(store, vid) == data
@@ -105,6 +109,45 @@ async def test_durable_offset_covers_tail_bytes():
     assert store.objects[up["tail"]["key"]][0] == data[16:21]
     rec = await tu.patch(vid, offset=21, body=chunks(data[21:30]))
     assert rec["upload"]["tail"]["size"] == 14 and len(scratch(store, vid)) == 1  # the old tail is gone
+
+
+async def test_known_length_patch_is_parts_only_and_no_record_read():
+    """With Content-Length a PATCH of 2.5 parts is two parts (the second longer), no tail; the
+    node CASes the record from the version it wrote last: lock and advance are one PUT each."""
+    tu, store, _, _ = make()
+    data = random.Random(7).randbytes(6 * PART)
+    vid = (await tu.create(len(data), {}, None))["id"]
+    n = PART * 5 // 2
+    rec = await tu.patch(vid, offset=0, body=chunks(data[:n]), checksum=sha1(data[:n]), content_length=n)
+    up = rec["upload"]
+    assert up["offset"] == n and [p["size"] for p in up["parts"]] == [PART, n - PART] and up["tail"] is None
+    store.calls.clear()
+    rec = await tu.patch(vid, offset=n, body=chunks(data[n:2 * n]), checksum=sha1(data[n:2 * n]),
+                         content_length=n)
+    assert store.calls == ["put", "upload_part", "upload_part", "put"] and scratch(store, vid) == []
+    assert [p["n"] for p in rec["upload"]["parts"]] == [1, 2, 3, 4]
+    assert await tu.get(vid) == rec
+    await tu.patch(vid, offset=2 * n, body=chunks(data[2 * n:]), content_length=len(data) - 2 * n)
+    assert source(store, vid) == data
+
+
+async def test_two_nodes_take_turns_on_one_upload():
+    """Each node remembers the record version it wrote; when the other node moved the upload on,
+    its If-Match fails and it decides again on a fresh read."""
+    store = storage.MemoryStore()
+    a, _, _, _ = make(store)
+    b, _, _, _ = make(store)
+    data = random.Random(8).randbytes(5 * PART + 7)
+    vid = (await a.create(len(data), {}, None))["id"]
+    cuts = [0, 20, 41, 60, 75, len(data)]
+    for i, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+        tu = (a, b)[i % 2]
+        await tu.patch(vid, offset=lo, body=chunks(data[lo:hi]), checksum=sha1(data[lo:hi]),
+                       content_length=hi - lo)
+    with pytest.raises(TusError) as ei:  # a's remembered version is stale: the offset moved on
+        await a.patch(vid, offset=20, body=chunks(b"x" * 5), content_length=5)
+    assert (ei.value.status, ei.value.code) == (409, "offset_mismatch")
+    assert source(store, vid) == data
 
 
 @pytest.mark.parametrize("given, when, then", [
@@ -170,7 +213,8 @@ async def test_stale_lock_of_a_dead_patch_is_taken_over():
     assert source(store, vid) == data
 
 
-async def test_cut_off_patch_keeps_what_it_received():
+@pytest.mark.parametrize("content_length", [None, 100])
+async def test_cut_off_patch_keeps_what_it_received(content_length):
     tu, store, _, _ = make()
     data = random.Random(5).randbytes(100)
     vid = (await tu.create(100, {}, None))["id"]
@@ -183,12 +227,13 @@ async def test_cut_off_patch_keeps_what_it_received():
         await trio.sleep_forever()
 
     async with trio.open_nursery() as n:
-        n.start_soon(lambda: tu.patch(vid, offset=0, body=body_then_hang()))
+        n.start_soon(lambda: tu.patch(vid, offset=0, body=body_then_hang(), content_length=content_length))
         await got_here.wait()
         await trio.testing.wait_all_tasks_blocked()
         n.cancel_scope.cancel()  # the client went away
     rec = await tu.get(vid)
     assert rec["upload"]["offset"] == 45 and rec["upload"]["lock"] is None
+    assert [p["size"] for p in rec["upload"]["parts"]] == [PART, PART] and rec["upload"]["tail"]["size"] == 13
     await tu.patch(vid, offset=45, body=chunks(data[45:]))
     assert source(store, vid) == data
 
