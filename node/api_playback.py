@@ -24,10 +24,17 @@ PLAYLIST_CACHE_CONTROL = "public, max-age=5"
 
 
 class ReadyRecords:
-    """A small TTL cache of ready records: playback re-reads storage at most once a second."""
+    """A small TTL cache of ready records: playback re-reads storage at most once a second.
+
+    :meth:`current` (the fast lane's) reads once per video at a time: while one reader renews
+    an expired record, the others keep the record of a moment ago instead of all waiting on
+    storage together.  Every answer is still from a record read at most ``READY_CACHE_TTL``
+    before the request or during it, so a deleted video stops playing within that second.
+    """
 
     def __init__(self) -> None:
         self._items: dict[str, tuple[float, dict]] = {}
+        self._renewing: set[str] = set()
 
     def get(self, vid: str) -> dict | None:
         hit = self._items.get(vid)
@@ -39,6 +46,26 @@ class ReadyRecords:
         if len(self._items) >= READY_CACHE_MAX:
             self._items.clear()
         self._items[vid] = (time.monotonic() + READY_CACHE_TTL, rec)
+
+    def forget(self, vid: str) -> None:
+        self._items.pop(vid, None)
+
+    async def current(self, ctx: NodeContext, vid: str) -> dict:
+        """The ready record; raises as :func:`ready_record` does."""
+        rec = self.get(vid)
+        if rec is not None:
+            return rec
+        hit = self._items.get(vid)
+        if vid in self._renewing and hit is not None:
+            return hit[1]  # someone is reading it now, after it expired
+        self._renewing.add(vid)
+        try:
+            return await ready_record(ctx, self, vid)
+        except (ApiError, storage.StorageError):
+            self.forget(vid)
+            raise
+        finally:
+            self._renewing.discard(vid)
 
 
 async def ready_record(ctx: NodeContext, cache: ReadyRecords, vid: str) -> dict:
@@ -103,7 +130,7 @@ def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
 
 
 def register(app, ctx: NodeContext) -> None:
-    records = ReadyRecords()
+    records = ctx.ready_records = ReadyRecords()  # shared with the fast lane (node.fastlane)
 
     @app.route("/v1/videos/<vid>/hls/<path:rest>", methods=["GET", "HEAD"])
     async def hls(vid: str, rest: str):

@@ -117,6 +117,8 @@ def register(app, ctx: NodeContext) -> None:
         valid_video_id(vid)
         try:
             rec = await ctx.videos.delete(vid)
+            if ctx.ready_records is not None:
+                ctx.ready_records.forget(vid)  # this node stops playing it at once; others within 1 s
         except storage.NotFound:
             raise ApiError(404, "not_found", "no such video") from None
         except Refused as e:

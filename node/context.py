@@ -26,6 +26,8 @@ class NodeContext:
     membership: Any = None  # membership.Membership once gossip runs
     ring_view: Any = None  # ring.RingView once the ring runs
     cache: Any = None  # the owner's segment cache (node.segcache)
+    fast_lane: Any = None  # node.fastlane.FastLane when cache.fast_lane is on
+    ready_records: Any = None  # node.api_playback.ReadyRecords: ready records read in the last second
     nursery: Any = None  # the node's main nursery, for background sends
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hypercorn.config
 import hypercorn.trio
+import hypercorn.trio.run
 import hypercorn.trio.tcp_server
 import trio
 import trio_asyncio
@@ -28,6 +29,7 @@ from . import log
 from .app import create_app
 from .config import Config, ConfigError
 from .context import NodeContext
+from .fastlane import FastLane
 from .segcache import SegmentCache
 from .videos import VideoStore
 from .worker import Worker
@@ -149,6 +151,11 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 hc.read_timeout = 120  # a client that sends nothing for 2 minutes is dropped
                 hc.keep_alive_timeout = 75
                 hc.graceful_timeout = 2
+                if ctx.cfg.cache.fast_lane:
+                    # Cache hits of HLS objects are answered ahead of hypercorn (node.fastlane).
+                    lane = ctx.fast_lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,
+                                                    read_timeout=hc.read_timeout)
+                    hypercorn.trio.run.TCPServer = lane.wrap(hypercorn.trio.tcp_server.TCPServer)
                 stop = trio.Event()
                 await nursery.start(functools.partial(hypercorn.trio.serve, app, hc,
                                                       shutdown_trigger=stop.wait))

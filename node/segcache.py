@@ -16,9 +16,12 @@ Where a read goes (``SegmentCache.fetch(vid, key) -> (bytes, etag)``)::
     the owner is dead, slow or errs
         -> storage directly (a "hop fallback"); this node does not cache
 
-Bytes and ETag are the storage object's either way.  A hop answer whose ETag is
-a plain MD5 (single-part objects) is checked against the body; a mismatch is
-treated as a failed hop.
+Bytes and ETag are the storage object's either way.  The owner checks a body it
+reads from storage against its ETag when that is a plain MD5 (single-part
+objects) before keeping it, and writes cache files whole (temporary file, then
+rename); a hop answer is read to its exact ``Content-Length`` and trusted (MD5 of
+every hop answer cost a non-owner 0.9 ms of CPU per 770 KB segment: half its
+throughput, docs/benchmarks.md).
 
 The cache on disk is bounded in bytes (``cfg.cache.max_bytes``) with LRU
 eviction (:class:`LruIndex`, pure).  The index lives in memory: the directory is
@@ -40,13 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 import ring
 import storage
 
 from . import layout, log
+from .hop import HopClient, HopError
 
 HOP_HEADER = "X-Shoal-Hop"  # names the asking node; the owner never hops on such a request
 INTERNAL_PREFIX = "/v1/internal/objects"
@@ -83,6 +86,13 @@ class LruIndex:
             return None
         self._items.move_to_end(key)
         return item[1]
+
+    def entry(self, key: str) -> tuple[int, str] | None:
+        """``(size, etag)`` of a cached key, marking it most recently used; None when absent."""
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
 
     def fits(self, size: int) -> bool:
         return size <= self.max_bytes
@@ -176,7 +186,7 @@ class SegmentCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._index = LruIndex(ctx.cfg.cache.max_bytes)
         self._flights: dict[str, _Flight] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._client: HopClient | None = None
         self._config_ring: ring.Ring | None = None
         self._n = dict(hits=0, misses=0, coalesced=0, storage_reads=0, owner_hops=0, hop_fallbacks=0,
                        peer_requests=0, evictions=0)
@@ -222,6 +232,27 @@ class SegmentCache:
         self._n["peer_requests"] += 1
         return await self.fetch_local(key)
 
+    def local_file(self, vid: str, key: str) -> tuple[Path, int, str] | None:
+        """``(file, size, etag)`` when this node owns ``vid`` and holds ``key``: a hit for the
+        fast lane (node.fastlane) to send from the file itself.  None otherwise (nothing counted)."""
+        if self.owner_of(vid) != self._ctx.node_id:
+            return None
+        return self._file_hit(key)
+
+    def peer_file(self, key: str) -> tuple[Path, int, str] | None:
+        """As :meth:`local_file` for another node's hop to us (no ownership check, as serve_peer)."""
+        hit = self._file_hit(key)
+        if hit is not None:
+            self._n["peer_requests"] += 1
+        return hit
+
+    def _file_hit(self, key: str) -> tuple[Path, int, str] | None:
+        item = self._index.entry(key)
+        if item is None:
+            return None
+        self._n["hits"] += 1
+        return self.dir / _file_name(key), item[0], item[1]
+
     async def fetch_local(self, key: str) -> tuple[bytes, str]:
         """From the disk cache, filling it from storage on a miss; one storage read per key at a time."""
         while True:
@@ -254,6 +285,9 @@ class SegmentCache:
         try:
             body, etag = await self._read_storage(key)
             self._n["misses"] += 1
+            if not await _etag_matches(etag, body):
+                # never keep (and serve from here on, to every node) bytes storage did not vouch for
+                raise storage.StorageError(f"{key}: the body read does not match its ETag {etag}")
             await self._keep(key, body, etag)
             flight.result = (body, etag)
             return body, etag
@@ -299,14 +333,14 @@ class SegmentCache:
             return None
 
     # ---- one hop to the owner --------------------------------------------------------------------------
-    def _peer_url(self, node_id: str) -> str | None:
+    def _peer_addr(self, node_id: str) -> str | None:
         ctx = self._ctx
         if ctx.membership is not None:
             for m in ctx.membership.members():
                 if m.id == node_id:
-                    return f"http://{m.http_addr}"
+                    return m.http_addr
         try:
-            return ctx.cfg.node(node_id).url
+            return ctx.cfg.node(node_id).http_addr
         except Exception:
             return None
 
@@ -314,25 +348,28 @@ class SegmentCache:
         """The owner's answer, or None (dead, slow, erring, or a body that fails its ETag)."""
         if not self._ctx.alive(owner):
             return None
-        base = self._peer_url(owner)
-        if base is None:
+        addr = self._peer_addr(owner)
+        if addr is None:
             return None
-        timeout = self._ctx.cfg.cache.hop_timeout
         if self._client is None:
-            self._client = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(timeout),
-                                             limits=httpx.Limits(max_connections=256,
-                                                                 max_keepalive_connections=64))
-        url = base + internal_path(vid, key)
+            self._client = HopClient()
         why = "timeout"
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
             try:
-                resp = await self._client.get(url, headers={HOP_HEADER: self._ctx.node_id})
-            except httpx.HTTPError as e:
-                why = f"{type(e).__name__}: {e}"
+                resp = await self._client.get(addr, internal_path(vid, key), {HOP_HEADER: self._ctx.node_id})
+            except HopError as e:
+                why = str(e)
             else:
-                etag = resp.headers.get("ETag")
-                if resp.status_code == 200 and etag and etag_matches_body(etag, resp.content):
-                    return resp.content, etag
-                why = f"status {resp.status_code}" if resp.status_code != 200 else "etag mismatch"
+                etag = resp.headers.get("etag")
+                if resp.status == 200 and etag:
+                    return resp.body, etag
+                why = f"status {resp.status}" if resp.status != 200 else "no etag"
         log.info("cache_hop_failed", video=vid, owner=owner, key=key, reason=why)
         return None
+
+
+async def _etag_matches(etag: str, body: bytes) -> bool:
+    """:func:`etag_matches_body` on another core for bodies big enough to be worth the thread."""
+    if len(body) < (64 << 10) or _PLAIN_MD5_ETAG.match(etag) is None:
+        return etag_matches_body(etag, body)
+    return await trio.to_thread.run_sync(etag_matches_body, etag, body)
