@@ -249,7 +249,11 @@ class FastLane:
                 return buf
             p, source = answer
             try:
-                await self._send(stream, p, source, head.keep_alive)
+                # a client that takes longer than read_timeout to take one answer is dropped
+                with trio.fail_after(self._read_timeout):
+                    await self._send(stream, p, source, head.keep_alive)
+            except trio.TooSlowError:
+                return None
             finally:
                 if isinstance(source, int):
                     os.close(source)

@@ -139,7 +139,7 @@ def test_parse_response_head():
 
 def make_ctx(tmp_path, store) -> NodeContext:
     nodes = (NodeSpec("n1", "127.0.0.1", 1, 2),)
-    cfg = replace(Config(nodes=nodes), cache=CacheConfig(max_bytes=1 << 20))
+    cfg = replace(Config(nodes=nodes), cache=CacheConfig(max_bytes=64 << 20))
     videos = VideoStore(store, "n1", part_size=5 << 20)
     ctx = NodeContext(cfg=cfg, node_id="n1", store=store, videos=videos,
                       worker=Worker(videos, cfg, "n1", tmp_path), data_dir=tmp_path, token="t0k")
@@ -155,14 +155,14 @@ async def ready_video(store, body: bytes) -> None:
     await store.put(layout.out_prefix(VID, 1) + "master.m3u8", b"#EXTM3U\n")
 
 
-async def serve(nursery, ctx, *, lane: bool) -> tuple[str, FastLane | None]:
+async def serve(nursery, ctx, *, lane: bool, read_timeout: float = 120.0) -> tuple[str, FastLane | None]:
     """hypercorn serving the app on a free port, with or without the lane in front."""
     app = create_app(ctx)
     ctx.nursery = nursery
     hc = hypercorn.config.Config()
     hc.bind = ["127.0.0.1:0"]
     hc.accesslog = hc.errorlog = None
-    fast = FastLane(ctx) if lane else None
+    fast = FastLane(ctx, read_timeout=read_timeout) if lane else None
     saved = hypercorn.trio.run.TCPServer
     hypercorn.trio.run.TCPServer = fast.wrap(saved) if fast else hypercorn.trio.tcp_server.TCPServer
     try:
@@ -245,6 +245,28 @@ async def test_the_lane_hands_over_requests_with_a_body_and_pipelined_requests_a
     assert got.count(b"HTTP/1.1 200 OK\r\n") == 2 and got.count(b"x" * 5000) == 2
     assert b"HTTP/1.1 403 " in got and got.index(b"HTTP/1.1 403 ") > got.rindex(b"x" * 5000)
     assert lane.answered == 2 and lane.handed_over == 1
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_read_timeout(tmp_path):
+    store = storage.MemoryStore()
+    await ready_video(store, b"y" * (48 << 20))  # more than loopback's socket buffers hold
+    async with trio.open_nursery() as n:
+        ctx = make_ctx(tmp_path, store)
+        url, lane = await serve(n, ctx, lane=True, read_timeout=1.0)
+        async with httpx.AsyncClient(base_url=url) as client:  # fill the cache: a hit next time
+            assert len((await client.get(SEG)).content) == 48 << 20
+        host, port = url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(f"GET {SEG} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await trio.sleep(2.5)  # read nothing: the lane gives up on this answer after 1 s
+        got = 0
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(1 << 20):
+                got += len(chunk)
+        await stream.aclose()
+        n.cancel_scope.cancel()
+    assert 0 < got < 48 << 20  # what the socket buffers held, then the connection was closed
+    assert lane.answered == 1  # the first answer only
 
 
 # ---- the hop client ---------------------------------------------------------------------------------------
