@@ -131,6 +131,48 @@ async def test_known_length_patch_is_parts_only_and_no_record_read():
     assert source(store, vid) == data
 
 
+class GatedTails(storage.MemoryStore):
+    """Reads of tail objects wait for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+
+    async def get(self, key: str):
+        if "/tus/tail-" in key:
+            await self.gate.wait()
+        return await super().get(key)
+
+
+async def test_body_received_while_locking_goes_after_the_old_tail():
+    """The body is received while the lock is taken and the old tail read; parts are cut only
+    once the tail is in front of it, however late the tail arrives."""
+    store = GatedTails()
+    clock = Clock()
+    videos = VideoStore(store, "n1", part_size=5 * 1024 * 1024, clock=clock)
+    tu = TusUploads(videos, "n1", part_size=PART, lock_ttl=6.0, expiry=100.0, min_part=PART, clock=clock)
+    data = random.Random(9).randbytes(4 * PART)
+    vid = (await tu.create(len(data), {}, None))["id"]
+    await tu.patch(vid, offset=0, body=chunks(data[:5]), content_length=5)  # a tail of 5
+
+    async def trickle(piece: bytes):
+        for i in range(0, len(piece), 4):
+            yield piece[i:i + 4]
+            await trio.sleep(0)
+
+    async def open_gate_when_stuck():
+        await trio.testing.wait_all_tasks_blocked()
+        store.gate.set()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(open_gate_when_stuck)
+        rec = await tu.patch(vid, offset=5, body=trickle(data[5:40]), checksum=sha1(data[5:40]),
+                             content_length=35)
+    assert rec["upload"]["offset"] == 40 and [p["size"] for p in rec["upload"]["parts"]] == [PART, 24]
+    await tu.patch(vid, offset=40, body=chunks(data[40:]), content_length=len(data) - 40)
+    assert source(store, vid) == data
+
+
 async def test_two_nodes_take_turns_on_one_upload():
     """Each node remembers the record version it wrote; when the other node moved the upload on,
     its If-Match fails and it decides again on a fresh read."""
