@@ -1,8 +1,9 @@
-"""The running service: the SWIM core over trio UDP, with TCP push-pull.
+"""The running service: the SWIM core over trio UDP, with TCP push-pull and TCP pings.
 
 ``Membership(config, self_id, key).serve()`` binds UDP on the node's
 ``gossip_port`` (host from its NodeSpec) and a TCP listener on the same port
-number for push-pull; joins through ``config.seed_nodes`` (every seed in turn,
+number for push-pull and for the fallback ping (a PING frame answered by an ACK
+frame on the same connection: the core's ``StreamPing``); joins through ``config.seed_nodes`` (every seed in turn,
 rounds separated by ``join_backoff`` until one answers); then runs the core's
 timers.  All protocol decisions are the core's (``state.py``); this module
 only moves bytes, keeps time and reports.
@@ -39,11 +40,13 @@ import trio
 from node import log
 from node.config import Config
 
-from .codec import (MAX_STREAM, Decoder, Encoder, PacketDropped, PacketTooLarge, derive_key)
+from .codec import (MAX_DATAGRAM, MAX_STREAM, Decoder, Encoder, PacketDropped, PacketTooLarge,
+                    derive_key)
 from .join import join_backoff
-from .messages import PUSH_PULL, Message, parse_addr
+from .messages import ACK, PING, PUSH_PULL, Message, parse_addr
 from .state import (LeaveRequested, Member, MemberChanged, PushPullReceived, PushPullWith,
-                    Received, Send, Swim, Tick, WakeAt)
+                    Received, Send, StreamAck, StreamAckReceived, StreamPing, StreamPingReceived,
+                    Swim, Tick, WakeAt)
 
 _FRAME = struct.Struct(">I")
 
@@ -64,6 +67,9 @@ class MembershipStatistics:
     suspicions: int
     deaths: int
     refutations: int
+    stream_pings_sent: int  # TCP fallback pings (a direct UDP probe went unanswered)
+    stream_acks_received: int  # probes only the TCP ping saved
+    health_score: int  # gauge, 0..7: Lifeguard local health; probe timers run (score + 1)x slower
     packets_sent: int
     packets_received: int
     bytes_sent: int
@@ -158,6 +164,9 @@ class Membership:
             acks_received=c.acks_received if c else 0,
             suspicions=c.suspicions if c else 0, deaths=c.deaths if c else 0,
             refutations=c.refutations if c else 0,
+            stream_pings_sent=c.stream_pings_sent if c else 0,
+            stream_acks_received=c.stream_acks_received if c else 0,
+            health_score=c.health_score if c else 0,
             packets_sent=self._packets_sent, packets_received=self._packets_received,
             bytes_sent=self._bytes_sent, bytes_received=self._bytes_received,
             push_pulls=self._push_pulls, dropped=MappingProxyType(dict(self._drops)))
@@ -229,9 +238,12 @@ class Membership:
             self._nursery.cancel_scope.cancel()
 
     # ---- the core's loop -----------------------------------------------------------------------
-    def _feed(self, event) -> None:
+    def _feed(self, event) -> Message | None:
+        """Run ``event`` through the core and carry out its actions; returns the
+        ``StreamAck`` message (the answer to a stream ping), if any."""
         core = self._core
         changed = False
+        reply = None
         for a in core.handle(self._clock(), event):
             if isinstance(a, Send):
                 self._send(a)
@@ -248,6 +260,11 @@ class Membership:
             elif isinstance(a, PushPullWith):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._push_pull, a.addr, a.join)
+            elif isinstance(a, StreamPing):
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._stream_ping, a)
+            elif isinstance(a, StreamAck):
+                reply = a.message
         if changed:
             self._changed.set()
             self._changed = trio.Event()
@@ -255,6 +272,7 @@ class Membership:
                 members = self.members()
                 for cb in list(self._listeners):
                     cb(members)
+        return reply
 
     async def _timer_loop(self) -> None:
         while True:
@@ -348,13 +366,45 @@ class Membership:
         self._feed(PushPullReceived(msg))
         return True
 
+    async def _stream_ping(self, a: StreamPing) -> None:
+        """memberlist's TCP fallback ping: PING frame out, ACK frame back, by ``a.deadline``."""
+        if self._addr_ids.get(a.addr) in self._blocked:
+            self._drops["blocked"] += 1
+            return
+        try:
+            host, port = parse_addr(a.addr)
+        except ValueError:
+            return
+        reply = None
+        with trio.move_on_after(max(0.0, a.deadline - self._clock())):
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+                async with stream:
+                    await _send_frame(stream, self._encoder.encode(a.message))
+                    reply = await _receive_frame(stream)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    PacketTooLarge, _FrameError):
+                return
+        if reply is None or self._core is None:
+            return
+        msg = self._open(reply, MAX_DATAGRAM)
+        if msg is not None and msg.kind == ACK and msg.seq == a.message.seq:
+            self._feed(StreamAckReceived(msg))
+
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
         async with stream:
             with trio.move_on_after(self._stream_timeout()):
                 try:
                     data = await _receive_frame(stream)
                     msg = self._open(data, MAX_STREAM)
-                    if msg is None or msg.kind != PUSH_PULL or self._core is None:
+                    if msg is None or self._core is None:
+                        return
+                    if msg.kind == PING:  # fallback ping: answer on the same stream
+                        ack = self._feed(StreamPingReceived(msg))
+                        if ack is not None:
+                            await _send_frame(stream, self._encoder.encode(ack))
+                        return
+                    if msg.kind != PUSH_PULL:
                         return
                     reply = self._encoder.encode(self._core.full_state(), max_size=MAX_STREAM)
                     self._push_pulls += 1

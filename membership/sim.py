@@ -9,6 +9,17 @@ given range) unless it is lost (probability ``loss``) or crosses a partition.
 Push-pull exchanges ride a reliable stream: no loss, but partitions and dead
 nodes cut them.  Tests and the benchmark read ``changes`` (every state
 transition every node saw) and ``view(observer, member)``.
+
+Stream pings (the core's ``StreamPing``, a TCP connection in the runtime) are
+modelled segment by segment, as TCP would carry them over the same lossy
+network: the SYN / SYN-ACK exchange is lost with probability ``1 - (1-loss)^2``
+and retried after ``SYN_RTO`` (1 s, Linux ``TCP_TIMEOUT_INIT``) then 2 s, 4 s...;
+the request and the reply are each lost with probability ``loss`` and resent
+after ``DATA_RTO`` (200 ms, Linux ``TCP_RTO_MIN``), doubling.  The ping fails if
+the reply is not back by the action's deadline (the end of the probe interval),
+or either end is down or cut off.  So a stream is far less lossy than a
+datagram when there is time to retransmit, and no better when there is not
+(a lost SYN costs a whole second).  ``stream_delay`` is that model.
 """
 
 from __future__ import annotations
@@ -22,7 +33,34 @@ from node.config import Timing
 from .codec import Encoder
 from .messages import ALIVE, Message, Update
 from .state import (LeaveRequested, MemberChanged, PushPullReceived, PushPullWith, Received,
-                     Send, Swim, Tick, WakeAt)
+                     Send, StreamAck, StreamAckReceived, StreamPing, StreamPingReceived, Swim,
+                     Tick, WakeAt)
+
+SYN_RTO = 1.0  # first SYN retransmission (Linux TCP_TIMEOUT_INIT), doubling
+DATA_RTO = 0.2  # first data retransmission (Linux TCP_RTO_MIN), doubling
+
+
+def stream_delay(draw, loss: float, one_way: float, *, handshake: bool) -> float:
+    """Seconds for one step of a TCP exchange over a network losing ``loss`` of packets:
+    with ``handshake``, connect (SYN, SYN-ACK) and deliver the request; without, deliver
+    one data segment.  ``draw()`` gives uniform [0, 1) numbers; ``one_way`` is the
+    latency of one crossing."""
+    t = 0.0
+    if handshake:
+        rto = SYN_RTO
+        while draw() < loss or draw() < loss:  # SYN or SYN-ACK lost: wait, resend the SYN
+            t += rto
+            rto *= 2
+            if t > 60.0:
+                return float("inf")
+        t += 2 * one_way
+    rto = DATA_RTO
+    while draw() < loss:
+        t += rto
+        rto *= 2
+        if t > 60.0:
+            return float("inf")
+    return t + one_way
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +82,7 @@ class SimNode:
     wake: float = float("inf")
     sent_bytes: int = 0
     sent_packets: int = 0
+    stream_pings: int = 0
 
 
 @dataclass
@@ -178,6 +217,24 @@ class Simulation:
             src = self.nodes[ev[1]]
             if src.up and not self._is_cut(ev[1], ev[2]):
                 self._feed(src, PushPullReceived(ev[3]))
+        elif kind == "sp_request":  # a stream ping's request reached the target
+            _, src_id, dst_id, msg, deadline = ev
+            src, dst = self.nodes[src_id], self.nodes[dst_id]
+            if not dst.up or self._is_cut(src_id, dst_id):
+                return
+            ack = self._feed(dst, StreamPingReceived(msg))
+            if ack is None:
+                return
+            if self.measure_bytes:
+                dst.sent_bytes += len(self._encoder.encode(ack))
+            back = self.now + stream_delay(self.rng.random, self.loss, self._latency(),
+                                           handshake=False)
+            if back <= deadline:
+                self._at(back, ("sp_reply", src_id, dst_id, ack))
+        elif kind == "sp_reply":
+            src = self.nodes[ev[1]]
+            if src.up and not self._is_cut(ev[1], ev[2]):
+                self._feed(src, StreamAckReceived(ev[3]))
         elif kind == "stop":
             self.nodes[ev[1]].up = False
 
@@ -194,7 +251,20 @@ class Simulation:
             self._at(self.now + self._latency(),
                      ("pp_request", node.id, dst, node.core.full_state(join=join)))
 
-    def _feed(self, node: SimNode, event) -> None:
+    def _stream_ping(self, node: SimNode, a: StreamPing) -> None:
+        node.stream_pings += 1
+        if self.measure_bytes:
+            node.sent_bytes += len(self._encoder.encode(a.message))
+        dst = self.by_addr.get(a.addr)
+        if dst is None or self._is_cut(node.id, dst):
+            return
+        at = self.now + stream_delay(self.rng.random, self.loss, self._latency(), handshake=True)
+        if at <= a.deadline:
+            self._at(at, ("sp_request", node.id, dst, a.message, a.deadline))
+
+    def _feed(self, node: SimNode, event) -> Message | None:
+        """Run ``event`` through ``node``'s core; returns the ``StreamAck`` message, if any."""
+        reply = None
         for a in node.core.handle(self.now, event):
             if isinstance(a, Send):
                 self._send(node, a)
@@ -207,6 +277,11 @@ class Simulation:
                 self.changes.append(Change(self.now, node.id, m.id, m.state, m.incarnation, a.was))
             elif isinstance(a, PushPullWith):
                 self._push_pull(node, a.addr, a.join)
+            elif isinstance(a, StreamPing):
+                self._stream_ping(node, a)
+            elif isinstance(a, StreamAck):
+                reply = a.message
+        return reply
 
     def _send(self, node: SimNode, a: Send) -> None:
         node.sent_packets += 1

@@ -8,7 +8,9 @@ comes from an injected ``random.Random``.
 Events                              Actions
   Tick()          timers are due      Send(addr, Message)         one datagram
   Received(addr, Message)             PushPullWith(addr, join)    full-state exchange (stream)
-  PushPullReceived(Message)           MemberChanged(Member, was)  a state transition (log it)
+  PushPullReceived(Message)           StreamPing(addr, Message, deadline)  ping over a stream
+  StreamPingReceived(Message)         StreamAck(Message)          the answer to that stream ping
+  StreamAckReceived(Message)          MemberChanged(Member, was)  a state transition (log it)
   LeaveRequested()                    WakeAt(t)                   feed a Tick at t (always last)
 
 Member rules (memberlist's ``state.go``; a fact is an ``Update``):
@@ -17,6 +19,8 @@ Member rules (memberlist's ``state.go``; a fact is an ``Update``):
   alive(inc)       add alive   inc > X.inc                          X alive; cancel suspicion
   suspect(inc)     ignore      inc >= X.inc and X alive             X suspect, start timer
                                 (X suspect: a new origin confirms, shortening the timer)
+                                (X suspect at a lower inc: X refuted that one and is
+                                 suspected afresh; a new timer starts)
   dead(inc)        ignore      inc >= X.inc and X alive|suspect     X dead
   left(inc)        ignore      inc >= X.inc and X not left          X left
   about us: suspect/dead(inc >= ours) while not leaving -> refute: incarnation = inc + 1, gossip alive.
@@ -28,9 +32,14 @@ Push-pull merges a remote table with ``dead`` read as ``suspect`` (the remote
 view may be stale; we give the member the chance to refute).
 
 Probe cycle, every ``probe_interval``: ping the next member of a shuffled
-round-robin over alive and suspect members; no ack within ``probe_timeout`` ->
-ask ``indirect_probes`` random members to ping it (PING_REQ); still no ack
-when the interval ends -> suspect it.  Gossip tick, every
+round-robin over alive and suspect members (a suspect's ping carries the
+suspicion, Lifeguard's "buddy system", so it refutes at once); no ack within
+``probe_timeout`` -> ask ``indirect_probes`` random members to ping it
+(PING_REQ) and ping it over a stream (``StreamPing``, memberlist's TCP
+fallback: a connection retransmits what a lone datagram loses); still no ack
+when the interval ends -> suspect it.  Both timers are stretched by the node's
+own health (``awareness.py``, Lifeguard's Local Health Multiplier): a failed
+probe or a refutation raises the score, an acked probe lowers it.  Gossip tick, every
 ``probe_interval / 5`` (memberlist: 200 ms / 1 s): when facts are queued, send
 them to ``GOSSIP_NODES`` random members.  Anti-entropy: every
 ``push_pull_scale(push_pull_interval, n)``, a push-pull with a random member, or
@@ -45,6 +54,7 @@ from dataclasses import dataclass, field
 
 from node.config import Timing
 
+from .awareness import PROBE_FAILED, PROBE_SUCCEEDED, REFUTED, Awareness
 from .codec import UPDATES_BUDGET, update_size
 from .dissemination import BroadcastQueue, push_pull_scale, retransmit_limit
 from .messages import (ACK, ALIVE, DEAD, GOSSIP, LEFT, PING, PING_REQ, PUSH_PULL, SUSPECT,
@@ -75,6 +85,20 @@ class PushPullReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamPingReceived:
+    """A PING that arrived over a stream: the answer is the ``StreamAck`` action."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAckReceived:
+    """The ACK that answered one of our ``StreamPing`` actions."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class LeaveRequested:
     pass
 
@@ -90,6 +114,23 @@ class Send:
 class PushPullWith:
     addr: str
     join: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPing:
+    """Open a stream to ``addr``, send ``message`` (a PING), and feed the ACK read back
+    as ``StreamAckReceived``; give up at ``deadline`` (the core's clock)."""
+
+    addr: str
+    message: Message
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAck:
+    """Write ``message`` back on the stream whose PING was just handled."""
+
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +164,9 @@ class CoreStatistics:
     suspicions: int = 0
     deaths: int = 0
     refutations: int = 0
+    stream_pings_sent: int = 0
+    stream_acks_received: int = 0  # probes that only the stream ping saved
+    health_score: int = 0  # Lifeguard local health: probe timers run (score + 1) times slower
 
 
 @dataclass
@@ -150,6 +194,8 @@ class _Counters:
     suspicions: int = 0
     deaths: int = 0
     refutations: int = 0
+    stream_pings_sent: int = 0
+    stream_acks_received: int = 0
 
 
 @dataclass
@@ -189,6 +235,7 @@ class Swim:
         self._leaving = False
         self._heard_from_other = False
         self._c = _Counters()
+        self._health = Awareness()
         self._others_cache: list[_Record] | None = None
         self._dead_recently: list[_Record] = []
         self._queue.push(self._alive_fact(self._members[self_id]))
@@ -225,7 +272,12 @@ class Swim:
     def statistics(self) -> CoreStatistics:
         c = self._c
         return CoreStatistics(c.probes_sent, c.indirect_probes_sent, c.acks_received,
-                              c.suspicions, c.deaths, c.refutations)
+                              c.suspicions, c.deaths, c.refutations, c.stream_pings_sent,
+                              c.stream_acks_received, self._health.score)
+
+    @property
+    def health_score(self) -> int:
+        return self._health.score
 
     def pending_broadcasts(self) -> int:
         return len(self._queue)
@@ -264,6 +316,10 @@ class Swim:
             self._on_message(now, event.addr, event.message, out)
         elif isinstance(event, PushPullReceived):
             self._on_push_pull(now, event.message, out)
+        elif isinstance(event, StreamPingReceived):
+            self._on_stream_ping(now, event.message, out)
+        elif isinstance(event, StreamAckReceived):
+            self._on_stream_ack(now, event.message, out)
         elif isinstance(event, LeaveRequested):
             self._on_leave(now, out)
         else:
@@ -296,7 +352,7 @@ class Swim:
             if not self._leaving:
                 self._start_probe(now, out)
             # Invariant: a probe gets its whole interval, even when this tick came late.
-            self._next_probe = now + self._t.probe_interval
+            self._next_probe = now + self._health.scale(self._t.probe_interval)
         if now >= self._next_gossip:
             self._gossip(now, out)
             self._next_gossip = max(self._next_gossip + self._gossip_interval, now)
@@ -324,10 +380,21 @@ class Swim:
             self._probe = None
             return
         self._seq += 1
-        self._probe = _Probe(self._seq, target.id, now + self._t.probe_timeout,
-                             now + self._t.probe_interval)
+        h = self._health
+        self._probe = _Probe(self._seq, target.id, now + h.scale(self._t.probe_timeout),
+                             now + h.scale(self._t.probe_interval))
         self._c.probes_sent += 1
-        out.append(Send(target.addr, self._packet(PING, self._seq, target.id)))
+        out.append(Send(target.addr, self._packet(PING, self._seq, target.id,
+                                                  first=self._buddy(target))))
+
+    def _buddy(self, target: _Record) -> Update | None:
+        """The suspicion we hold about ``target``, to hand it with our ping (Lifeguard's
+        buddy system: the suspect hears it first-hand and refutes at once)."""
+        if target.state != SUSPECT:
+            return None
+        s = self._suspicions.get(target.id)
+        origin = s.origin if s is not None else self.id
+        return Update(SUSPECT, target.id, target.incarnation, origin=origin)
 
     def _send_indirect(self, now: float, p: _Probe, out: list) -> None:
         p.indirect_sent = True
@@ -338,11 +405,21 @@ class Swim:
         for r in relays:
             self._c.indirect_probes_sent += 1
             out.append(Send(r.addr, self._packet(PING_REQ, p.seq, target.id, target.addr)))
+        # memberlist's TCP fallback, sent along with the indirect probes: it carries no
+        # piggyback but the buddy suspicion (a failed stream would waste the retransmits).
+        buddy = self._buddy(target)
+        self._c.stream_pings_sent += 1
+        out.append(StreamPing(target.addr, Message(PING, self.id, p.seq, target.id, updates=(
+            (buddy,) if buddy is not None else ())), p.end_at))
 
     def _end_probe(self, now: float, out: list) -> None:
         p, self._probe = self._probe, None
-        if p is None or p.acked:
+        if p is None:
             return
+        if p.acked:
+            self._health.apply(PROBE_SUCCEEDED)
+            return
+        self._health.apply(PROBE_FAILED)
         r = self._members.get(p.target)
         if r is not None and r.state == ALIVE:
             self._apply_suspect(now, Update(SUSPECT, r.id, r.incarnation, origin=self.id), out)
@@ -417,15 +494,14 @@ class Swim:
         for u in msg.updates:
             self._apply(now, u, out)
         if msg.kind == PING:
-            if msg.target and msg.target != self.id:
-                return  # meant for a previous owner of this address
-            sender = self._members.get(msg.sender)
-            first = None
-            if sender is not None and sender.state in (DEAD, LEFT):
-                # Tell a member we hold dead why nobody answers it: it will refute.
-                first = Update(sender.state, sender.id, sender.incarnation, origin=self.id)
-            out.append(Send(addr, self._packet(ACK, msg.seq, first=first)))
-        elif msg.kind == PING_REQ:
+            ack = self._answer(msg)
+            if ack is not None:
+                out.append(Send(addr, ack))
+            return  # the ack carries the corrections below, as its first fact
+        first = self._correction(msg)
+        if first is not None:
+            out.append(Send(addr, Message(GOSSIP, self.id, updates=(first,))))
+        if msg.kind == PING_REQ:
             if self._leaving or not msg.target_addr:
                 return
             self._seq += 1
@@ -440,6 +516,57 @@ class Swim:
             if p is not None and p.seq == msg.seq and not p.acked:
                 p.acked = True
                 self._c.acks_received += 1
+
+    def _answer(self, ping: Message) -> Message | None:
+        """The ACK for ``ping`` (None if it was meant for a previous owner of our address)."""
+        if ping.target and ping.target != self.id:
+            return None
+        return self._packet(ACK, ping.seq, first=self._correction(ping))
+
+    def _correction(self, msg: Message) -> Update | None:
+        """A fact to send straight back to ``msg``'s sender, when one of us holds news the
+        other lacks about the two of us (gossip alone reaches a given member only with high
+        probability: at 20% loss, about one refutation in 500 misses someone):
+
+        * it told us we are suspect or dead: our alive fact (the refutation, or the newer
+          incarnation it missed; it may hold a stale suspicion nothing else will cancel);
+        * we hold it suspect, dead or left: that fact (it refutes, or learns it is stale).
+        """
+        me = self._members[self.id]
+        if not self._leaving and any(u.id == self.id and u.kind in (SUSPECT, DEAD)
+                                     for u in msg.updates):
+            return self._alive_fact(me)
+        sender = self._members.get(msg.sender)
+        if sender is None:
+            return None
+        if sender.state == SUSPECT:
+            return self._buddy(sender)
+        if sender.state in (DEAD, LEFT):
+            # Tell a member we hold dead why nobody answers it: it will refute.
+            return Update(sender.state, sender.id, sender.incarnation, origin=self.id)
+        return None
+
+    def _on_stream_ping(self, now: float, msg: Message, out: list) -> None:
+        if msg.kind != PING or msg.sender == self.id:
+            return
+        self._heard_from_other = True
+        for u in msg.updates:
+            self._apply(now, u, out)
+        ack = self._answer(msg)
+        if ack is not None:
+            out.append(StreamAck(ack))
+
+    def _on_stream_ack(self, now: float, msg: Message, out: list) -> None:
+        if msg.kind != ACK or msg.sender == self.id:
+            return
+        self._heard_from_other = True
+        for u in msg.updates:
+            self._apply(now, u, out)
+        p = self._probe
+        if p is not None and p.seq == msg.seq and not p.acked:
+            p.acked = True
+            self._c.acks_received += 1
+            self._c.stream_acks_received += 1
 
     def _on_push_pull(self, now: float, msg: Message, out: list) -> None:
         if msg.sender != self.id:
@@ -494,6 +621,7 @@ class Swim:
         me = self._members[self.id]
         me.incarnation = max(me.incarnation, inc) + 1
         self._c.refutations += 1
+        self._health.apply(REFUTED)
         self._queue.push(self._alive_fact(me))
         out.append(MemberChanged(me.view(), me.state))  # same state, new incarnation
 
@@ -536,12 +664,20 @@ class Swim:
             if not self._leaving:
                 self._refute(now, u.incarnation, out)
             return
+        renewed = False
         if r.state == SUSPECT:
             s = self._suspicions.get(u.id)
-            if s is not None and u.incarnation == s.incarnation and s.confirm(u.origin):
-                self._queue.push(u)
-            return
-        if r.state != ALIVE:
+            if s is not None and u.incarnation == s.incarnation:
+                if s.confirm(u.origin):
+                    self._queue.push(u)
+                return
+            if u.incarnation <= r.incarnation:
+                return
+            # Suspected at a newer incarnation: X refuted the suspicion we hold (its alive
+            # fact may never reach us: newer suspicions displace it in every queue) and is
+            # suspected afresh.  A new suspicion, with a new timer, not the old deadline.
+            renewed = True
+        elif r.state != ALIVE:
             return
         r.incarnation = u.incarnation
         n = self._n()
@@ -551,6 +687,8 @@ class Swim:
                                            u.origin or self.id)
         self._c.suspicions += 1
         self._queue.push(u)
+        if renewed:
+            out.append(MemberChanged(r.view(), SUSPECT))  # same state, new incarnation
         self._set_state(now, r, SUSPECT, out)
 
     def _apply_dead(self, now: float, u: Update, out: list) -> None:

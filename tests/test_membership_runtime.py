@@ -8,6 +8,7 @@ from dataclasses import replace
 import trio
 
 from membership import ALIVE, DEAD, LEFT, Membership
+from membership.runtime import UdpTransport
 from membership.codec import Encoder, derive_key
 from membership.messages import PING, Message
 from node.config import Config, NodeSpec, Timing
@@ -180,4 +181,36 @@ async def test_islands_formed_at_start_merge_through_the_seeds():
             await nursery.start(ms[s.id].serve)
         # when / then: n0 and n1 find seeds they have never heard of and merge the two tables
         await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 10, "merged")
+        nursery.cancel_scope.cancel()
+
+
+class _MuteUdp(UdpTransport):
+    """Receives datagrams but every one it sends is lost (UDP out blocked, TCP fine)."""
+
+    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        return None
+
+
+async def test_node_whose_udp_is_lost_stays_alive_through_tcp_pings():
+    cfg = _config(3)
+    deaths: list[str] = []
+    async with trio.open_nursery() as nursery:
+        ms = {s.id: Membership(cfg, s.id, KEY) for s in cfg.nodes[:2]}
+        for m in ms.values():
+            await nursery.start(m.serve)
+        # given: n2 hears every datagram but none of its own gets out (its join is TCP)
+        ms["n2"] = Membership(cfg, "n2", KEY, transport=_MuteUdp())
+        await nursery.start(ms["n2"].serve)
+        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        for i in ("n0", "n1"):
+            ms[i].add_listener(lambda members: deaths.extend(
+                x.id for x in members if x.state == DEAD))
+        # when: 20 probe intervals go by (n2 answers no UDP ping, yet answers TCP pings)
+        await trio.sleep(20 * FAST.probe_interval)
+        # then: n2 was never declared dead (the suspicion timeout is 0.4-2.4 s), and its
+        # probes were saved by TCP pings on both sides
+        assert not deaths and _view(ms["n0"], "n2") == ALIVE and _view(ms["n1"], "n2") == ALIVE
+        assert ms["n0"].statistics().stream_acks_received > 0
+        assert ms["n2"].statistics().stream_acks_received > 0
+        assert 0 <= ms["n2"].statistics().health_score < 8
         nursery.cancel_scope.cancel()
