@@ -1,4 +1,5 @@
-"""Gossip membership: SWIM with Lifeguard suspicion, authenticated UDP, push-pull anti-entropy.
+"""Gossip membership: SWIM with Lifeguard suspicion and local health, authenticated UDP,
+TCP fallback pings, push-pull anti-entropy.
 
 Public face (import only these from outside the package):
 
@@ -9,8 +10,8 @@ Public face (import only these from outside the package):
 * ``ALIVE``, ``SUSPECT``, ``DEAD``, ``LEFT`` - member states.
 * ``MembershipError`` - base of the errors ``serve()`` raises (``BindError``).
 
-Inside: ``state.py`` (the pure SWIM machine), ``suspicion.py`` and
-``dissemination.py`` (formulas), ``codec.py`` (wire format, HMAC, replay),
+Inside: ``state.py`` (the pure SWIM machine), ``suspicion.py``,
+``dissemination.py`` and ``awareness.py`` (formulas), ``codec.py`` (wire format, HMAC, replay),
 ``sim.py`` (deterministic simulator), ``runtime.py`` (trio UDP + TCP).
 """
 
