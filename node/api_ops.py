@@ -65,7 +65,9 @@ def metrics_text(ctx: NodeContext) -> str:
                 for sub, n in v.items():
                     metric(f"gossip_{k}_total", n, reason=str(sub))
             elif isinstance(v, (int, float)):
-                metric(f"gossip_{k}", v)
+                metric(f"gossip_{k}", v, "gauge" if k == "health_score" else "counter",
+                       "Lifeguard local health: probe interval and timeout x (score + 1)"
+                       if k == "health_score" else "")
         states: dict[str, int] = {}
         for m in ctx.membership.members():
             states[m.state] = states.get(m.state, 0) + 1

@@ -5,6 +5,7 @@ Local profile timing: probe 0.3 s, timeout 0.15 s; 5 nodes -> suspicion 1.2 s mi
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 
@@ -48,6 +49,9 @@ def test_five_processes_converge_kill_restart_pause(cluster_factory):  # noqa: F
     # converge: everyone alive everywhere
     _wait(lambda: all(_all_see(c, m, "alive", ids) for m in ids), 20, "converge")
     others = [n for n in ids if n != "n3"]
+    metrics = httpx.get(c.url("n1") + "/metrics", timeout=2.0).text
+    assert "# TYPE shoal_gossip_health_score gauge" in metrics
+    assert re.search(r"^shoal_gossip_probes_sent [1-9]", metrics, re.M)
 
     # kill -9 -> dead on every other node; measured
     old_inc = _members(c, "n1")["n3"]["incarnation"]
