@@ -3,23 +3,28 @@
 One PATCH, on any node:
 
 1. lock     CAS the record: ``upload.lock = {holder, request, expires}`` if no live lock and the
-            client's Upload-Offset equals the durable offset (else 409); renewed every ttl/3
-2. stream   the tail object's bytes, then the body, are cut into whole parts of ``part_size``
-            (part n always covers the same bytes), uploaded ``parts_in_flight`` at a time;
-            sha1 over the body as it passes
+            client's Upload-Offset equals the durable offset (else 409); renewed every ttl/3.
+            The CAS starts from the record version this node wrote last (If-Match, no read);
+            the body is received meanwhile, up to one part.
+2. stream   the old tail's bytes, then the body, are cut into parts by :func:`tus.cut_size`
+            (with Content-Length: whole parts, the PATCH's last part takes the rest, no tail),
+            uploaded ``parts_in_flight`` at a time, the last one at once; sha1 over the body
+            on a worker thread
 3. verify   body longer than Upload-Length -> 413, checksum mismatch -> 460: the record is
-            left as it was (staged parts are overwritten by the next upload of the same number)
-4. commit   the bytes short of a part go to a new tail object ``tus/tail-<offset>-<request>``;
-            then one CAS moves the offset, adds the parts, names the tail and drops the lock.
-            Only then is the new Upload-Offset answered: it is durable.
+            left as it was (staged parts are overwritten by the next upload of the same number,
+            or left out of the completion)
+4. commit   the bytes short of a part (if any) go to a new tail object
+            ``tus/tail-<offset>-<request>``; then one CAS moves the offset, adds the parts,
+            names the tail and drops the lock.  Only then is the new Upload-Offset answered:
+            it is durable.
 5. finish   when offset == length: CompleteMultipartUpload (If-None-Match on the source),
             delete the tus/ scratch, CAS to ``uploaded`` and wake the worker.  A crash between
             the full-offset CAS and the end leaves a full upload that HEAD, PATCH or
             :func:`expire_uploads` finish.
 
 A PATCH cut off by its client (the handler is cancelled) keeps what it fully received when it
-carried no checksum: shielded, it uploads its parts in flight, writes the rest as the tail and
-makes that offset durable.  With a checksum nothing of it is kept (it cannot be verified).
+carried no checksum: shielded, it uploads its parts in flight, writes the rest as a part or the
+tail and makes that offset durable.  With a checksum nothing of it is kept (it cannot be verified).
 """
 
 from __future__ import annotations
