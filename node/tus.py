@@ -333,6 +333,13 @@ def check_invariants(up: dict[str, Any]) -> None:
         raise ValueError(f"a tail of {tail_size} bytes should have been a part (part_size {size})")
 
 
+def stale_parts(recorded: list[dict[str, Any]], staged: list[tuple[int, str]]) -> list[int]:
+    """The recorded part numbers whose staged part (number, ETag from ListParts) is missing or
+    another one.  ETags compare without quotes and case."""
+    have = {n: etag.strip('"').lower() for n, etag in staged}
+    return [p["n"] for p in recorded if have.get(p["n"]) != p["etag"].strip('"').lower()]
+
+
 def complete(rec: Record | None, node: str, now: float) -> Record:
     """``uploading`` (full) -> ``uploaded`` once the source object is assembled."""
     up = upload_of(rec)

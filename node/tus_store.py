@@ -447,6 +447,14 @@ class TusUploads:
         key = layout.source_key(vid)
         parts = [storage.Part(p["n"], p["etag"], p["size"]) for p in up["parts"]]
         try:
+            # A PATCH that lost its lock may have staged a part after the one the record names
+            # (docs/uploads.md, stale writers): AWS would refuse the completion, SeaweedFS would
+            # assemble the stale bytes.  Refuse it here, loudly.
+            staged = await self.store.list_parts(key, up["upload_id"])
+            if bad := tus.stale_parts(up["parts"], [(p.number, p.etag) for p in staged]):
+                log.error("tus_part_mismatch", video=vid, parts=bad[:20])
+                raise storage.StorageError(f"{key}: staged parts {bad[:20]} are not the ones the record "
+                                           "names; the upload cannot be assembled")
             await self.store.complete_multipart(key, up["upload_id"], parts, if_none_match=True)
         except (storage.NotFound, storage.PreconditionFailed):
             # completed before (a crash or a racer after the complete): the source must be whole

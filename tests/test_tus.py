@@ -269,6 +269,18 @@ def test_advance_refusals():
         tus.advance(rec, request="r1", start=10, parts=[], tail=None, offset=101, now=1.0, expiry=10.0)
 
 
+@pytest.mark.parametrize("given, staged, stale", [
+    ("all as recorded", [(1, '"a"'), (2, '"b"')], []),
+    ("quotes and case differ", [(1, "A"), (2, '"B"')], []),
+    ("more staged than recorded (dropped at completion)", [(1, '"a"'), (2, '"b"'), (3, '"c"')], []),
+    ("part 2 replaced by a late writer", [(1, '"a"'), (2, '"x"')], [2]),
+    ("part 1 missing", [(2, '"b"')], [1]),
+])
+def test_stale_parts(given, staged, stale):
+    recorded = [{"n": 1, "etag": '"a"', "size": 10}, {"n": 2, "etag": '"b"', "size": 10}]
+    assert tus.stale_parts(recorded, staged) == stale, given
+
+
 def test_complete_refuses_incomplete():
     assert status_of(tus.complete, rec_with(offset=50), "n1", 1.0) == (409, "upload_incomplete")
 

@@ -173,6 +173,19 @@ async def test_body_received_while_locking_goes_after_the_old_tail():
     assert source(store, vid) == data
 
 
+async def test_a_part_replaced_after_its_patch_is_not_assembled():
+    """A late upload of a recorded part number (a PATCH that lost its lock) is caught at the end."""
+    tu, store, _, done = make()
+    data = random.Random(10).randbytes(3 * PART)
+    vid = (await tu.create(len(data), {}, None))["id"]
+    await tu.patch(vid, offset=0, body=chunks(data[:2 * PART]), content_length=2 * PART)
+    up = (await tu.get(vid))["upload"]
+    await store.upload_part(layout.source_key(vid), up["upload_id"], 1, b"z" * PART)  # the late writer
+    with pytest.raises(storage.StorageError, match="staged parts"):
+        await tu.patch(vid, offset=2 * PART, body=chunks(data[2 * PART:]), content_length=PART)
+    assert layout.source_key(vid) not in store.objects and done == []
+
+
 async def test_two_nodes_take_turns_on_one_upload():
     """Each node remembers the record version it wrote; when the other node moved the upload on,
     its If-Match fails and it decides again on a fresh read."""

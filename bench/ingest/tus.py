@@ -57,12 +57,72 @@ def client(args) -> dict:
             "patches": -(-size // args.chunk)}
 
 
-def upload(bench, file: Path, timeout: float, chunk: int = CHUNK):
+def raw_client(args) -> dict:
+    """The same requests without an HTTP library: headers by hand, the body by sendfile(2) from
+    the file (no copy in the client); one keep-alive connection.  The sha1 of the next chunk is
+    computed on a thread while the current PATCH is on the wire (hashlib releases the GIL)."""
+    import socket
+    import urllib.parse
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = os.path.getsize(args.file)
+    u = urllib.parse.urlsplit(args.url)
+    auth = f"Authorization: Bearer {args.token}\r\n" if args.token else ""
+    sock = socket.create_connection((u.hostname, u.port))
+    reader = sock.makefile("rb")
+
+    def request(method: str, path: str, headers: str, f=None, offset: int = 0, count: int = 0):
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {u.netloc}\r\n{auth}Tus-Resumable: 1.0.0\r\n"
+                     f"{headers}Content-Length: {count}\r\n\r\n".encode())
+        while count:
+            sent = sock.sendfile(f, offset, count)
+            offset, count = offset + sent, count - sent
+        status = int(reader.readline().split()[1])
+        answer, length = {}, 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            k, _, v = line.decode().partition(":")
+            answer[k.strip().lower()] = v.strip()
+        length = int(answer.get("content-length", 0))
+        body = reader.read(length) if length else b""
+        return status, answer, body
+
+    def sha1_at(fd: int, offset: int) -> bytes:
+        return hashlib.sha1(os.pread(fd, min(args.chunk, size - offset), offset)).digest()
+
+    with open(args.file, "rb") as f, ThreadPoolExecutor(1) as pool:
+        t0 = time.perf_counter()
+        status, h, body = request("POST", "/v1/uploads", f"Upload-Length: {size}\r\n")
+        if status != 201:
+            return {"status": status, "body": body.decode(errors="replace"), "bytes": 0, "seconds": 0}
+        loc = h["location"]
+        offset = 0
+        digests = {0: pool.submit(sha1_at, f.fileno(), 0)} if not args.no_checksum else {}
+        while offset < size:
+            n = min(args.chunk, size - offset)
+            extra = ""
+            if not args.no_checksum:
+                digest = digests.pop(offset).result()
+                if offset + n < size:
+                    digests[offset + n] = pool.submit(sha1_at, f.fileno(), offset + n)
+                extra = f"Upload-Checksum: sha1 {base64.b64encode(digest).decode()}\r\n"
+            status, h, body = request("PATCH", loc, f"Upload-Offset: {offset}\r\nContent-Type: "
+                                      f"application/offset+octet-stream\r\n{extra}", f, offset, n)
+            if status != 204:
+                return {"status": status, "body": body.decode(errors="replace"), "bytes": offset, "seconds": 0}
+            offset = int(h["upload-offset"])
+        seconds = time.perf_counter() - t0
+    sock.close()
+    return {"status": 204, "bytes": size, "seconds": seconds, "id": loc.rsplit("/", 1)[-1],
+            "patches": -(-size // args.chunk)}
+
+
+def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: str = "httpx"):
     """run.py's path interface: returns run.Upload."""
     from run import Upload, _run_json  # noqa: PLC0415  (run.py imports this module)
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "client", str(file), "--url", bench.node.url,
-           "--chunk", str(chunk)] + (["--token", bench.node.token] if bench.node.token else [])
+           "--chunk", str(chunk), "--kind", client_kind] + (
+        ["--token", bench.node.token] if bench.node.token else [])
     out = _run_json(cmd, timeout)
     if out["status"] != 204:
         raise RuntimeError(f"tus upload answered {out['status']}: {out.get('body', '')[:500]}")
@@ -75,6 +135,7 @@ def standalone(args) -> dict:
     from stack import S3, Node  # noqa: PLC0415
 
     run.PATHS["tus"] = upload
+    run.PATHS["tus-raw"] = lambda bench, file, timeout: upload(bench, file, timeout, client_kind="raw")
     facts = run.machine_facts()
     tmp_parent = "/dev/shm" if Path("/dev/shm").is_dir() else None
     base = Path(tempfile.mkdtemp(prefix="shoal-tus-", dir=tmp_parent))
@@ -84,7 +145,8 @@ def standalone(args) -> dict:
         warm = run.make_file(base / "random-64MiB.bin", 64 * MiB)
         with S3(base / "s3") as s3, Node(base, s3, name="node-tus") as node:
             bench = run.Bench(s3, node, "httpx")
-            paths = ("tus", "direct", "node") if args.with_node else ("tus", "direct")
+            paths = ("tus", "direct") + (("tus-raw",) if args.raw_client else ()) + (
+                ("node",) if args.with_node else ())
             for p in paths:
                 run.measure(bench, p, warm, 0, args.timeout, sample_node=True, note="warm-up")
             for rnd in range(1, args.rounds + 1):
@@ -96,12 +158,18 @@ def standalone(args) -> dict:
         shutil.rmtree(base, ignore_errors=True)
     tus_mbps = [r.mbps for r in rows if r.path == "tus"]
     direct_mbps = [r.mbps for r in rows if r.path == "direct"]
-    peaks = [r.rss_peak_mib for r in rows if r.path == "tus"]
+    raw_mbps = [r.mbps for r in rows if r.path == "tus-raw"]
+    peaks = [r.rss_peak_mib for r in rows if r.path.startswith("tus")]
     result = {
         "machine": facts, "size_mib": args.size, "chunk_mib": CHUNK // MiB, "rounds": args.rounds,
         "tus_mbps": tus_mbps, "direct_mbps": direct_mbps,
-        "node_mbps": [r.mbps for r in rows if r.path == "node"],
+        "node_mbps": [r.mbps for r in rows if r.path == "node"], "tus_raw_mbps": raw_mbps,
         "ratio": round(statistics.median(tus_mbps) / statistics.median(direct_mbps), 3),
+        "ratios": [round(t / d, 2) for t, d in zip(tus_mbps, direct_mbps)],
+        "raw_ratio": round(statistics.median(raw_mbps) / statistics.median(direct_mbps), 3) if raw_mbps else None,
+        "cpu": {p: [[round(r.cpu_node_s or 0, 1), round(r.cpu_s3_s or 0, 1), round(r.cpu_client_s or 0, 1)]
+                    for r in rows if r.path == p] for p in paths},
+        "load": [round(r.load1, 2) for r in rows],
         "node_rss_peak_mib": max(peaks), "node_rss_idle_mib": min(r.rss_base_mib for r in rows if r.path == "tus"),
         "rows": [r.__dict__ for r in rows],
     }
@@ -112,26 +180,34 @@ def standalone(args) -> dict:
 
 
 def markdown(res: dict, command: str) -> str:
+    med = statistics.median
+    rows = [("tus (httpx client)", res["tus_mbps"], "tus"), ("direct (aioboto3)", res["direct_mbps"], "direct")]
+    if res["tus_raw_mbps"]:
+        rows.insert(1, ("tus (sendfile client)", res["tus_raw_mbps"], "tus-raw"))
+    if res["node_mbps"]:
+        rows.append(("node (one POST, reference)", res["node_mbps"], "node"))
+    cpu = res["cpu"]
     lines = [
         "# Ingest: tus through a node vs straight to S3",
         "",
         f"Command: `.venv/bin/python {command.split('/work/main/')[-1]}`",
         "",
         f"A {res['size_mib']} MiB random file; tus = POST /v1/uploads then PATCHes of {res['chunk_mib']} MiB "
-        "(sha1 Upload-Checksum on each) through one node (default settings: 8 MiB parts, 2 in flight); "
-        "direct = aioboto3 multipart to the same SeaweedFS with the same part size and concurrency. "
-        "Alternating order, medians over the rounds; node RSS sampled every 50 ms (psutil).",
+        "(sha1 Upload-Checksum on each, computed by the client) through one node (default settings: "
+        "5 MiB parts, 2 in flight); direct = aioboto3 multipart to the same SeaweedFS with the same part "
+        "size and concurrency. Alternating order, medians over the rounds; node RSS sampled every 50 ms "
+        "(psutil); CPU seconds of node / S3 server / client per upload.",
         "",
-        f"Machine: {res['machine']}",
+        f"Machine: {res['machine']}; load average (1 min) at the end of each upload: "
+        f"{', '.join(map(str, res['load']))}",
         "",
-        "| path | MB/s per round | median |",
-        "|---|---|---|",
-        f"| tus | {', '.join(map(str, res['tus_mbps']))} | {round(statistics.median(res['tus_mbps']), 1)} |",
-        f"| direct | {', '.join(map(str, res['direct_mbps']))} | {round(statistics.median(res['direct_mbps']), 1)} |",
-    ] + ([f"| node (one POST, reference) | {', '.join(map(str, res['node_mbps']))} | "
-          f"{round(statistics.median(res['node_mbps']), 1)} |"] if res['node_mbps'] else []) + [
+        "| path | MB/s per round | median | CPU node/S3/client s per round |",
+        "|---|---|---|---|",
+    ] + [f"| {name} | {', '.join(map(str, v))} | {round(med(v), 1)} | "
+         f"{'; '.join('/'.join(map(str, c)) for c in cpu.get(key, []))} |" for name, v, key in rows] + [
         "",
-        f"**Ratio tus/direct: {res['ratio']}** (goal >= 0.85). "
+        f"**Ratio tus/direct: {res['ratio']}** (per round {', '.join(map(str, res['ratios']))}; goal >= 0.85)"
+        + (f"; with the sendfile client {res['raw_ratio']}" if res["raw_ratio"] else "") + ". "
         f"Node peak RSS during the tus uploads: {res['node_rss_peak_mib']} MiB "
         f"(idle {res['node_rss_idle_mib']} MiB).",
         "",
@@ -148,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--token")
     c.add_argument("--chunk", type=int, default=CHUNK)
     c.add_argument("--no-checksum", action="store_true")
+    c.add_argument("--kind", choices=("httpx", "raw"), default="httpx")
+    ap.add_argument("--raw-client", action="store_true",
+                    help="also tus with the lean client (sendfile, no HTTP library): less client CPU")
     ap.add_argument("--size", type=int, default=1024, help="MiB")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300.0)
@@ -155,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-node", action="store_true", help="also the one-request POST /v1/videos path")
     args = ap.parse_args(argv)
     if args.cmd == "client":
-        print(json.dumps(client(args)))
+        print(json.dumps(raw_client(args) if args.kind == "raw" else client(args)))
         return 0
     standalone(args)
     return 0
