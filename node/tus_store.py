@@ -497,7 +497,10 @@ class TusUploads:
             if v is None or v.doc["state"] != lifecycle.UPLOADING or not v.doc.get("upload"):
                 continue
             if tus.is_full(v.doc["upload"]):
-                await self.finish(vid)
+                try:
+                    await self.finish(vid)
+                except storage.StorageError as e:  # e.g. stale parts: leave it, scan the others
+                    log.warning("tus_finish_failed", video=vid, error=str(e))
                 continue
             if not tus.expired(v.doc, now, self.alive):
                 continue
