@@ -41,7 +41,8 @@ import binascii
 import copy
 import math
 import re
-from typing import Any, Callable
+from collections import deque
+from typing import Any, Callable, Iterator
 
 from . import lifecycle
 from .lifecycle import Record
@@ -177,6 +178,58 @@ def cut_size(buffered: int, remaining: int | None, *, part_size: int, final: boo
     if remaining is None or final or buffered + remaining - part_size >= part_size:
         return part_size
     return 0
+
+
+class Received:
+    """The bytes of one PATCH not cut into a part yet, in order: first the old tail's (not part of
+    this body, so not of its checksum), then the body's chunks as they came."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.tail_bytes = 0  # leading bytes that came from the old tail
+
+    def add(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def put_tail_first(self, tail: bytes) -> None:
+        """The old tail goes in front (it may arrive after the first body chunks)."""
+        assert self.tail_bytes == 0
+        self.chunks.appendleft(tail)
+        self.size += len(tail)
+        self.tail_bytes = len(tail)
+
+    def take(self, n: int) -> tuple[bytes, memoryview]:
+        """The first ``n`` bytes, joined (one copy), and the view of those that came with the body.
+
+        Bytes, not a bytearray: aiohttp copies a bytearray body twice on Python 3.11 (measured:
+        1.3 vs 1.05 s of CPU per GiB uploaded)."""
+        out: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = self.chunks[0]
+            if got + len(chunk) <= n:
+                out.append(self.chunks.popleft())
+                got += len(chunk)
+            else:
+                k = n - got
+                out.append(chunk[:k])
+                self.chunks[0] = chunk[k:]
+                got = n
+        self.size -= n
+        data = bytes(out[0]) if len(out) == 1 else b"".join(out)
+        skip = min(self.tail_bytes, n)
+        self.tail_bytes -= skip
+        return data, memoryview(data)[skip:]
+
+    def body_rest(self) -> Iterator[memoryview]:
+        """Views of the body bytes still held (for the checksum of a PATCH that ends in a tail)."""
+        skip = self.tail_bytes
+        for chunk in self.chunks:
+            view = memoryview(chunk)[min(skip, len(chunk)):]
+            skip = max(0, skip - len(chunk))
+            yield view
 
 
 def tail_key(video_id: str, offset: int, request: str) -> str:

@@ -155,6 +155,34 @@ def test_a_body_of_known_length_is_whole_parts_and_no_tail(body, pieces):
     assert cuts == pieces and buffered == body - sum(pieces)
 
 
+@pytest.mark.parametrize("given, tail, chunks, takes, parts, bodies", [
+    ("whole chunks", b"", [b"abc", b"def"], [3, 3], [b"abc", b"def"], [b"abc", b"def"]),
+    ("a part across chunks", b"", [b"ab", b"cd", b"ef"], [3, 3], [b"abc", b"def"], [b"abc", b"def"]),
+    ("the old tail first, not body", b"TT", [b"abc"], [4, 1], [b"TTab", b"c"], [b"ab", b"c"]),
+    ("a tail longer than a part", b"TTTT", [b"ab"], [3, 3], [b"TTT", b"Tab"], [b"", b"ab"]),
+])
+def test_received_takes_parts_in_order_and_tells_body_bytes(given, tail, chunks, takes, parts, bodies):
+    buf = tus.Received()
+    for c in chunks:
+        buf.add(c)
+    if tail:
+        buf.put_tail_first(tail)  # the tail may arrive after the first body chunks
+    assert buf.size == len(tail) + sum(map(len, chunks))
+    got = [buf.take(n) for n in takes]
+    assert [d for d, _ in got] == parts and [bytes(b) for _, b in got] == bodies, given
+    assert all(isinstance(d, bytes) for d, _ in got) and buf.size == 0
+
+
+def test_received_body_rest_skips_the_tail():
+    buf = tus.Received()
+    buf.add(b"xyz")
+    buf.put_tail_first(b"TTT")
+    buf.add(b"w")
+    assert b"".join(buf.body_rest()) == b"xyzw" and buf.size == 7
+    data, body = buf.take(4)
+    assert (data, bytes(body)) == (b"TTTx", b"x") and b"".join(buf.body_rest()) == b"yzw"
+
+
 def test_next_part_number_follows_the_durable_parts():
     assert tus.next_part_number(rec_with(offset=0)["upload"]) == 1
     assert tus.next_part_number(rec_with(offset=25)["upload"]) == 3
