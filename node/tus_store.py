@@ -48,7 +48,10 @@ from .videos import VideoStore
 SALVAGE_SECONDS = 30.0  # time a cut-off PATCH may spend making what it received durable
 
 
-KNOWN_RECORDS = 256  # record versions this node wrote, kept to CAS the next change without a read
+# Record versions this node wrote, kept to CAS the next change without a read: at most this many
+# records, and this many parts in all (a part is ~0.4 KiB as Python objects: ~40 MiB at most).
+KNOWN_RECORDS = 256
+KNOWN_PARTS = 100_000
 
 
 @dataclass
@@ -530,8 +533,10 @@ class TusUploads:
 
     def _remember(self, vid: str, version: storage.Versioned) -> Record:
         self._known[vid] = version
-        while len(self._known) > KNOWN_RECORDS:
-            self._known.popitem(last=False)
+        parts = sum(len((v.doc.get("upload") or {}).get("parts", ())) for v in self._known.values())
+        while len(self._known) > KNOWN_RECORDS or (parts > KNOWN_PARTS and len(self._known) > 1):
+            _, old = self._known.popitem(last=False)
+            parts -= len((old.doc.get("upload") or {}).get("parts", ()))
         return version.doc
 
     async def _change(self, vid: str, step: Callable[[Record], Record]) -> Record:

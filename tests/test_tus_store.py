@@ -187,6 +187,24 @@ async def test_a_part_replaced_after_its_patch_is_not_assembled():
     assert await tu.expire() == 0  # the scan logs it and goes on
 
 
+async def test_remembered_record_versions_are_bounded(monkeypatch):
+    """Records this node wrote are kept for the next CAS, within a count and a number of parts."""
+    import node.tus_store as ts
+    monkeypatch.setattr(ts, "KNOWN_RECORDS", 3)
+    monkeypatch.setattr(ts, "KNOWN_PARTS", 4)
+    tu, store, _, _ = make()
+    data = random.Random(11).randbytes(4 * PART)
+    vids = [(await tu.create(len(data), {}, None))["id"] for _ in range(5)]
+    for vid in vids:
+        await tu.patch(vid, offset=0, body=chunks(data[:PART]), content_length=PART)  # 1 part each
+    assert list(tu._known) == vids[-3:]
+    await tu.patch(vids[-1], offset=PART, body=chunks(data[PART:3 * PART]), content_length=2 * PART)
+    assert list(tu._known) == vids[-2:]  # 1 + 3 parts: the oldest went
+    store.calls.clear()  # the remembered one still needs no read
+    await tu.patch(vids[-1], offset=3 * PART, body=chunks(data[3 * PART:]), content_length=PART)
+    assert store.calls[:2] == ["put", "upload_part"]
+
+
 async def test_two_nodes_take_turns_on_one_upload():
     """Each node remembers the record version it wrote; when the other node moved the upload on,
     its If-Match fails and it decides again on a fresh read."""
