@@ -116,13 +116,14 @@ def raw_client(args) -> dict:
             "patches": -(-size // args.chunk)}
 
 
-def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: str = "httpx"):
+def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: str = "httpx",
+           checksum: bool = True):
     """run.py's path interface: returns run.Upload."""
     from run import Upload, _run_json  # noqa: PLC0415  (run.py imports this module)
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "client", str(file), "--url", bench.node.url,
            "--chunk", str(chunk), "--kind", client_kind] + (
-        ["--token", bench.node.token] if bench.node.token else [])
+        ["--token", bench.node.token] if bench.node.token else []) + ([] if checksum else ["--no-checksum"])
     out = _run_json(cmd, timeout)
     if out["status"] != 204:
         raise RuntimeError(f"tus upload answered {out['status']}: {out.get('body', '')[:500]}")
@@ -134,8 +135,10 @@ def standalone(args) -> dict:
     import run  # noqa: PLC0415
     from stack import S3, Node  # noqa: PLC0415
 
-    run.PATHS["tus"] = upload
-    run.PATHS["tus-raw"] = lambda bench, file, timeout: upload(bench, file, timeout, client_kind="raw")
+    sha1 = not args.no_checksum
+    run.PATHS["tus"] = lambda bench, file, timeout: upload(bench, file, timeout, checksum=sha1)
+    run.PATHS["tus-raw"] = lambda bench, file, timeout: upload(bench, file, timeout, client_kind="raw",
+                                                               checksum=sha1)
     facts = run.machine_facts()
     tmp_parent = "/dev/shm" if Path("/dev/shm").is_dir() else None
     base = Path(tempfile.mkdtemp(prefix="shoal-tus-", dir=tmp_parent))
@@ -227,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--kind", choices=("httpx", "raw"), default="httpx")
     ap.add_argument("--raw-client", action="store_true",
                     help="also tus with the lean client (sendfile, no HTTP library): less client CPU")
+    ap.add_argument("--no-checksum", action="store_true",
+                    help="PATCHes without Upload-Checksum (no sha1 in the client or the node)")
     ap.add_argument("--size", type=int, default=1024, help="MiB")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300.0)
