@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import log
 from .context import NodeContext
-from .errors import ApiError, error_response, from_api_error
+from .errors import ApiError, error_response, from_api_error, storage_failure
 from .http_body import BackpressureConnection, BoundedBody, BoundedRequest
 
 
@@ -57,21 +57,9 @@ def create_app(ctx: NodeContext) -> ShoalApp:
     async def _api_error(e: ApiError):
         return from_api_error(e)
 
-    @app.errorhandler(storage.StorageUnavailable)
-    async def _storage_down(e: storage.StorageUnavailable):
-        ctx.count("storage_unavailable_responses")
-        log.warning("storage_unavailable", path=request.path, error=str(e))
-        return error_response(503, "storage_unavailable", "object storage is unreachable; retry shortly",
-                              retry_after=2)
-
     @app.errorhandler(storage.StorageError)
     async def _storage_error(e: storage.StorageError):
-        # e.g. InvalidAccessKeyId from SeaweedFS for a moment after it restarts, or a wrong
-        # credential: storage said no; nothing of ours is wrong, and the client may retry
-        ctx.count("storage_error_responses")
-        log.warning("storage_error", path=request.path, error=str(e))
-        return error_response(503, "storage_error", f"object storage refused the request: {e}",
-                              retry_after=2)
+        return from_api_error(storage_failure(ctx, e, request.path))
 
     @app.errorhandler(HTTPException)
     async def _http_error(e: HTTPException):

@@ -6,6 +6,10 @@ from typing import Any
 
 from quart import Response, jsonify
 
+import storage
+
+from . import log
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None,
@@ -28,3 +32,18 @@ def error_response(status: int, code: str, message: str, *, retry_after: int | N
 
 def from_api_error(e: ApiError) -> Response:
     return error_response(e.status, e.code, e.message, retry_after=e.retry_after, **e.extra)
+
+
+def storage_failure(ctx: Any, e: storage.StorageError, path: str) -> ApiError:
+    """The answer to a storage failure outside a route's own handling (counted and logged once):
+    503 ``storage_unavailable`` when storage cannot be reached, 503 ``storage_error`` when it
+    refused (e.g. SeaweedFS answers ``InvalidAccessKeyId`` for a moment after it restarts); the
+    client may retry either."""
+    if isinstance(e, storage.StorageUnavailable):
+        ctx.count("storage_unavailable_responses")
+        log.warning("storage_unavailable", path=path, error=str(e))
+        return ApiError(503, "storage_unavailable", "object storage is unreachable; retry shortly",
+                        retry_after=2)
+    ctx.count("storage_error_responses")
+    log.warning("storage_error", path=path, error=str(e))
+    return ApiError(503, "storage_error", f"object storage refused the request: {e}", retry_after=2)

@@ -4,9 +4,12 @@ Every connection to the node's HTTP port starts here.  The lane reads one reques
 time; when it is a ``GET`` or ``HEAD`` of a committed HLS object that this node's segment cache
 holds (the owner's hit, or another node's hop to us), the lane answers it itself: headers from
 :func:`plan`, the body straight from the cache file with ``os.sendfile`` (no copy through
-Python, no ASGI, no thread).  Anything else (another path, a cache miss, a video whose ready
-record is not in the 1 s record cache, HTTP/1.0, a request with a body, a 416) is handed to
-hypercorn together with the bytes already read, and the connection stays with hypercorn.
+Python, no ASGI, no thread).  A miss, a hop to the owner or a storage read go through the
+segment cache as in node.api_playback and are sent from memory; an object storage does not
+have (404) or cannot give (503) is answered here too, since trying again would wait as long
+again.  Anything else (another path, a video unknown or not ready, HTTP/1.0, a request with a
+body, a 416) is handed to hypercorn together with the bytes already read, and the connection
+stays with hypercorn.
 
 Same answers either way: status, ``ETag``, ``Cache-Control``, ``Content-Type``, ``Range``
 (one range 206; several ranges 200 with the whole body), ``If-None-Match`` (304), CORS and
@@ -24,6 +27,7 @@ Pure parts (:func:`parse_head`, :func:`route`, :func:`plan`) are tested without 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -37,7 +41,7 @@ import trio
 import storage
 
 from . import layout, log
-from .errors import ApiError
+from .errors import ApiError, storage_failure
 from .ranges import Unsatisfiable, parse_range
 from .segcache import internal_key
 
@@ -125,7 +129,7 @@ def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_
                    ("ETag", etag), ("Accept-Ranges", "bytes")]
         inm = head.headers.get("if-none-match")
         if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-            return Plan(304, _common(headers, node_id, date), 0, 0)
+            return Plan(304, _common(headers + [("Content-Length", "0")], node_id, date), 0, 0)  # as Quart
         try:
             rng = parse_range(head.headers.get("range"), size)
         except Unsatisfiable:
@@ -145,7 +149,8 @@ def _common(headers: list[tuple[str, str]], node_id: str, date: str) -> list[tup
                       ("X-Served-By", node_id), ("Date", date)]
 
 
-_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified"}
+_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 404: "Not Found",
+            503: "Service Unavailable"}
 
 
 def encode_head(p: Plan, keep_alive: bool) -> bytes:
@@ -294,8 +299,11 @@ class FastLane:
                     source, etag = await ctx.cache.fetch(vid, key)
                 else:
                     source, etag = await ctx.cache.serve_peer(key)
-            except storage.StorageError:
-                return None  # 404/503: hypercorn reads again and answers with the error body
+            except storage.NotFound:
+                what = "no such playlist or segment" if kind == "playback" else "no such object"
+                return self._error(ApiError(404, "not_found", what), head)
+            except storage.StorageError as e:  # answered here: a second try would wait as long again
+                return self._error(storage_failure(ctx, e, head.target), head)
             size = len(source)
         p = plan(head, kind=kind, size=size, etag=etag, is_segment=rest.endswith(".ts"),
                  node_id=ctx.node_id, date=self._http_date())
@@ -309,6 +317,17 @@ class FastLane:
             ctx.count("hops_served")
         ctx.count("fast_lane_responses")
         return p, source
+
+    def _error(self, e: ApiError, head: Head) -> tuple[Plan, bytes]:
+        """An error answer with the body and headers node.app gives it."""
+        body = (json.dumps({"error": {"code": e.code, "message": e.message, **e.extra}},
+                           separators=(",", ":")) + "\n").encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if e.retry_after is not None:
+            headers.append(("Retry-After", str(e.retry_after)))
+        self._ctx.count("fast_lane_responses")
+        length = 0 if head.method == "HEAD" else len(body)
+        return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date()), 0, length), body
 
     async def _send(self, stream: trio.SocketStream, p: Plan, source: int | bytes, keep_alive: bool) -> None:
         sock = stream.socket
