@@ -96,6 +96,13 @@ __all__ = [
 
 STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for a TranscodeError
 PROBE_PACKET_BUDGET = 2000  # demuxed packets we allow before giving up on a first frame
+# libavformat's demuxers of bare video elementary streams (no container): their probes accept
+# short runs of random bytes (1 in ~2,000 random 8 KiB files reads as H.263, some with a
+# "decodable" frame; the 30-minute chaos run turned one random file into a "ready" video).
+# A video platform's uploads come in containers (MP4, MOV, MKV, WebM, AVI, MPEG-TS, ...).
+RAW_VIDEO_DEMUXERS = frozenset({
+    "h261", "h263", "h264", "hevc", "vvc", "evc", "m4v", "mpegvideo", "cavsvideo", "avs2", "avs3",
+    "dirac", "dnxhd", "vc1", "obu", "mjpeg", "mjpeg_2000", "ingenient", "rawvideo"})
 SEGMENT_NAME = "seg_%05d.ts"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -165,6 +172,11 @@ def probe(path: str | os.PathLike[str]) -> Probe:
     except (av.error.FFmpegError, EOFError, UnicodeDecodeError) as e:
         raise UndecodableInput(_open_failure_reason(path, e)) from None
     with container:
+        names = set((container.format.name or "").split(","))
+        if names & RAW_VIDEO_DEMUXERS:
+            raise UndecodableInput(
+                f"the file is not in a video container (it reads only as a bare {container.format.name} "
+                "stream, as random data can); upload MP4, MOV, MKV, WebM, AVI, MPEG-TS or similar")
         videos = [s for s in container.streams.video
                   if not (s.disposition & av.stream.Disposition.attached_pic)]
         audios = [s for s in container.streams.audio if s.codec_context is not None]

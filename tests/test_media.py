@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from node.config import DEFAULT_LADDER, Rendition
 from node.hls_master import master_playlist, measured_bandwidth, parse_media_playlist
 from node.ladder import avc1_codec, even_width, h264_level, plan_ladder
 from node.media import (MediaError, Probe, ProgressParser, TranscodeError, UndecodableInput,
-                        check_aligned, ffmpeg_command, probe, transcode)
+                        check_aligned, ffmpeg_command, ffmpeg_exe, probe, transcode)
 
 SMALL_LADDER = (
     Rendition("144p", 144, 200, 64),
@@ -82,6 +83,27 @@ def test_probe_rejects_undecodable_input_with_a_reason(tmp_path, make, words):
         probe(path)
     assert words in e.value.reason
     assert isinstance(e.value, MediaError) and not isinstance(e.value, TranscodeError)
+
+
+@pytest.mark.parametrize("seed", [182, 1068])
+def test_probe_refuses_random_bytes_that_read_as_a_bare_h263_stream(tmp_path, seed):
+    # given random bytes that libavformat reads as raw H.263 with a decodable first frame
+    # (found by the 30-minute chaos run; these seeds reproduce it)
+    path = tmp_path / "noise.bin"
+    path.write_bytes(random.Random(f"raw:{seed}").randbytes(8192))
+    with pytest.raises(UndecodableInput) as e:
+        probe(path)
+    assert "not in a video container" in e.value.reason and "h263" in e.value.reason
+
+
+@pytest.mark.parametrize("codec,fmt", [("h263", "h263"), ("libx264", "h264"), ("mpeg2video", "mpeg2video")])
+def test_probe_refuses_bare_elementary_streams(tmp_path, codec, fmt):
+    path = tmp_path / f"bare.{fmt}"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=176x144:rate=10",
+                    "-t", "1", "-c:v", codec, "-f", fmt, str(path)], check=True)
+    with pytest.raises(UndecodableInput) as e:
+        probe(path)
+    assert "not in a video container" in e.value.reason
 
 
 def test_probe_of_a_missing_file_is_not_the_users_fault(tmp_path):
