@@ -15,18 +15,16 @@ from quart import Response, request
 from . import layout, lifecycle, segcache
 from .context import NodeContext
 from .errors import ApiError
-from .ranges import Unsatisfiable, parse_range
+from .fastlane import Head, object_plan
 
 READY_CACHE_TTL = 1.0  # seconds a ready record is trusted before re-reading (bounds delete lag)
 READY_CACHE_MAX = 10_000
-SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
-PLAYLIST_CACHE_CONTROL = "public, max-age=5"
 
 
 class ReadyRecords:
     """A small TTL cache of ready records: playback re-reads storage at most once a second.
 
-    :meth:`current` (the fast lane's) reads once per video at a time: while one reader renews
+    :meth:`current` (both playback paths use it) reads once per video at a time: while one reader renews
     an expired record, the others keep the record of a moment ago instead of all waiting on
     storage together.  Every answer is still from a record read at most ``READY_CACHE_TTL``
     before the request or during it, so a deleted video stops playing within that second.
@@ -93,40 +91,17 @@ async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str
 
 
 def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
-    """A committed object as HTTP: ETag/If-None-Match (304), one Range (206/416), HEAD.
-
-    Several ranges in one request are answered 200 with the whole body (see node.ranges).
-    """
-    headers = {
-        "Content-Type": "video/mp2t" if is_segment else "application/vnd.apple.mpegurl",
-        "Cache-Control": SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL,
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Access-Control-Allow-Origin": "*",
-    }
-    inm = request.headers.get("If-None-Match")
-    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-        return Response(b"", status=304, headers=headers)
-    size = len(body)
-    try:
-        rng = parse_range(request.headers.get("Range"), size)
-    except Unsatisfiable:
-        headers["Content-Range"] = f"bytes */{size}"
-        resp = Response(b'{"error":{"code":"bad_range","message":"range not satisfiable"}}',
-                        status=416, headers=headers)
-        resp.headers["Content-Type"] = "application/json"
-        return resp
-    status = 200
-    if rng is not None:
-        start, end = rng
-        body = body[start:end + 1]
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        status = 206
-    if request.method == "HEAD":
-        resp = Response(b"", status=status, headers=headers)
-        resp.content_length = len(body)  # what a GET would send
-        return resp
-    return Response(body, status=status, headers=headers)
+    """A committed object as HTTP, answered as node.fastlane.object_plan says (the fast lane's
+    answers come from the same plan)."""
+    head = Head(request.method, request.path, {k.lower(): v for k, v in request.headers.items()
+                                               if k.lower() in ("range", "if-none-match")})
+    p = object_plan(head, kind="playback", size=len(body), etag=etag, is_segment=is_segment)
+    headers = [(k, v) for k, v in p.headers if k != "Content-Length"]  # Quart sets it from the body
+    resp = Response(p.body if p.body is not None else body[p.start:p.start + p.length],
+                    status=p.status, headers=headers)
+    if request.method == "HEAD" and p.body is None:
+        resp.content_length = int(dict(p.headers)["Content-Length"])  # what a GET would send
+    return resp
 
 
 def register(app, ctx: NodeContext) -> None:
@@ -134,7 +109,7 @@ def register(app, ctx: NodeContext) -> None:
 
     @app.route("/v1/videos/<vid>/hls/<path:rest>", methods=["GET", "HEAD"])
     async def hls(vid: str, rest: str):
-        rec = await ready_record(ctx, records, vid)
+        rec = await records.current(ctx, vid)
         if not layout.valid_hls_path(rest):
             raise ApiError(404, "not_found", "no such playlist or segment")
         key = layout.out_prefix(vid, rec["ready_epoch"]) + rest

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import log
 from .context import NodeContext
+from .fastlane import EXPOSE_HEADERS
 from .errors import ApiError, error_response, from_api_error, storage_failure
 from .http_body import BackpressureConnection, BoundedBody, BoundedRequest
 
@@ -76,9 +77,7 @@ def create_app(ctx: NodeContext) -> ShoalApp:
     @app.after_request
     async def _cors(resp):
         resp.headers.setdefault("Access-Control-Allow-Origin", "*")
-        resp.headers.setdefault("Access-Control-Expose-Headers",
-                                "Location, ETag, Content-Range, Accept-Ranges, Upload-Offset, Upload-Length, "
-                                "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Retry-After, X-Served-By")
+        resp.headers.setdefault("Access-Control-Expose-Headers", EXPOSE_HEADERS)
         resp.headers["X-Served-By"] = ctx.node_id
         return resp
 

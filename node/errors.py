@@ -20,10 +20,14 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def error_doc(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The contract's error shape."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
 def error_response(status: int, code: str, message: str, *, retry_after: int | None = None,
                    **extra: Any) -> Response:
-    body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
-    resp = jsonify(body)
+    resp = jsonify(error_doc(code, message, **extra))
     resp.status_code = status
     if retry_after is not None:
         resp.headers["Retry-After"] = str(retry_after)

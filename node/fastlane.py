@@ -41,7 +41,7 @@ import trio
 import storage
 
 from . import layout, log
-from .errors import ApiError, storage_failure
+from .errors import ApiError, error_doc, storage_failure
 from .ranges import Unsatisfiable, parse_range
 from .segcache import internal_key
 
@@ -49,6 +49,7 @@ MAX_HEAD = 16 * 1024  # a longer request head goes to hypercorn (which answers 4
 RECV_SIZE = 64 * 1024
 SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE_CONTROL = "public, max-age=5"
+# node.app adds these to every answer of the full path; the lane to its own
 EXPOSE_HEADERS = ("Location, ETag, Content-Range, Accept-Ranges, Upload-Offset, Upload-Length, "
                   "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Retry-After, X-Served-By")
 _PLAYBACK = re.compile(r"^/v1/videos/([^/?#]+)/hls/([^?#]+)$")
@@ -112,36 +113,50 @@ def route(target: str) -> tuple[str, str, str] | None:
 class Plan:
     status: int
     headers: list[tuple[str, str]]
-    start: int  # first byte of the file to send
+    start: int  # first byte of the object to send
     length: int  # bytes of body to send (0 for HEAD and 304)
+    body: bytes | None = None  # sent instead of the object (the 416's error)
+
+
+BAD_RANGE_BODY = b'{"error":{"code":"bad_range","message":"range not satisfiable"}}'
+
+
+def object_plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool) -> Plan:
+    """The answer to ``head`` for a committed object of ``size`` bytes, for both paths (this lane
+    and node.api_playback): ETag/If-None-Match (304), one Range (206/416), HEAD.  Several ranges
+    in one request are answered 200 with the whole body (see node.ranges)."""
+    if kind == "internal":
+        return Plan(200, [("ETag", etag), ("Content-Type", "application/octet-stream"),
+                          ("Content-Length", str(size))], 0, size)
+    headers = [("Content-Type", "video/mp2t" if is_segment else "application/vnd.apple.mpegurl"),
+               ("Cache-Control", SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL),
+               ("ETag", etag), ("Accept-Ranges", "bytes")]
+    inm = head.headers.get("if-none-match")
+    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        return Plan(304, headers + [("Content-Length", "0")], 0, 0)  # as Quart says it
+    try:
+        rng = parse_range(head.headers.get("range"), size)
+    except Unsatisfiable:
+        headers[0] = ("Content-Type", "application/json")
+        return Plan(416, headers + [("Content-Range", f"bytes */{size}"),
+                                    ("Content-Length", str(len(BAD_RANGE_BODY)))],
+                    0, len(BAD_RANGE_BODY), BAD_RANGE_BODY)
+    status, start, length = 200, 0, size
+    if rng is not None:
+        status, start, length = 206, rng[0], rng[1] - rng[0] + 1
+        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    headers.append(("Content-Length", str(length)))
+    return Plan(status, headers, start, 0 if head.method == "HEAD" else length)
 
 
 def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_id: str,
          date: str) -> Plan | None:
-    """The answer to ``head`` for a cached object of ``size`` bytes; None for a 416 (hypercorn
-    answers it, with the JSON error body)."""
-    if kind == "internal":
-        headers = [("ETag", etag), ("Content-Type", "application/octet-stream")]
-        status, start, length = 200, 0, size
-    else:
-        headers = [("Content-Type", "video/mp2t" if is_segment else "application/vnd.apple.mpegurl"),
-                   ("Cache-Control", SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL),
-                   ("ETag", etag), ("Accept-Ranges", "bytes")]
-        inm = head.headers.get("if-none-match")
-        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-            return Plan(304, _common(headers + [("Content-Length", "0")], node_id, date), 0, 0)  # as Quart
-        try:
-            rng = parse_range(head.headers.get("range"), size)
-        except Unsatisfiable:
-            return None
-        status, start, length = 200, 0, size
-        if rng is not None:
-            status, start, length = 206, rng[0], rng[1] - rng[0] + 1
-            headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
-    headers.append(("Content-Length", str(length)))
-    if head.method == "HEAD":
-        length = 0
-    return Plan(status, _common(headers, node_id, date), start, length)
+    """:func:`object_plan` with the headers node.app adds to every answer; None for a 416
+    (hypercorn answers it)."""
+    p = object_plan(head, kind=kind, size=size, etag=etag, is_segment=is_segment)
+    if p.status == 416:
+        return None
+    return Plan(p.status, _common(p.headers, node_id, date), p.start, p.length)
 
 
 def _common(headers: list[tuple[str, str]], node_id: str, date: str) -> list[tuple[str, str]]:
@@ -320,8 +335,7 @@ class FastLane:
 
     def _error(self, e: ApiError, head: Head) -> tuple[Plan, bytes]:
         """An error answer with the body and headers node.app gives it."""
-        body = (json.dumps({"error": {"code": e.code, "message": e.message, **e.extra}},
-                           separators=(",", ":")) + "\n").encode()
+        body = (json.dumps(error_doc(e.code, e.message, **e.extra), separators=(",", ":")) + "\n").encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if e.retry_after is not None:
             headers.append(("Retry-After", str(e.retry_after)))

@@ -81,11 +81,8 @@ class LruIndex:
 
     def lookup(self, key: str) -> str | None:
         """The ETag of a cached key, marking it most recently used; None when absent."""
-        item = self._items.get(key)
-        if item is None:
-            return None
-        self._items.move_to_end(key)
-        return item[1]
+        item = self.entry(key)
+        return None if item is None else item[1]
 
     def entry(self, key: str) -> tuple[int, str] | None:
         """``(size, etag)`` of a cached key, marking it most recently used; None when absent."""
