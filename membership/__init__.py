@@ -10,14 +10,16 @@ Public face (import only these from outside the package):
 * ``ALIVE``, ``SUSPECT``, ``DEAD``, ``LEFT`` - member states.
 * ``MembershipError`` - base of the errors ``serve()`` raises (``BindError``).
 
-Inside: ``state.py`` (the pure SWIM machine), ``suspicion.py``,
-``dissemination.py`` and ``awareness.py`` (formulas), ``codec.py`` (wire format, HMAC, replay),
-``sim.py`` (deterministic simulator), ``runtime.py`` (trio UDP + TCP).
+Inside: the pure SWIM machine in ``state.py`` (probe cycle, gossip, push-pull),
+``table.py`` (the member table and its fact rules) and ``events.py`` (its events and
+actions); ``suspicion.py``, ``dissemination.py`` and ``awareness.py`` (formulas),
+``codec.py`` (wire format, HMAC, replay), ``sim.py`` (deterministic simulator),
+``runtime.py`` (trio UDP + TCP).
 """
 
+from .events import Member
 from .messages import ALIVE, DEAD, LEFT, SUSPECT
 from .runtime import BindError, Membership, MembershipError, MembershipStatistics
-from .state import Member
 
 __all__ = ["ALIVE", "DEAD", "LEFT", "SUSPECT", "BindError", "Member", "Membership",
            "MembershipError", "MembershipStatistics"]

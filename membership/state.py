@@ -1,32 +1,14 @@
 """The SWIM state machine (with Lifeguard suspicion), pure: ``handle(now, event) -> actions``.
 
-Every rule that changes the member table lives in this file.  No sockets, no
-trio, no clock: ``now`` is passed in (seconds on any monotonic clock), the
-network is whatever executes the returned ``Send`` actions, and randomness
-comes from an injected ``random.Random``.
+No sockets, no trio, no clock: ``now`` is passed in (seconds on any monotonic
+clock), the network is whatever executes the returned ``Send`` actions, and
+randomness comes from an injected ``random.Random``.  The machine is in three
+files: the events and actions (``events.py``: ``handle`` takes one event and
+returns actions, the last always ``WakeAt``); the member table and every rule by
+which a fact changes a member's state (``table.py``, which ``Swim`` extends);
+and, here, the protocol that produces and spreads those facts.
 
-Events                              Actions
-  Tick()          timers are due      Send(addr, Message)         one datagram
-  Received(addr, Message)             PushPullWith(addr, join)    full-state exchange (stream)
-  PushPullReceived(Message)           StreamPing(addr, Message, deadline)  ping over a stream
-  StreamPingReceived(Message)         StreamAck(Message)          the answer to that stream ping
-  StreamAckReceived(Message)          MemberChanged(Member, was)  a state transition (log it)
-  LeaveRequested()                    WakeAt(t)                   feed a Tick at t (always last)
-
-Member rules (memberlist's ``state.go``; a fact is an ``Update``):
-
-  fact about X     X unknown   accept when                          then
-  alive(inc)       add alive   inc > X.inc                          X alive; cancel suspicion
-  suspect(inc)     ignore      inc >= X.inc and X alive             X suspect, start timer
-                                (X suspect: a new origin confirms, shortening the timer)
-                                (X suspect at a lower inc: X refuted that one and is
-                                 suspected afresh; a new timer starts)
-  dead(inc)        ignore      inc >= X.inc and X alive|suspect     X dead
-  left(inc)        ignore      inc >= X.inc and X not left          X left
-  about us: suspect/dead(inc >= ours) while not leaving -> refute: incarnation = inc + 1, gossip alive.
-
-Every accepted fact is queued for piggybacking (``dissemination.py``).  A ping
-from a member we hold dead/left carries that fact back in the ack, so a
+A ping from a member we hold dead/left carries that fact back in the ack, so a
 paused-then-resumed process learns it was declared dead and refutes at once.
 Push-pull merges a remote table with ``dead`` read as ``suspect`` (the remote
 view may be stale; we give the member the chance to refute).
@@ -50,123 +32,28 @@ member held dead, so that the two sides of a healed partition find each other.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from node.config import Timing
 
-from .awareness import PROBE_FAILED, PROBE_SUCCEEDED, REFUTED, Awareness
-from .codec import UPDATES_BUDGET, update_size
-from .dissemination import BroadcastQueue, push_pull_scale, retransmit_limit
-from .messages import (ACK, ALIVE, DEAD, GOSSIP, LEFT, PING, PING_REQ, PUSH_PULL, SUSPECT,
-                       Message, Update)
-from .suspicion import Suspicion, expected_confirmations, suspicion_timeout
+from .awareness import PROBE_FAILED, PROBE_SUCCEEDED
+from .codec import UPDATES_BUDGET
+from .dissemination import push_pull_scale, retransmit_limit
+from .events import (CoreStatistics, LeaveRequested, Member, MemberChanged, PushPullReceived,
+                     PushPullWith, Received, Send, StreamAck, StreamAckReceived, StreamPing,
+                     StreamPingReceived, Tick, WakeAt)
+from .messages import ACK, ALIVE, DEAD, GOSSIP, LEFT, PING, PING_REQ, SUSPECT, Message, Update
+from .table import MemberTable, Record
+
+# The events and actions are imported from here too (the machine's one import path).
+__all__ = ["CoreStatistics", "LeaveRequested", "Member", "MemberChanged", "PushPullReceived",
+           "PushPullWith", "Received", "Send", "StreamAck", "StreamAckReceived", "StreamPing",
+           "StreamPingReceived", "Swim", "Tick", "WakeAt"]
 
 GOSSIP_NODES = 3  # memberlist LAN GossipNodes
 GOSSIP_PER_PROBE = 5  # gossip ticks per probe interval (memberlist LAN: 200 ms vs 1 s)
 RECONNECT_PROBABILITY = 0.25  # share of push-pulls sent to a member held dead (partition healing)
 GOSSIP_TO_THE_DEAD = 30  # probe intervals a dead member still receives gossip (memberlist: 30 s)
-
-
-# ---- events -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Tick:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    addr: str
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class PushPullReceived:
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPingReceived:
-    """A PING that arrived over a stream: the answer is the ``StreamAck`` action."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class StreamAckReceived:
-    """The ACK that answered one of our ``StreamPing`` actions."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class LeaveRequested:
-    pass
-
-
-# ---- actions ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Send:
-    addr: str
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class PushPullWith:
-    addr: str
-    join: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPing:
-    """Open a stream to ``addr``, send ``message`` (a PING), and feed the ACK read back
-    as ``StreamAckReceived``; give up at ``deadline`` (the core's clock)."""
-
-    addr: str
-    message: Message
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class StreamAck:
-    """Write ``message`` back on the stream whose PING was just handled."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChanged:
-    member: "Member"
-    was: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class WakeAt:
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A member as this node sees it; ``since`` is on the caller's clock."""
-
-    id: str
-    gossip_addr: str
-    http_addr: str
-    state: str
-    incarnation: int
-    since: float
-
-
-@dataclass(frozen=True, slots=True)
-class CoreStatistics:
-    probes_sent: int = 0
-    indirect_probes_sent: int = 0
-    acks_received: int = 0
-    suspicions: int = 0
-    deaths: int = 0
-    refutations: int = 0
-    stream_pings_sent: int = 0
-    stream_acks_received: int = 0  # probes that only the stream ping saved
-    health_score: int = 0  # Lifeguard local health: probe timers run (score + 1) times slower
 
 
 @dataclass
@@ -186,45 +73,14 @@ class _Relay:
     expires: float
 
 
-@dataclass
-class _Counters:
-    probes_sent: int = 0
-    indirect_probes_sent: int = 0
-    acks_received: int = 0
-    suspicions: int = 0
-    deaths: int = 0
-    refutations: int = 0
-    stream_pings_sent: int = 0
-    stream_acks_received: int = 0
-
-
-@dataclass
-class _Record:
-    id: str
-    addr: str
-    http: str
-    state: str
-    incarnation: int
-    since: float
-
-    def view(self) -> Member:
-        return Member(self.id, self.addr, self.http, self.state, self.incarnation, self.since)
-
-
-class Swim:
+class Swim(MemberTable):
     """One node's view of the cluster, advanced by ``handle``."""
 
     def __init__(self, self_id: str, addr: str, http_addr: str, *, timing: Timing,
                  incarnation: int, now: float, rng: random.Random) -> None:
-        self.id = self_id
-        self._t = timing
-        self._rng = rng
-        self._members: dict[str, _Record] = {
-            self_id: _Record(self_id, addr, http_addr, ALIVE, incarnation, now)}
-        self._queue = BroadcastQueue(update_size)
-        self._suspicions: dict[str, Suspicion] = {}
+        super().__init__(self_id, addr, http_addr, timing=timing, incarnation=incarnation,
+                         now=now, rng=rng)
         self._probe: _Probe | None = None
-        self._probe_order: list[str] = []
         self._relays: dict[int, _Relay] = {}
         self._seq = 0
         self._gossip_interval = timing.probe_interval / GOSSIP_PER_PROBE
@@ -232,80 +88,18 @@ class Swim:
         self._next_probe = now + rng.random() * timing.probe_interval
         self._next_gossip = now + self._gossip_interval
         self._next_push_pull = now + timing.push_pull_interval * (0.5 + rng.random())
-        self._leaving = False
         self._heard_from_other = False
-        self._c = _Counters()
-        self._health = Awareness()
-        self._others_cache: list[_Record] | None = None
-        self._dead_recently: list[_Record] = []
-        self._queue.push(self._alive_fact(self._members[self_id]))
 
-    # ---- reading --------------------------------------------------------------------------
-    @property
-    def incarnation(self) -> int:
-        return self._members[self.id].incarnation
-
-    @property
-    def leaving(self) -> bool:
-        return self._leaving
-
-    def members(self) -> list[Member]:
-        return [r.view() for r in sorted(self._members.values(), key=lambda r: r.id)]
-
-    def member(self, member_id: str) -> Member | None:
-        r = self._members.get(member_id)
-        return r.view() if r else None
-
-    def alive_ids(self) -> set[str]:
-        return {r.id for r in self._members.values() if r.state in (ALIVE, SUSPECT)}
-
+    # ---- reading (the table's own readers are in table.py) ------------------------------
     def joined(self) -> bool:
         """Heard from at least one other member."""
         return self._heard_from_other
-
-    def id_of(self, addr: str) -> str | None:
-        for r in self._members.values():
-            if r.addr == addr:
-                return r.id
-        return None
 
     def statistics(self) -> CoreStatistics:
         c = self._c
         return CoreStatistics(c.probes_sent, c.indirect_probes_sent, c.acks_received,
                               c.suspicions, c.deaths, c.refutations, c.stream_pings_sent,
                               c.stream_acks_received, self._health.score)
-
-    @property
-    def health_score(self) -> int:
-        return self._health.score
-
-    def pending_broadcasts(self) -> int:
-        return len(self._queue)
-
-    def full_state(self, *, join: bool = False) -> Message:
-        """The PUSH_PULL message carrying this node's whole table."""
-        rows = []
-        for r in self._members.values():
-            kind = r.state
-            rows.append(Update(kind, r.id, r.incarnation, r.addr, r.http,
-                               self.id if kind in (SUSPECT, DEAD) else ""))
-        return Message(PUSH_PULL, self.id, updates=tuple(rows), join=join)
-
-    def settle(self) -> None:
-        """Forget queued broadcasts, as if they had all been gossiped (for simulations
-        that start from a cluster at rest)."""
-        self._queue = BroadcastQueue(update_size)
-
-    def _n(self) -> int:
-        """Members alive or suspect, ourselves included (the N of the formulas)."""
-        return len(self._others()) + 1
-
-    def _others(self) -> list[_Record]:
-        """Other members alive or suspect (cached until the next state change)."""
-        if self._others_cache is None:
-            self._others_cache = [r for r in self._members.values()
-                                  if r.id != self.id and r.state in (ALIVE, SUSPECT)]
-        return self._others_cache
 
     # ---- the one entry point ---------------------------------------------------------------------
     def handle(self, now: float, event) -> list:
@@ -363,7 +157,7 @@ class Swim:
         for seq in [s for s, rl in self._relays.items() if now >= rl.expires]:
             del self._relays[seq]
 
-    def _next_target(self) -> _Record | None:
+    def _next_target(self) -> Record | None:
         for _ in range(2):
             while self._probe_order:
                 r = self._members.get(self._probe_order.pop())
@@ -387,7 +181,7 @@ class Swim:
         out.append(Send(target.addr, self._packet(PING, self._seq, target.id,
                                                   first=self._buddy(target))))
 
-    def _buddy(self, target: _Record) -> Update | None:
+    def _buddy(self, target: Record) -> Update | None:
         """The suspicion we hold about ``target``, to hand it with our ping (Lifeguard's
         buddy system: the suspect hears it first-hand and refutes at once)."""
         if target.state != SUSPECT:
@@ -446,7 +240,7 @@ class Swim:
         elif peers:
             out.append(PushPullWith(peers[0].addr))
 
-    def _gossip_targets(self, now: float) -> list[_Record]:
+    def _gossip_targets(self, now: float) -> list[Record]:
         """Random members to gossip to: alive, suspect (so it hears it is suspected and
         refutes) and recently dead (so a paused process learns it was declared dead)."""
         horizon = now - GOSSIP_TO_THE_DEAD * self._t.probe_interval
@@ -456,11 +250,11 @@ class Swim:
             return pool
         return self._rng.sample(pool, GOSSIP_NODES)
 
-    def _random_members(self, k: int, exclude: set[str]) -> list[_Record]:
+    def _random_members(self, k: int, exclude: set[str]) -> list[Record]:
         others = self._others()
         if len(others) > 4 * (k + len(exclude)):
             # Large cluster: sample and filter rather than copy the whole table.
-            out: list[_Record] = []
+            out: list[Record] = []
             chosen: set[str] = set()
             while len(out) < k:
                 r = others[self._rng.randrange(len(others))]
@@ -590,130 +384,3 @@ class Swim:
         n = max(GOSSIP_NODES, retransmit_limit(self._t.retransmit_mult, self._n()))
         for r in self._random_members(n, exclude=set()):
             out.append(Send(r.addr, Message(GOSSIP, self.id, updates=(fact,))))
-
-    # ---- facts -----------------------------------------------------------------------------------
-    def _apply(self, now: float, u: Update, out: list) -> None:
-        if u.kind == ALIVE:
-            self._apply_alive(now, u, out)
-        elif u.kind == SUSPECT:
-            self._apply_suspect(now, u, out)
-        elif u.kind == DEAD:
-            self._apply_dead(now, u, out)
-        elif u.kind == LEFT:
-            self._apply_left(now, u, out)
-
-    @staticmethod
-    def _alive_fact(r: _Record) -> Update:
-        return Update(ALIVE, r.id, r.incarnation, r.addr, r.http)
-
-    def _set_state(self, now: float, r: _Record, state: str, out: list) -> None:
-        was = r.state
-        if was != state:
-            r.state, r.since = state, now
-            if (was in (ALIVE, SUSPECT)) != (state in (ALIVE, SUSPECT)):
-                self._others_cache = None
-            if state == DEAD:
-                self._dead_recently = [d for d in self._dead_recently if d.state == DEAD]
-                self._dead_recently.append(r)
-            out.append(MemberChanged(r.view(), was))
-
-    def _refute(self, now: float, inc: int, out: list) -> None:
-        me = self._members[self.id]
-        me.incarnation = max(me.incarnation, inc) + 1
-        self._c.refutations += 1
-        self._health.apply(REFUTED)
-        self._queue.push(self._alive_fact(me))
-        out.append(MemberChanged(me.view(), me.state))  # same state, new incarnation
-
-    def _apply_alive(self, now: float, u: Update, out: list) -> None:
-        if not u.addr:
-            return
-        if u.id == self.id:
-            me = self._members[self.id]
-            if not self._leaving and (u.incarnation > me.incarnation or
-                                      (u.incarnation == me.incarnation and u.addr != me.addr)):
-                self._refute(now, u.incarnation, out)
-            return
-        r = self._members.get(u.id)
-        if r is None:
-            r = _Record(u.id, u.addr, u.http, ALIVE, u.incarnation, now)
-            self._members[u.id] = r
-            self._others_cache = None
-            # Into the probe order at a random place (swap with a random slot: O(1)).
-            order = self._probe_order
-            order.append(u.id)
-            j = self._rng.randrange(len(order))
-            order[j], order[-1] = order[-1], order[j]
-            self._queue.push(u)
-            out.append(MemberChanged(r.view(), None))
-            return
-        if u.incarnation <= r.incarnation:
-            return
-        r.incarnation, r.addr, r.http = u.incarnation, u.addr, u.http
-        self._suspicions.pop(u.id, None)
-        self._queue.push(u)
-        if r.state == ALIVE:
-            out.append(MemberChanged(r.view(), ALIVE))
-        self._set_state(now, r, ALIVE, out)
-
-    def _apply_suspect(self, now: float, u: Update, out: list) -> None:
-        r = self._members.get(u.id)
-        if r is None or u.incarnation < r.incarnation:
-            return
-        if u.id == self.id:
-            if not self._leaving:
-                self._refute(now, u.incarnation, out)
-            return
-        renewed = False
-        if r.state == SUSPECT:
-            s = self._suspicions.get(u.id)
-            if s is not None and u.incarnation == s.incarnation:
-                if s.confirm(u.origin):
-                    self._queue.push(u)
-                return
-            if u.incarnation <= r.incarnation:
-                return
-            # Suspected at a newer incarnation: X refuted the suspicion we hold (its alive
-            # fact may never reach us: newer suspicions displace it in every queue) and is
-            # suspected afresh.  A new suspicion, with a new timer, not the old deadline.
-            renewed = True
-        elif r.state != ALIVE:
-            return
-        r.incarnation = u.incarnation
-        n = self._n()
-        lo = suspicion_timeout(self._t.suspicion_mult, n, self._t.probe_interval)
-        self._suspicions[u.id] = Suspicion(u.incarnation, now, lo, lo * self._t.suspicion_max_mult,
-                                           expected_confirmations(self._t.suspicion_mult, n),
-                                           u.origin or self.id)
-        self._c.suspicions += 1
-        self._queue.push(u)
-        if renewed:
-            out.append(MemberChanged(r.view(), SUSPECT))  # same state, new incarnation
-        self._set_state(now, r, SUSPECT, out)
-
-    def _apply_dead(self, now: float, u: Update, out: list) -> None:
-        r = self._members.get(u.id)
-        if r is None or u.incarnation < r.incarnation or r.state in (DEAD, LEFT):
-            return
-        if u.id == self.id:
-            if not self._leaving:
-                self._refute(now, u.incarnation, out)
-            return
-        r.incarnation = u.incarnation
-        self._suspicions.pop(u.id, None)
-        self._c.deaths += 1
-        self._queue.push(u)
-        self._set_state(now, r, DEAD, out)
-
-    def _apply_left(self, now: float, u: Update, out: list) -> None:
-        r = self._members.get(u.id)
-        if r is None or u.incarnation < r.incarnation or r.state == LEFT:
-            return
-        if u.id == self.id:
-            if not self._leaving:
-                self._refute(now, u.incarnation, out)
-            return
-        r.incarnation = u.incarnation
-        self._suspicions.pop(u.id, None)
-        self._queue.push(u)
-        self._set_state(now, r, LEFT, out)
