@@ -53,6 +53,12 @@ def master_bandwidths(master: str) -> dict[str, int]:
     return out
 
 
+def bucket_missing(e: BaseException) -> bool:
+    """``e`` says the bucket itself does not exist (S3's NoSuchBucket), not a key: a fresh
+    cluster's first scans can run before the node's storage probe has created the bucket."""
+    return isinstance(e, storage.NotFound) and "NoSuchBucket" in str(e)
+
+
 @dataclass
 class Job:
     video: str
@@ -123,10 +129,12 @@ class Worker:
             while True:
                 try:
                     await self.scan_once()
-                except storage.StorageUnavailable as e:
-                    log.warning("recovery_scan_failed", error=str(e))
                 except storage.StorageError as e:
-                    log.error("recovery_scan_failed", error=str(e))
+                    # Storage out of reach, or not set up yet: the next scan retries.
+                    if isinstance(e, storage.StorageUnavailable) or bucket_missing(e):
+                        log.warning("recovery_scan_failed", error=str(e))
+                    else:
+                        log.error("recovery_scan_failed", error=str(e))
                 with trio.move_on_after(self.cfg.timing.recovery_interval):
                     await self._wake.wait()
                 self._wake = trio.Event()
