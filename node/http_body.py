@@ -15,9 +15,13 @@ usable; past the bounds the connection is closed.
 
 from __future__ import annotations
 
+from collections import deque
+from typing import Any, Generator
+
 import trio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import EventWrapper, TrioBody, TrioRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 
 DEFAULT_LIMIT = 1 << 20
 DRAIN_LIMIT = 256 << 20  # unread request bytes we are willing to receive and drop after answering
@@ -25,10 +29,16 @@ DRAIN_SECONDS = 30.0
 
 
 class BoundedBody(TrioBody):
+    """Quart's body, bounded, and without copies: received chunks are queued as they came and
+    handed out one by one (Quart joins them into one bytearray and copies it out again, two copies
+    of every uploaded byte; docs/benchmarks.md)."""
+
     limit = DEFAULT_LIMIT
 
     def __init__(self, expected_content_length, max_content_length) -> None:
         super().__init__(expected_content_length, max_content_length)
+        self._chunks: deque[bytes] = deque()
+        self._size = 0  # bytes queued
         self._drained = EventWrapper()
         self._drained.set()
         self.received = 0
@@ -36,17 +46,26 @@ class BoundedBody(TrioBody):
 
     def append(self, data: bytes) -> None:
         self.received += len(data)
-        if self._discarding:
+        if self._discarding or not data or self._must_raise is not None:
             return
-        super().append(data)
-        if len(self._data) > self.limit:
+        self._chunks.append(data)
+        self._size += len(data)
+        self._has_data.set()
+        if self._max_content_length is not None and self.received > self._max_content_length:
+            self._must_raise = RequestEntityTooLarge()
+            self.set_complete()
+        if self._size > self.limit:
             self._drained.clear()
 
     def discard(self) -> None:
         """The handler is done with the body: drop what is buffered and whatever still comes."""
         self._discarding = True
-        self._data.clear()
+        self.clear()
         self._drained.set()
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
 
     @property
     def complete(self) -> bool:
@@ -56,11 +75,29 @@ class BoundedBody(TrioBody):
         await self._complete.wait()
 
     async def __anext__(self) -> bytes:
-        try:
-            return await super().__anext__()
-        finally:
-            if len(self._data) <= self.limit:
-                self._drained.set()
+        if self._must_raise is not None:
+            raise self._must_raise
+        if not self._complete.is_set():
+            await self._has_data.wait()
+        if not self._chunks:
+            if self._must_raise is not None:
+                raise self._must_raise
+            raise StopAsyncIteration()
+        data = self._chunks.popleft()
+        self._size -= len(data)
+        if not self._chunks:
+            self._has_data.clear()
+        if self._size <= self.limit:
+            self._drained.set()
+        return data
+
+    def __await__(self) -> Generator[Any, None, bytes]:
+        if self._must_raise is not None:
+            raise self._must_raise
+        yield from self._complete.wait().__await__()
+        if self._must_raise is not None:
+            raise self._must_raise
+        return b"".join(self._chunks)
 
     def set_complete(self) -> None:
         super().set_complete()
@@ -71,7 +108,7 @@ class BoundedBody(TrioBody):
 
     @property
     def buffered(self) -> int:
-        return len(self._data)
+        return self._size
 
 
 class BoundedRequest(TrioRequest):

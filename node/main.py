@@ -69,12 +69,14 @@ TRIM_INTERVAL = 1.0
 
 async def trim_memory() -> None:
     """Hand freed heap pages back to the OS once a second (``malloc_trim``): upload parts are
-    freed in the middle of the heap, where glibc would otherwise keep them."""
+    freed in the middle of the heap, where glibc would otherwise keep them.  On a worker thread
+    (ctypes lets go of the GIL): during an upload a trim takes tens of milliseconds, which the
+    event loop would otherwise stand still for."""
     if _libc is None:
         return
     while True:
         await trio.sleep(TRIM_INTERVAL)
-        _libc.malloc_trim(0)
+        await trio.to_thread.run_sync(_libc.malloc_trim, 0)
 
 
 async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
@@ -117,6 +119,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
     data_dir = cfg.state_dir / "nodes" / node_id
     data_dir.mkdir(parents=True, exist_ok=True)
     log.configure(node_id)
+    storage.parts.report = log.warning  # a streamed part that had to be sent again
     log.info("node_starting", http=spec.http_addr, gossip=spec.gossip_addr, pid=os.getpid(),
              storage=cfg.storage.endpoint_url())
     async with trio_asyncio.open_loop():

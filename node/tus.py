@@ -180,6 +180,25 @@ def cut_size(buffered: int, remaining: int | None, *, part_size: int, final: boo
     return 0
 
 
+def planned_part(unassigned: int, *, part_size: int, final: bool) -> int:
+    """The size of the next part of a PATCH whose length is known, before its bytes are here.
+
+    ``unassigned``: the bytes of this PATCH (the old tail's and the body's) not in a part yet,
+    received or still to come.  The same parts as :func:`cut_size` cuts from the same bytes: whole
+    parts while at least two parts' worth is left, then the rest as the last part if it may be one
+    (at least ``part_size``, or the upload's final bytes); 0 when the rest becomes the tail.  Knowing
+    the size up front lets a part be sent to storage while its bytes arrive (storage.parts).
+    The upload's final PATCH is whole parts and a short last one, as :func:`cut_size` cuts it.
+    """
+    if unassigned <= 0:
+        return 0
+    if final:
+        return min(part_size, unassigned)
+    if unassigned >= 2 * part_size:
+        return part_size
+    return unassigned if final or unassigned >= part_size else 0
+
+
 class Received:
     """The bytes of one PATCH not cut into a part yet, in order: first the old tail's (not part of
     this body, so not of its checksum), then the body's chunks as they came."""
@@ -222,6 +241,38 @@ class Received:
         skip = min(self.tail_bytes, n)
         self.tail_bytes -= skip
         return data, memoryview(data)[skip:]
+
+    def take_pieces(self, n: int) -> tuple[list[bytes | memoryview], list[memoryview]]:
+        """The first ``n`` bytes as the chunks they came in (no copy), and the body's among them."""
+        out: list[bytes | memoryview] = []
+        got = 0
+        while got < n:
+            chunk = self.chunks[0]
+            if got + len(chunk) <= n:
+                out.append(self.chunks.popleft())
+            else:
+                view = memoryview(chunk)
+                out.append(view[:n - got])
+                self.chunks[0] = view[n - got:]
+            got += len(out[-1])
+        self.size -= n
+        body: list[memoryview] = []
+        skip = min(self.tail_bytes, n)
+        self.tail_bytes -= skip
+        for piece in out:
+            view = memoryview(piece)[min(skip, len(piece)):]
+            skip = max(0, skip - len(piece))
+            if len(view):
+                body.append(view)
+        return out, body
+
+    def put_back(self, pieces: list[bytes | memoryview], tail_bytes: int) -> None:
+        """Pieces taken before (a part that could not be finished) go back in front, in order;
+        ``tail_bytes`` of them came from the old tail."""
+        for piece in reversed(pieces):
+            self.chunks.appendleft(piece)
+            self.size += len(piece)
+        self.tail_bytes += tail_bytes
 
     def body_rest(self) -> Iterator[memoryview]:
         """Views of the body bytes still held (for the checksum of a PATCH that ends in a tail)."""

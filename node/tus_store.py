@@ -6,10 +6,10 @@ One PATCH, on any node:
             client's Upload-Offset equals the durable offset (else 409); renewed every ttl/3.
             The CAS starts from the record version this node wrote last (If-Match, no read);
             the body is received meanwhile, up to one part.
-2. stream   the old tail's bytes, then the body, are cut into parts by :func:`tus.cut_size`
-            (with Content-Length: whole parts, the PATCH's last part takes the rest, no tail),
-            uploaded ``parts_in_flight`` at a time, the last one at once; sha1 over the body
-            on a worker thread
+2. stream   the old tail's bytes, then the body, go into parts (:mod:`node.tus_patch`): with
+            Content-Length whole parts and a last one that takes the rest (no tail), each sent
+            to storage while its bytes arrive; ``parts_in_flight`` open at a time, the last
+            one at once; sha1 over the body on a worker thread
 3. verify   body longer than Upload-Length -> 413, checksum mismatch -> 460: the record is
             left as it was (staged parts are overwritten by the next upload of the same number,
             or left out of the completion)
@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 import uuid
-from dataclasses import dataclass, field
+from collections import OrderedDict
 from typing import Any, AsyncIterator, Callable
 
 import trio
@@ -43,6 +42,7 @@ import storage
 from . import layout, lifecycle, log, tus
 from .lifecycle import Record, Refused
 from .tus import TusError
+from .tus_patch import Feed, Patch, joined, ms_since
 from .videos import VideoStore
 
 SALVAGE_SECONDS = 30.0  # time a cut-off PATCH may spend making what it received durable
@@ -52,73 +52,6 @@ SALVAGE_SECONDS = 30.0  # time a cut-off PATCH may spend making what it received
 # records, and this many parts in all (a part is ~0.4 KiB as Python objects: ~40 MiB at most).
 KNOWN_RECORDS = 256
 KNOWN_PARTS = 100_000
-
-
-@dataclass
-class _Patch:
-    """One PATCH in progress."""
-    vid: str
-    request: str
-    offset: int  # Upload-Offset
-    checksum: tuple[str, bytes] | None
-    up: dict[str, Any] | None = None  # the upload state as locked; None until the lock is ours
-    refusal: TusError | None = None  # the lock was refused
-    body_length: int | None = None  # Content-Length, when the client sent one
-    buf: tus.Received = field(default_factory=tus.Received)  # received, not cut into a part yet
-    next_n: int = 1
-    received: int = 0
-    done: dict[int, storage.Part] = field(default_factory=dict)
-    inflight: dict[int, bytes] = field(default_factory=dict)
-    hasher: Any = field(default_factory=hashlib.sha1)
-    error: BaseException | None = None
-    salvageable: bool = True
-    lock_lost: bool = False
-    ms: dict[str, float] = field(default_factory=dict)  # time per step, logged with tus_patch
-
-    @property
-    def start(self) -> int:
-        return self.offset
-
-    def beyond_length(self) -> bool:
-        """(Once locked.)  The body went past Upload-Length: 413, nothing of it is kept."""
-        assert self.up is not None
-        if self.start + self.received <= self.up["length"]:
-            return False
-        self.salvageable = False
-        self.error = TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length "
-                              f"({self.up['length']} bytes); nothing of this PATCH was kept")
-        return True
-
-    @property
-    def all_received(self) -> bool:
-        return self.received == self.body_length
-
-    def cut_size(self, *, ended: bool) -> int:
-        """Bytes to send as the next part now (0: none yet); see :func:`tus.cut_size`."""
-        if ended:
-            remaining: int | None = 0
-        elif self.body_length is None:
-            remaining = None
-        else:
-            remaining = max(0, self.body_length - self.received)
-        final = self.start + self.received + (remaining or 0) == self.up["length"]
-        return tus.cut_size(self.buf.size, remaining, part_size=self.up["part_size"], final=final)
-
-    def cut(self, n: int) -> tuple[int, bytes, memoryview]:
-        """The next part, now in flight: its number, ``n`` received bytes, the body's among them."""
-        num, self.next_n = self.next_n, self.next_n + 1
-        data, body = self.buf.take(n)
-        self.inflight[num] = data
-        return num, data, body
-
-    def hash_rest(self) -> None:
-        """sha1 over the body bytes still held (they become the tail)."""
-        for view in self.buf.body_rest():
-            self.hasher.update(view)
-
-
-def _ms_since(t0: float) -> float:
-    return round((time.perf_counter() - t0) * 1000, 1)
 
 
 class TusUploads:
@@ -190,7 +123,7 @@ class TusUploads:
         413 (beyond Upload-Length), 460 (checksum mismatch).  StorageError passes through.
         """
         request = request or uuid.uuid4().hex[:12]
-        st = _Patch(vid, request, offset, checksum, body_length=content_length, salvageable=checksum is None)
+        st = Patch(vid, request, offset, checksum, body_length=content_length, salvageable=checksum is None)
         finished = False
         try:
             await self._stream(st, body)
@@ -214,11 +147,14 @@ class TusUploads:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(SALVAGE_SECONDS):
                         await self._salvage_or_release(st)
+            with trio.CancelScope(shield=True):
+                for part in st.inflight.values():  # not salvaged: drop their connections
+                    await part.writer.abort()
         if tus.is_full(rec["upload"]):
             rec = await self.finish(vid)
         return rec
 
-    async def _refused(self, st: _Patch) -> Record:
+    async def _refused(self, st: Patch) -> Record:
         """The lock was refused: raise the protocol's answer, unless the upload is complete and
         this is a retry of its final PATCH (whose answer was lost): then answer it again."""
         e = st.refusal
@@ -234,26 +170,31 @@ class TusUploads:
         raise TusError(409, "offset_mismatch", f"Upload-Offset {st.offset} does not match the upload's "
                        f"offset {off} (it is complete)")
 
-    async def _stream(self, st: _Patch, body: AsyncIterator[bytes]) -> None:
-        """Take the lock and receive the body meanwhile; send its parts as they fill (see
-        :func:`tus.cut_size`), once the lock is ours.  The last part of a body of known length
-        starts as soon as its last byte is here."""
+    async def _stream(self, st: Patch, body: AsyncIterator[bytes]) -> None:
+        """Take the lock and receive the body meanwhile; once the lock is ours, send the body's
+        parts to storage as their bytes arrive.  With Content-Length a part's size is known before
+        its bytes are here (:func:`tus.planned_part`), so it is opened at its first byte and fed
+        chunk by chunk; without it, a part is sent once it is buffered whole (:func:`tus.cut_size`).
+        At most ``parts_in_flight`` parts are open at once, except the PATCH's last, which starts
+        at once."""
         t0 = time.perf_counter()
         locked = trio.Event()
-        to_hash, hash_queue = trio.open_memory_channel[memoryview](self.parts_in_flight + 2)
+        to_hash, hash_queue = trio.open_memory_channel[list[memoryview]](self.parts_in_flight + 2)
         async with trio.open_nursery() as n:
             renewing = trio.CancelScope()
             n.start_soon(self._lock_and_renew, st, locked, n.cancel_scope, renewing)
             async with trio.open_nursery() as work:
                 if st.checksum is not None:
-                    work.start_soon(self._hash_loop, st, hash_queue)
+                    work.start_soon(Feed.hash_loop, st, hash_queue)
                 async with to_hash, trio.open_nursery() as parts:
-                    slots = trio.Semaphore(self.parts_in_flight)
+                    feed = Feed(self.store, st, parts, to_hash, trio.Semaphore(self.parts_in_flight))
                     async for chunk in body:
                         if st.error is not None:
                             break
                         st.received += len(chunk)
-                        st.buf.add(chunk)
+                        rest = await feed.into_part(chunk)
+                        if rest is not None:
+                            st.buf.add(rest)
                         # Invariant: every received byte is in buf, inflight or done (salvage needs it)
                         if not locked.is_set():
                             if st.buf.size < self.min_part:
@@ -261,20 +202,16 @@ class TusUploads:
                             await locked.wait()
                         if st.beyond_length():
                             break
-                        while size := st.cut_size(ended=False):
-                            slot = None if st.all_received else slots  # the last part goes at once
-                            if slot is not None:
-                                await slot.acquire()
-                            await self._start_part(st, size, parts, to_hash, slot)
+                        await feed.open_parts(ended=False)
                     else:
                         await locked.wait()
-                        if not st.beyond_length() and (size := st.cut_size(ended=True)):
-                            await self._start_part(st, size, parts, to_hash, None)  # the last: at once
-                    st.ms["receive"] = _ms_since(t0)
+                        if not st.beyond_length():
+                            await feed.open_parts(ended=True)
+                    st.ms["receive"] = ms_since(t0)
             renewing.cancel()
-        st.ms["drain"] = _ms_since(t0) - st.ms.get("receive", 0.0)
+        st.ms["drain"] = ms_since(t0) - st.ms.get("receive", 0.0)
 
-    async def _lock_and_renew(self, st: _Patch, locked: trio.Event, scope: trio.CancelScope,
+    async def _lock_and_renew(self, st: Patch, locked: trio.Event, scope: trio.CancelScope,
                               renewing: trio.CancelScope) -> None:
         """Take the lock (a refusal or failure cancels the PATCH), read the old tail, then renew
         the lock every third of its time until ``renewing`` is cancelled."""
@@ -305,41 +242,11 @@ class TusUploads:
                 scope.cancel()
                 return
             st.buf.put_tail_first(tail)  # before any part is cut: cutting waits for ``locked``
-        st.ms["lock"] = _ms_since(t0)
+        st.ms["lock"] = ms_since(t0)
         locked.set()
         await self._renew_loop(st, scope, renewing)
 
-    async def _start_part(self, st: _Patch, size: int, parts: trio.Nursery,
-                          to_hash: trio.MemorySendChannel[memoryview], slot: trio.Semaphore | None) -> None:
-        num, data, body = st.cut(size)
-        parts.start_soon(self._upload_part, st, num, data, slot, parts.cancel_scope)
-        if st.checksum is not None:
-            await to_hash.send(body)
-
-    async def _hash_loop(self, st: _Patch, queue: trio.MemoryReceiveChannel[memoryview]) -> None:
-        """sha1 of the body in order, on a worker thread (hashlib releases the GIL for big buffers),
-        while the event loop receives and uploads."""
-        async with queue:
-            async for piece in queue:
-                await trio.to_thread.run_sync(st.hasher.update, piece)
-
-    async def _upload_part(self, st: _Patch, num: int, data: bytes, slot: trio.Semaphore | None,
-                           scope: trio.CancelScope) -> None:
-        try:
-            etag = await self.store.upload_part(layout.source_key(st.vid), st.up["upload_id"], num, data)
-            st.done[num] = storage.Part(num, etag, len(data))
-            del st.inflight[num]
-        except storage.NotFound:
-            st.error, st.salvageable = TusError(410, "gone", "the upload was terminated meanwhile"), False
-            scope.cancel()
-        except storage.StorageError as e:
-            st.error = e
-            scope.cancel()
-        finally:
-            if slot is not None:
-                slot.release()
-
-    async def _renew_loop(self, st: _Patch, scope: trio.CancelScope, renewing: trio.CancelScope) -> None:
+    async def _renew_loop(self, st: Patch, scope: trio.CancelScope, renewing: trio.CancelScope) -> None:
         with renewing:
             while True:
                 await trio.sleep(self.lock_ttl / 3)
@@ -354,24 +261,28 @@ class TusUploads:
                 except storage.StorageError as e:
                     log.warning("tus_lock_renew_failed", video=st.vid, error=str(e))
 
-    async def _commit(self, st: _Patch) -> Record:
+    async def _commit(self, st: Patch) -> Record:
         """Send what is still buffered (the last short part, or the tail) and CAS the new durable
         offset."""
         t0 = time.perf_counter()
         up = st.up
         new_offset = st.start + st.received
         key = layout.source_key(st.vid)
-        for num in sorted(st.inflight):  # only after a cancellation: finish the cut-off parts
-            data = st.inflight.pop(num)
-            st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
-                                        len(data))
+        for num in sorted(st.inflight):  # only after a cancellation: the parts that were cut off
+            part = st.inflight.pop(num)
+            await part.writer.abort()
+            if part.full:  # all its bytes are here: send them once more, whole
+                etag = await self.store.upload_part(key, up["upload_id"], num, joined(part.pieces))
+                st.done[num] = storage.Part(num, etag, part.writer.size)
+            else:  # the part being fed (the last one): its bytes are cut again below
+                st.buf.put_back(part.pieces, part.tail_bytes)
+                st.next_n = num
         final = new_offset == up["length"]
         # ditto, or a body shorter than its Content-Length: the rest is a part if it may be one
         if size := tus.cut_size(st.buf.size, 0, part_size=up["part_size"], final=final):
             num, data, _ = st.cut(size)
             st.done[num] = storage.Part(num, await self.store.upload_part(key, up["upload_id"], num, data),
                                         len(data))
-            del st.inflight[num]
         parts = [{"n": p.number, "etag": p.etag, "size": p.size} for _, p in sorted(st.done.items())]
         tail: dict[str, Any] | None = None
         if st.buf.size:
@@ -388,13 +299,13 @@ class TusUploads:
             raise
         if up["tail"] and (tail is None or up["tail"]["key"] != tail["key"]):
             await self._quietly(self.store.delete(up["tail"]["key"]))
-        st.ms["commit"] = _ms_since(t0)
+        st.ms["commit"] = ms_since(t0)
         log.info("tus_patch", video=st.vid, start=st.start, offset=new_offset, length=up["length"],
                  parts=len(rec["upload"]["parts"]), tail=tail["size"] if tail else 0, request=st.request,
                  ms=st.ms)
         return rec
 
-    async def _salvage_or_release(self, st: _Patch) -> None:
+    async def _salvage_or_release(self, st: Patch) -> None:
         """(Shielded.)  A cut-off PATCH without a checksum keeps what it received; else just unlock."""
         if st.salvageable and st.received > 0 and st.error is None:
             try:

@@ -6,7 +6,8 @@ Public face:
 - the error tree :class:`StorageError` > :class:`StorageUnavailable`, :class:`NotFound`,
   :class:`PreconditionFailed`;
 - :mod:`cas` documents (create with If-None-Match, update by If-Match with a re-read loop);
-- :class:`StreamingUpload` (multipart with bounded memory);
+- :class:`StreamingUpload` (multipart with bounded memory); ``ObjectStore.part_writer`` gives a
+  :class:`PartWriter` that sends one part while its bytes arrive (raw UploadPart streams on S3);
 - the embedded SeaweedFS server helpers.
 """
 
@@ -16,6 +17,7 @@ from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 from .memory import MemoryStore
 from .multipart import StreamingUpload, part_size_for
+from .parts import PartWriter
 from .s3 import S3Store, open_store
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
@@ -23,6 +25,6 @@ __all__ = [
     "cas", "CasExhausted", "Keep", "Versioned",
     "free_port", "start_embedded", "wait_s3_ready", "weed_command",
     "NotFound", "PreconditionFailed", "StorageError", "StorageUnavailable",
-    "MemoryStore", "StreamingUpload", "part_size_for", "S3Store", "open_store",
+    "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "S3Store", "open_store",
     "MultipartInfo", "ObjectInfo", "ObjectStore", "Part",
 ]

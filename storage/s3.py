@@ -22,6 +22,7 @@ import trio
 import trio_asyncio
 
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
+from .parts import PartWriter, RawS3
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
 T = TypeVar("T")
@@ -66,11 +67,12 @@ def _is_translatable(exc: BaseException) -> bool:
 
 
 class S3Store(ObjectStore):
-    def __init__(self, client: Any, bucket: str, loop: Any) -> None:
+    def __init__(self, client: Any, bucket: str, loop: Any, raw: RawS3 | None = None) -> None:
         self._client = client
         self._bucket = bucket
         self._loop = loop
         self.requests = 0  # statistics: S3 calls issued
+        self.raw = raw  # streams UploadPart bodies (storage.parts); None: every part is buffered
 
     async def _run(self, what: str, coro: Awaitable[T]) -> T:
         """Run one aiobotocore coroutine on the trio-asyncio loop, translating its errors."""
@@ -163,6 +165,19 @@ class S3Store(ObjectStore):
                                 Key=key, UploadId=upload_id, PartNumber=number, Body=body)
         return resp["ETag"]
 
+    def part_writer(self, key: str, upload_id: str, number: int, size: int) -> PartWriter:
+        """Streamed over a raw connection when bodies go unsigned; else buffered (the default)."""
+        if self.raw is None:
+            return super().part_writer(key, upload_id, number, size)
+        self.requests += 1
+        return self.raw.writer(key, upload_id, number, size,
+                               fallback=lambda body: self.upload_part(key, upload_id, number, body))
+
+    async def frozen_credentials(self) -> Any:
+        """botocore's current credentials of this client (for :class:`storage.parts.RawS3`)."""
+        creds = self._client._request_signer._credentials  # aiobotocore keeps them here
+        return await self._run("credentials", creds.get_frozen_credentials())
+
     async def complete_multipart(self, key: str, upload_id: str, parts: list[Part], *,
                                  if_none_match: bool = False) -> str:
         kw: dict[str, Any] = {
@@ -229,13 +244,18 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
                      access_key: str | None = None, secret_key: str | None = None,
                      connect_timeout: float = 5.0, read_timeout: float = 60.0,
                      max_pool: int = 64, create_bucket: bool = True,
-                     sign_payload: bool | None = None) -> AsyncIterator[S3Store]:
+                     sign_payload: bool | None = None,
+                     stream_parts: bool = True) -> AsyncIterator[S3Store]:
     """An :class:`S3Store`; must be entered inside ``trio_asyncio.open_loop()``.
 
     ``sign_payload``: include each body's SHA-256 in the SigV4 signature.  None (default)
     signs only where nothing else protects the body: plain HTTP to a host other than
     loopback.  Over TLS or on 127.0.0.1 the per-part hash is skipped (UNSIGNED-PAYLOAD), which
     the profile of an upload showed to cost 14% of a node's CPU.
+
+    ``stream_parts``: send multipart parts as their bytes arrive over raw connections
+    (:mod:`storage.parts`); only where bodies go unsigned, since a streamed body cannot be
+    hashed before its head is sent.
     """
     if sign_payload is None:
         sign_payload = needs_payload_signing(endpoint_url)
@@ -253,12 +273,17 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
     )
     cm = session.client("s3", endpoint_url=endpoint_url, config=cfg)
     client = await loop.run_aio_coroutine(cm.__aenter__())
+    store = S3Store(client, bucket, loop)
+    if stream_parts and not sign_payload:
+        store.raw = RawS3(endpoint_url, bucket, region, store.frozen_credentials,
+                          connect_timeout=connect_timeout, read_timeout=read_timeout)
     try:
-        store = S3Store(client, bucket, loop)
         if create_bucket:
             await store.ensure_bucket()
         yield store
     finally:
         with trio.CancelScope(shield=True):
+            if store.raw is not None:
+                await store.raw.aclose()
             with trio.move_on_after(5):
                 await loop.run_aio_coroutine(cm.__aexit__(None, None, None))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from .parts import BufferedPartWriter, PartWriter
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -109,6 +111,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         """Upload part ``number`` (1-based); returns its etag.  Raises NotFound for a gone upload."""
+
+    def part_writer(self, key: str, upload_id: str, number: int, size: int) -> PartWriter:
+        """Part ``number`` of exactly ``size`` bytes, sent as its bytes arrive (storage.parts).
+        This default collects them and calls :meth:`upload_part` at the end."""
+        return BufferedPartWriter(lambda body: self.upload_part(key, upload_id, number, body), size)
 
     @abc.abstractmethod
     async def complete_multipart(self, key: str, upload_id: str, parts: list[Part], *,

@@ -383,3 +383,41 @@ def test_terminate():
     assert tus.terminate(rec_with(), "n1", 1.0)["state"] == "deleted"
     assert status_of(tus.terminate, rec_with(state="deleted"), "n1", 1.0) == (410, "gone")
     assert status_of(tus.terminate, None, "n1", 1.0)[0] == 404
+
+
+@pytest.mark.parametrize("body, tail, final, length", [
+    (16, 0, False, None), (15, 0, False, None), (9, 0, False, None), (4, 0, False, None),
+    (16, 3, False, None), (2, 3, False, None), (14, 0, True, None), (3, 0, True, None), (0, 4, True, None),
+    (23, 4, False, None), (1, 0, False, None),
+])
+def test_planned_parts_are_the_parts_cut_size_cuts(body, tail, final, length):
+    """Planning a PATCH's parts before its bytes arrive gives what cutting them on arrival gives."""
+    cuts, buffered = [], tail
+    for received in range(1, body + 1):
+        buffered += 1
+        while n := tus.cut_size(buffered, body - received, part_size=5, final=final):
+            cuts.append(n)
+            buffered -= n
+    if n := tus.cut_size(buffered, 0, part_size=5, final=final):
+        cuts.append(n)
+    planned, left = [], tail + body
+    while n := tus.planned_part(left, part_size=5, final=final):
+        planned.append(n)
+        left -= n
+    assert planned == cuts
+
+
+def test_received_pieces_without_copies_and_put_back():
+    buf = tus.Received()
+    buf.add(b"abc")
+    buf.add(b"defg")
+    buf.put_tail_first(b"TT")
+    pieces, body = buf.take_pieces(4)
+    assert [bytes(p) for p in pieces] == [b"TT", b"ab"] and [bytes(b) for b in body] == [b"ab"]
+    assert buf.size == 5 and buf.tail_bytes == 0
+    more, body2 = buf.take_pieces(3)
+    assert [bytes(p) for p in more] == [b"c", b"de"] and b"".join(body2) == b"cde"
+    buf.put_back(pieces + more, 2)  # the part could not be finished: its bytes are cut again
+    assert buf.size == 9 and buf.tail_bytes == 2
+    data, body3 = buf.take(9)
+    assert data == b"TTabcdefg" and bytes(body3) == b"abcdefg"
