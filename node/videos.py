@@ -128,7 +128,8 @@ class VideoStore:
         key = layout.source_key(vid)
         async with storage.StreamingUpload(self.store, key,
                                            part_size=storage.part_size_for(content_length, self.part_size),
-                                           parts_in_flight=self.parts_in_flight) as up:
+                                           parts_in_flight=self.parts_in_flight,
+                                           total=content_length) as up:
             async for chunk in body:
                 if up.size + len(chunk) > content_length:
                     raise UploadError(400, "body_too_long",

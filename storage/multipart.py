@@ -1,24 +1,41 @@
 """Streaming multipart upload with bounded memory.
 
-Feed chunks of any size; whole parts of ``part_size`` bytes go to storage,
-at most ``parts_in_flight`` at once, so memory stays below about
-``(parts_in_flight + 1) * part_size`` whatever the object's size.  The object
-becomes visible only at :meth:`StreamingUpload.complete`; :meth:`abort`
-(shielded) frees every part.
+Feed pieces of any size with :meth:`StreamingUpload.write`; they go to storage through part
+writers (``ObjectStore.part_writer``, :mod:`storage.parts`), never joined or copied here:
+
+- with the object's size known (``total``), each part is opened at its first byte (``part_size``
+  bytes each, the last one the rest), so storage receives a part while its bytes arrive (on S3 a
+  raw UploadPart stream); each open part has its own task, fed through a channel, so a part whose
+  answer is slow does not stop the next one from being fed;
+- without it, a part is opened once ``part_size`` bytes are buffered (the last one at
+  :meth:`~StreamingUpload.complete`).
+
+At most ``parts_in_flight`` parts are open at once besides the object's last one, and a part's
+slot is freed only once its ETag came and its bytes were hashed, so memory stays below
+``(parts_in_flight + 1) * part_size`` whatever the object's size.  The sha256 of the whole object
+is computed on a worker thread, a part's pieces at a time, in order.  The object becomes visible
+only at :meth:`~StreamingUpload.complete`; on an error or :meth:`~StreamingUpload.abort` every
+open writer is aborted and the multipart upload with it (shielded).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
 from .errors import StorageError
+from .parts import PartWriter
 from .store import ObjectStore, Part
 
 MAX_PARTS = 10_000
 MIN_PART = 5 * 1024 * 1024
+
+Piece = bytes | memoryview
 
 
 def part_size_for(total: int | None, preferred: int) -> int:
@@ -28,29 +45,74 @@ def part_size_for(total: int | None, preferred: int) -> int:
     return max(MIN_PART, math.ceil(total / MAX_PARTS / MIN_PART) * MIN_PART)
 
 
+def next_part_size(*, total: int | None, assigned: int, buffered: int, part_size: int,
+                   ended: bool) -> int:
+    """The size of the next part to open now (0: none yet).  Pure.
+
+    ``assigned`` bytes are already in parts, ``buffered`` received bytes are not.  With ``total``
+    known, a part is opened at its first byte: ``part_size``, or what is left of the object.
+    Without it, only a whole ``part_size`` buffered, or (``ended``) the rest."""
+    if total is not None:
+        return min(part_size, total - assigned) if buffered else 0
+    if buffered >= part_size:
+        return part_size
+    return buffered if ended else 0
+
+
+@dataclass
+class OpenPart:
+    """A part opened before (or as) its bytes are here; its task passes them to the writer."""
+    num: int
+    writer: PartWriter
+    queue: trio.MemorySendChannel[Piece]
+    slot: trio.Semaphore | None  # released once answered and hashed; None for the last part
+    filled: int = 0
+    pieces: list[Piece] = field(default_factory=list)  # for the sha256
+    hashed: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def left(self) -> int:
+        return self.writer.size - self.filled
+
+    def add(self, piece: Piece) -> None:
+        self.pieces.append(piece)
+        self.filled += len(piece)
+        self.queue.send_nowait(piece)  # bounded: a part takes at most its size
+
+
 class StreamingUpload:
     def __init__(self, store: ObjectStore, key: str, *, part_size: int, parts_in_flight: int = 2,
-                 content_type: str | None = None) -> None:
+                 content_type: str | None = None, total: int | None = None) -> None:
+        if total is not None and total < 0:
+            raise ValueError(f"total must be >= 0, not {total}")
         self.store = store
         self.key = key
         self.part_size = part_size
         self.content_type = content_type
+        self.total = total
         self.upload_id: str | None = None
         self.size = 0
         self.sha256 = hashlib.sha256()
-        self._pending: list[bytes] = []  # received bytes not yet in a part
-        self._pending_size = 0
+        self._buf: deque[Piece] = deque()  # received bytes not yet in a part
+        self._buf_size = 0
+        self._assigned = 0  # bytes handed to parts
         self._parts: dict[int, Part] = {}
+        self._open: dict[int, OpenPart] = {}  # opened, not answered yet
+        self._current: OpenPart | None = None  # the part being fed
         self._next = 1
-        self._in_flight = parts_in_flight
         self._slots = trio.Semaphore(parts_in_flight)
+        self._hash_send, self._hash_recv = trio.open_memory_channel[OpenPart](math.inf)
         self._nursery: trio.Nursery | None = None
         self._error: BaseException | None = None
+        self._ended = False
 
     async def __aenter__(self) -> "StreamingUpload":
-        self.upload_id = await self.store.create_multipart(self.key, content_type=self.content_type)
+        if self.total != 0:  # an empty object is a plain put at complete()
+            self.upload_id = await self.store.create_multipart(self.key, content_type=self.content_type)
         self._cm = trio.open_nursery()
         self._nursery = await self._cm.__aenter__()
+        self._nursery.start_soon(self._hash_loop)
         return self
 
     async def __aexit__(self, etype, exc, tb) -> bool:
@@ -60,6 +122,9 @@ class StreamingUpload:
         if etype is not None and not isinstance(exc, trio.Cancelled):
             self._nursery.cancel_scope.cancel()
             etype = exc = tb = None
+        elif etype is None and not self._ended:  # left without complete(): nothing is kept
+            self._nursery.cancel_scope.cancel()
+        self._hash_send.close()
         try:
             await self._cm.__aexit__(etype, exc, tb)
         except BaseExceptionGroup as eg:
@@ -68,68 +133,116 @@ class StreamingUpload:
                 raise leaves[0] from None
             raise
         finally:
-            if self.upload_id is not None:
-                await self.abort()
+            await self.abort()
         return False
 
-    async def write(self, data: bytes) -> None:
-        """Append bytes; waits while too many parts are in flight (backpressure)."""
+    async def write(self, data: Piece) -> None:
+        """Append bytes (kept by reference until their part is answered); waits while too many
+        parts are in flight (backpressure)."""
         if self._error is not None:
             raise self._error
+        if self._ended:
+            raise StorageError("write after complete")
+        if self.total is not None and self.size + len(data) > self.total:
+            raise StorageError(f"{self.key}: {self.size + len(data)} bytes is more than the "
+                               f"announced {self.total}")
+        if not data:
+            return
         self.size += len(data)
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= self.part_size:
-            joined = b"".join(self._pending)  # one copy per part
-            self._pending.clear()
-            whole = len(joined) - len(joined) % self.part_size
-            for i in range(0, whole, self.part_size):
-                chunk = joined[i:i + self.part_size]
-                # hashlib releases the GIL: hash on the other core while this one receives
-                await trio.to_thread.run_sync(self.sha256.update, chunk)
-                await self._send(chunk)
-            rest = joined[whole:]
-            self._pending_size = len(rest)
-            if rest:
-                self._pending.append(rest)
+        self._buf.append(data)
+        self._buf_size += len(data)
+        await self._feed()
 
-    async def _send(self, chunk: bytes) -> None:
-        n = self._next
-        self._next += 1
-        if n > MAX_PARTS:
+    async def _feed(self) -> None:
+        """Hand the buffered bytes to parts, opening parts whose size is known now."""
+        while self._buf_size:
+            part = self._current
+            if part is None:
+                size = next_part_size(total=self.total, assigned=self._assigned, buffered=self._buf_size,
+                                      part_size=self.part_size, ended=self._ended)
+                if not size:
+                    return
+                part = await self._open_part(size)
+            piece = self._buf.popleft()
+            if len(piece) > part.left:
+                rest = memoryview(piece)[part.left:]
+                piece = memoryview(piece)[:part.left]
+                self._buf.appendleft(rest)
+            self._buf_size -= len(piece)
+            self._assigned += len(piece)
+            part.add(piece)
+            if not part.left:
+                self._close_part()
+
+    async def _open_part(self, size: int) -> OpenPart:
+        num = self._next
+        if num > MAX_PARTS:
             raise StorageError("object needs more than 10,000 parts")
-        await self._slots.acquire()
-        assert self._nursery is not None
-        self._nursery.start_soon(self._upload, n, chunk)
+        last = (self._assigned + size == self.total) if self.total is not None else self._ended
+        slot = None if last else self._slots  # the object's last part goes at once
+        if slot is not None:
+            await slot.acquire()
+        self._next += 1
+        assert self.upload_id is not None and self._nursery is not None
+        writer = self.store.part_writer(self.key, self.upload_id, num, size)
+        queue, pieces = trio.open_memory_channel[Piece](math.inf)
+        part = self._open[num] = self._current = OpenPart(num, writer, queue, slot)
+        self._nursery.start_soon(self._send_part, part, pieces)
+        return part
 
-    async def _upload(self, n: int, chunk: bytes) -> None:
+    def _close_part(self) -> None:
+        """The part being fed got its last byte: its task sends the rest and awaits the answer."""
+        part, self._current = self._current, None
+        assert part is not None
+        part.queue.close()
+        self._hash_send.send_nowait(part)
+
+    async def _send_part(self, part: OpenPart, pieces: trio.MemoryReceiveChannel[Piece]) -> None:
         try:
-            assert self.upload_id is not None
-            etag = await self.store.upload_part(self.key, self.upload_id, n, chunk)
-            self._parts[n] = Part(n, etag, len(chunk))
+            async with pieces:
+                async for piece in pieces:
+                    await part.writer.send(piece)
+            etag = await part.writer.finish()
+            await part.hashed.wait()
+            self._parts[part.num] = Part(part.num, etag, part.writer.size)
         except BaseException as e:
-            self._error = e
+            if not isinstance(e, trio.Cancelled) and self._error is None:
+                self._error = e
+            with trio.CancelScope(shield=True):
+                await part.writer.abort()
             raise
         finally:
-            self._slots.release()
+            self._open.pop(part.num, None)
+            part.done.set()
+            if part.slot is not None:
+                part.slot.release()
+
+    async def _hash_loop(self) -> None:
+        """sha256 of the object in order, a part at a time on a worker thread (hashlib releases the
+        GIL for big buffers), while the event loop receives and uploads."""
+        async with self._hash_recv:
+            async for part in self._hash_recv:
+                pieces, part.pieces = part.pieces, []
+                await trio.to_thread.run_sync(_update_all, self.sha256, pieces)
+                part.hashed.set()
 
     async def complete(self, *, if_none_match: bool = False) -> str:
-        """Flush the tail, wait for every part, and make the object visible."""
+        """Send the last part, wait for every part, and make the object visible."""
+        if self._error is not None:
+            raise self._error
+        if self.total is not None and self.size != self.total:
+            raise StorageError(f"{self.key}: ended after {self.size} of {self.total} bytes")
+        self._ended = True
         if self.size == 0:  # S3 wants parts; an empty object is a plain put
             await self.abort()
+            self._hash_send.close()
             return await self.store.put(self.key, b"", if_none_match=if_none_match,
                                         content_type=self.content_type)
-        if self._pending:  # the last part may be short
-            chunk = b"".join(self._pending)
-            self._pending.clear()
-            self._pending_size = 0
-            self.sha256.update(chunk)
-            await self._send(chunk)
-        # wait for the parts in flight: take every slot
-        for _ in range(self._in_flight):
-            await self._slots.acquire()
-        for _ in range(self._in_flight):
-            self._slots.release()
+        await self._feed()  # without total: the buffered rest is the last part
+        assert self._current is None and not self._buf_size
+        self._hash_send.close()
+        for part in list(self._open.values()):
+            await part.done.wait()
         if self._error is not None:
             raise self._error
         assert self.upload_id is not None
@@ -140,15 +253,23 @@ class StreamingUpload:
         return etag
 
     async def abort(self) -> None:
-        if self.upload_id is None:
-            return
-        uid, self.upload_id = self.upload_id, None
+        """Abort every open part's writer and the multipart upload (shielded; idempotent)."""
         with trio.CancelScope(shield=True):
+            for part in list(self._open.values()):
+                await part.writer.abort()
+            if self.upload_id is None:
+                return
+            uid, self.upload_id = self.upload_id, None
             with trio.move_on_after(10):
                 try:
                     await self.store.abort_multipart(self.key, uid)
                 except StorageError:
                     pass  # garbage collection of stale multipart uploads will get it
+
+
+def _update_all(hasher: Any, pieces: list[Piece]) -> None:
+    for piece in pieces:
+        hasher.update(piece)
 
 
 def _leaves(eg: BaseExceptionGroup):

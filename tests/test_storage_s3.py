@@ -227,3 +227,56 @@ async def test_a_streamed_part_is_signed_and_a_refused_signature_is_not_sent_aga
             await w.finish()
         assert st.raw.resent == 0
         await st.raw.aclose()
+
+
+# ---- StreamingUpload with the object's size known: parts streamed from their first byte -------------
+@pytest.mark.parametrize("size", [1, 5 * MiB, 5 * MiB + 1, 12 * MiB + 4321])
+async def test_streaming_upload_with_a_known_total_is_byte_exact(s3_server, size):
+    import hashlib
+    async with open_test_store(s3_server, bucket()) as st:
+        assert st.raw is not None  # loopback: the parts are raw UploadPart streams
+        data = os.urandom(size)
+        async with storage.StreamingUpload(st, "known", part_size=5 * MiB, total=size) as up:
+            for i in range(0, size, 299_993):  # odd chunks, some as memoryviews
+                piece = data[i:i + 299_993]
+                await up.write(memoryview(piece) if i % 2 else piece)
+            await up.complete(if_none_match=True)
+        assert (await st.get("known"))[0] == data
+        assert up.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert (await st.head("known")).size == size
+        assert st.raw.resent == 0
+        assert await st.list_multipart_uploads("known") == []
+
+
+async def test_streaming_upload_with_a_known_total_of_zero_is_a_plain_put(s3_server):
+    async with open_test_store(s3_server, bucket()) as st:
+        async with storage.StreamingUpload(st, "empty", part_size=5 * MiB, total=0) as up:
+            await up.complete(if_none_match=True)
+        assert (await st.get("empty"))[0] == b""
+        assert await st.list_multipart_uploads("empty") == []
+
+
+async def test_streaming_upload_with_a_known_total_cut_short_leaves_nothing(s3_server):
+    """The body ends mid-part (the client went away): the open writers are aborted with the
+    multipart upload; no object, no upload in progress, and the store is still usable."""
+    async with open_test_store(s3_server, bucket()) as st:
+        data = os.urandom(7 * MiB)
+        with pytest.raises(RuntimeError, match="client went away"):
+            async with storage.StreamingUpload(st, "cut", part_size=5 * MiB, total=12 * MiB) as up:
+                for i in range(0, len(data), MiB):
+                    await up.write(data[i:i + MiB])
+                raise RuntimeError("client went away")
+        with pytest.raises(storage.NotFound):
+            await st.head("cut")
+        assert await st.list_multipart_uploads("cut") == []
+        with pytest.raises(storage.StorageError, match="ended after"):
+            async with storage.StreamingUpload(st, "short", part_size=5 * MiB, total=6 * MiB) as up:
+                await up.write(data[:6 * MiB - 1])
+                await up.complete()
+        with pytest.raises(storage.NotFound):
+            await st.head("short")
+        assert await st.list_multipart_uploads("short") == []
+        async with storage.StreamingUpload(st, "after", part_size=5 * MiB, total=len(data)) as up:
+            await up.write(data)
+            await up.complete()
+        assert (await st.get("after"))[0] == data
