@@ -42,6 +42,7 @@ class Patch:
     received: int = 0
     done: dict[int, storage.Part] = field(default_factory=dict)
     inflight: dict[int, "OpenPart"] = field(default_factory=dict)  # opened, not done
+    backlog: int = 0  # received bytes not yet passed on to storage when the body ended
     current: "OpenPart | None" = None  # the part being fed, if any (the highest in flight)
     hasher: Any = field(default_factory=hashlib.sha1)
     error: BaseException | None = None

@@ -208,6 +208,8 @@ class TusUploads:
                         if not st.beyond_length():
                             await feed.open_parts(ended=True)
                     st.ms["receive"] = ms_since(t0)
+                    # bytes received but not yet passed on to storage when the body ended
+                    st.backlog = sum(p.filled - p.writer.sent for p in st.inflight.values())
             renewing.cancel()
         st.ms["drain"] = ms_since(t0) - st.ms.get("receive", 0.0)
 
@@ -302,7 +304,7 @@ class TusUploads:
         st.ms["commit"] = ms_since(t0)
         log.info("tus_patch", video=st.vid, start=st.start, offset=new_offset, length=up["length"],
                  parts=len(rec["upload"]["parts"]), tail=tail["size"] if tail else 0, request=st.request,
-                 ms=st.ms)
+                 ms=st.ms, backlog=st.backlog)
         return rec
 
     async def _salvage_or_release(self, st: Patch) -> None:

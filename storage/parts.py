@@ -16,21 +16,20 @@ Two kinds:
   ``UNSIGNED-PAYLOAD``, the body written to the socket chunk by chunk as it arrives.  S3 starts
   storing a part at its first byte rather than after the whole part was received, and no body
   is copied or hashed on the way (aiobotocore copied each part once more and spent ~2 CPU-s per
-  GiB on it; this path spends ~0.5; docs/benchmarks.md).  :class:`RawS3` holds its connections.
+  GiB on it; this path spends ~0.5; docs/benchmarks.md).  :class:`storage.raw.RawS3` holds its
+  connections and signs the requests.
 """
 
 from __future__ import annotations
 
 import abc
-import select
-import ssl
-import time
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote, urlsplit
 
 import trio
 
-from .errors import NotFound, StorageError, StorageUnavailable
+from .errors import StorageError, StorageUnavailable
+from .raw import (RawS3, answer_error, canonical_query, error_code, parse_head,  # noqa: F401 (re-exported)
+                  read_answer)
 
 
 def _no_report(event: str, **fields: Any) -> None:
@@ -39,11 +38,6 @@ def _no_report(event: str, **fields: Any) -> None:
 
 # A part whose stream failed is reported here (the node points it at its log: ``log.warning``).
 report: Callable[..., None] = _no_report
-
-MAX_HEAD = 16 * 1024
-MAX_ERROR_BODY = 64 * 1024
-IDLE_SECONDS = 15.0  # an idle connection older than this is dropped, not reused
-MAX_IDLE = 8
 
 
 class PartWriter(abc.ABC):
@@ -90,160 +84,6 @@ class BufferedPartWriter(PartWriter):
 
 def _joined(chunks: list[bytes | memoryview]) -> bytes:
     return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
-
-
-def canonical_query(params: dict[str, str]) -> str:
-    """``k=v&...`` sorted by name, each value percent-encoded as SigV4 wants it.  Pure."""
-    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-
-
-def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
-    """Status and fields (lower-case names) of a response head without its blank line.  Pure."""
-    lines = raw.decode("latin-1").split("\r\n")
-    first = lines[0].split(" ", 2)
-    if len(first) < 2 or not first[0].startswith("HTTP/1.") or not first[1].isdigit():
-        raise StorageUnavailable(f"malformed status line {lines[0][:80]!r}")
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            fields[name.strip().lower()] = value.strip()
-    return int(first[1]), fields
-
-
-def error_code(body: bytes) -> str:
-    """The ``<Code>`` of an S3 error document ('' when there is none).  Pure."""
-    text = body.decode("utf-8", "replace")
-    start = text.find("<Code>")
-    end = text.find("</Code>", start)
-    return text[start + 6:end].strip() if start >= 0 and end > start else ""
-
-
-def answer_error(what: str, status: int, body: bytes) -> StorageError:
-    """The storage error for a non-2xx answer to an UploadPart.  Pure."""
-    code = error_code(body)
-    if status == 404 or code in ("NoSuchUpload", "NoSuchKey", "NoSuchBucket"):
-        return NotFound(f"{what}: {code or status}")
-    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
-        return StorageUnavailable(f"{what}: {code or status}")
-    return StorageError(f"{what}: {code or status}")
-
-
-class RawS3:
-    """Raw HTTP/1.1 connections to one S3 endpoint, and the signing of UploadPart requests.
-
-    ``credentials()`` returns botocore's frozen credentials (access key, secret key, token); it is
-    asked at most once a minute.
-    """
-
-    def __init__(self, endpoint_url: str, bucket: str, region: str,
-                 credentials: Callable[[], Awaitable[Any]], *, connect_timeout: float = 5.0,
-                 read_timeout: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        url = urlsplit(endpoint_url)
-        self.tls = url.scheme == "https"
-        self.host = url.hostname or "127.0.0.1"
-        self.port = url.port or (443 if self.tls else 80)
-        self.netloc = url.netloc
-        self.base = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
-        self.prefix = f"{url.path.rstrip('/')}/{quote(bucket, safe='')}"
-        self.region = region
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self._credentials = credentials
-        self._frozen: tuple[float, Any] | None = None
-        self._idle: list[tuple[float, trio.abc.Stream]] = []
-        self._clock = clock
-        self._ssl = ssl.create_default_context() if self.tls else None
-        self.resent = 0  # statistics: parts whose stream failed and went again buffered
-
-    def writer(self, key: str, upload_id: str, number: int, size: int,
-               fallback: Callable[[bytes], Awaitable[str]]) -> "RawPartWriter":
-        return RawPartWriter(self, key, upload_id, number, size, fallback)
-
-    async def request_head(self, key: str, upload_id: str, number: int, size: int) -> bytes:
-        """The signed head of ``PUT <key>?partNumber=&uploadId=`` with an unsigned body."""
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.config import Config
-
-        path = f"{self.prefix}/{quote(key, safe='/~')}"
-        query = canonical_query({"partNumber": str(number), "uploadId": upload_id})
-        req = AWSRequest(method="PUT", url=f"{self.base.split('://')[0]}://{self.netloc}{path}?{query}",
-                         headers={"Content-Length": str(size)})
-        req.context["client_config"] = Config(s3={"payload_signing_enabled": False})
-        S3SigV4Auth(await self._creds(), "s3", self.region).add_auth(req)
-        lines = [f"PUT {path}?{query} HTTP/1.1", f"Host: {self.netloc}"]
-        lines += [f"{name}: {value}" for name, value in req.headers.items() if name.lower() != "host"]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    async def _creds(self) -> Any:
-        now = self._clock()
-        if self._frozen is None or now - self._frozen[0] > 60.0:
-            self._frozen = (now, await self._credentials())
-        return self._frozen[1]
-
-    async def connect(self) -> trio.abc.Stream:
-        """An idle connection that is still open, or a new one."""
-        now = self._clock()
-        while self._idle:
-            since, stream = self._idle.pop()
-            if now - since < IDLE_SECONDS and _quiet(stream):
-                return stream
-            await trio.aclose_forcefully(stream)
-        with trio.fail_after(self.connect_timeout):
-            if self._ssl is not None:
-                return await trio.open_ssl_over_tcp_stream(self.host, self.port, ssl_context=self._ssl,
-                                                           https_compatible=True)
-            return await trio.open_tcp_stream(self.host, self.port)
-
-    async def release(self, stream: trio.abc.Stream) -> None:
-        if len(self._idle) < MAX_IDLE:
-            self._idle.append((self._clock(), stream))
-        else:
-            await trio.aclose_forcefully(stream)
-
-    async def aclose(self) -> None:
-        while self._idle:
-            await trio.aclose_forcefully(self._idle.pop()[1])
-
-
-def _quiet(stream: trio.abc.Stream) -> bool:
-    """No bytes and no EOF waiting on an idle connection (else the server closed it)."""
-    sock = getattr(getattr(stream, "transport_stream", stream), "socket", None)
-    if sock is None:
-        return False
-    readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    return not readable
-
-
-async def read_answer(stream: trio.abc.Stream) -> tuple[int, dict[str, str], bytes]:
-    """One response: status, fields and (bounded) body."""
-    buf = bytearray()
-    while (end := buf.find(b"\r\n\r\n")) < 0:
-        if len(buf) > MAX_HEAD:
-            raise StorageUnavailable("answer head over 16 KiB")
-        data = await stream.receive_some(64 * 1024)
-        if not data:
-            raise StorageUnavailable("connection closed before the answer")
-        buf += data
-    status, fields = parse_head(bytes(buf[:end]))
-    body = bytearray(buf[end + 4:])
-    if fields.get("transfer-encoding", "").lower() == "chunked":
-        fields["connection"] = "close"  # not worth decoding: read what fits, drop the connection
-        length = MAX_ERROR_BODY
-    else:
-        length = int(fields.get("content-length", "0") or 0)
-        if length > MAX_ERROR_BODY:
-            raise StorageUnavailable(f"answer body of {length} bytes")
-    with trio.move_on_after(1.0 if length == MAX_ERROR_BODY else 3600):
-        while len(body) < length:
-            data = await stream.receive_some(64 * 1024)
-            if not data:
-                if length == MAX_ERROR_BODY:
-                    break
-                raise StorageUnavailable("connection closed in the answer body")
-            body += data
-    return status, fields, bytes(body[:length])
 
 
 class RawPartWriter(PartWriter):

@@ -22,7 +22,8 @@ import trio
 import trio_asyncio
 
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
-from .parts import PartWriter, RawS3
+from .parts import PartWriter, RawPartWriter
+from .raw import RawS3
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ T = TypeVar("T")
 _NOT_FOUND = {"NoSuchKey", "NoSuchUpload", "NotFound", "404", "NoSuchBucket"}
 _PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _UNAVAILABLE_STATUS = {500, 502, 503, 504}
+RAW_PUT_MAX = 16 << 20  # larger bodies go through aiobotocore (its retries resend them)
 
 
 def _translate(exc: BaseException, what: str) -> StorageError:
@@ -126,6 +128,10 @@ class S3Store(ObjectStore):
 
     async def put(self, key: str, body: bytes, *, if_none_match: bool = False,
                   if_match: str | None = None, content_type: str | None = None) -> str:
+        if self.raw is not None and len(body) <= RAW_PUT_MAX:  # one raw request (storage.raw)
+            self.requests += 1
+            return await self.raw.put(key, body, if_none_match=if_none_match, if_match=if_match,
+                                      content_type=content_type)
         kw: dict[str, Any] = {"Key": key, "Body": body}
         if if_none_match:
             kw["IfNoneMatch"] = "*"
@@ -170,8 +176,8 @@ class S3Store(ObjectStore):
         if self.raw is None:
             return super().part_writer(key, upload_id, number, size)
         self.requests += 1
-        return self.raw.writer(key, upload_id, number, size,
-                               fallback=lambda body: self.upload_part(key, upload_id, number, body))
+        return RawPartWriter(self.raw, key, upload_id, number, size,
+                             fallback=lambda body: self.upload_part(key, upload_id, number, body))
 
     async def frozen_credentials(self) -> Any:
         """botocore's current credentials of this client (for :class:`storage.parts.RawS3`)."""

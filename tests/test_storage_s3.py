@@ -1,5 +1,6 @@
 """The storage layer against the real embedded S3 server (SeaweedFS)."""
 
+import functools
 import os
 import uuid
 
@@ -280,3 +281,45 @@ async def test_streaming_upload_with_a_known_total_cut_short_leaves_nothing(s3_s
             await up.write(data)
             await up.complete()
         assert (await st.get("after"))[0] == data
+
+
+async def test_small_puts_go_raw_and_keep_their_conditions(s3_server, monkeypatch):
+    """PutObject through storage.raw: If-None-Match / If-Match answered as by aiobotocore, and a
+    kept connection that the server closed is found out and the PUT sent once more."""
+    from storage import raw
+
+    async with open_test_store(s3_server, bucket()) as st:
+        assert st.raw is not None
+        etag = await st.put("r.json", b'{"n": 1}', if_none_match=True, content_type="application/json")
+        with pytest.raises(storage.PreconditionFailed):
+            await st.put("r.json", b'{"n": 2}', if_none_match=True)
+        with pytest.raises(storage.PreconditionFailed):
+            await st.put("r.json", b'{"n": 2}', if_match='"not-the-etag"')
+        etag2 = await st.put("r.json", b'{"n": 3}', if_match=etag)
+        assert (await st.get("r.json")) == (b'{"n": 3}', etag2)
+        assert (await st.head("r.json")).size == 8
+
+        # an idle connection whose other end hung up (a listener that closes what it accepts)
+        async def hang_up(stream):
+            await stream.aclose()
+
+        async with trio.open_nursery() as n:
+            listeners = await n.start(functools.partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            dead = await trio.open_tcp_stream("127.0.0.1", port)
+            await trio.sleep(0.05)
+            monkeypatch.setattr(raw, "_quiet", lambda stream: True)  # the close is not seen yet
+            st.raw._idle.append((st.raw._clock(), dead))
+            etag3 = await st.put("r.json", b'{"n": 4}', if_match=etag2)
+            assert (await st.get("r.json")) == (b'{"n": 4}', etag3)
+            n.cancel_scope.cancel()
+
+
+def test_put_answers_map_to_storage_errors():
+    from storage import raw
+    assert isinstance(raw.put_error("p", 412, b""), storage.PreconditionFailed)
+    assert isinstance(raw.put_error("p", 409, b"<Code>ConditionalRequestConflict</Code>"),
+                      storage.PreconditionFailed)
+    assert isinstance(raw.put_error("p", 404, b"<Code>NoSuchBucket</Code>"), storage.NotFound)
+    assert isinstance(raw.put_error("p", 503, b"<Code>SlowDown</Code>"), storage.StorageUnavailable)
+    assert type(raw.put_error("p", 400, b"<Code>InvalidArgument</Code>")) is storage.StorageError

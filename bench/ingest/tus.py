@@ -127,7 +127,29 @@ def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: s
     out = _run_json(cmd, timeout)
     if out["status"] != 204:
         raise RuntimeError(f"tus upload answered {out['status']}: {out.get('body', '')[:500]}")
+    STEPS[client_kind].append(patch_steps(bench.node.log_path, out["id"], out["seconds"] / out["patches"]))
     return Upload(out["seconds"], out["bytes"], out["id"])
+
+
+STEPS: dict[str, list[dict[str, float]]] = {"httpx": [], "raw": []}  # per upload, see patch_steps
+
+
+def patch_steps(log_path: Path, vid: str, per_patch_s: float) -> dict[str, float]:
+    """Where a PATCH's time went (medians over the upload's PATCHes, ms), from the node's
+    ``tus_patch`` log lines; ``gap`` is the rest of the client's time per PATCH: sending the
+    request head, reading the file and hashing the next chunk, the answer's way back."""
+    steps: dict[str, list[float]] = {"lock": [], "receive": [], "drain": [], "commit": []}
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if '"tus_patch"' not in line or vid not in line:
+                continue
+            ms = json.loads(line).get("ms", {})
+            for k in steps:
+                steps[k].append(float(ms.get(k, 0.0)))
+    out = {k: round(statistics.median(v), 1) if v else 0.0 for k, v in steps.items()}
+    out["patch"] = round(per_patch_s * 1000, 1)
+    out["gap"] = round(out["patch"] - out["receive"] - out["drain"] - out["commit"], 1)
+    return out
 
 
 def standalone(args) -> dict:
@@ -152,6 +174,8 @@ def standalone(args) -> dict:
                 ("node",) if args.with_node else ())
             for p in paths:
                 run.measure(bench, p, warm, 0, args.timeout, sample_node=True, note="warm-up")
+            for ups in STEPS.values():
+                ups.clear()
             for rnd in range(1, args.rounds + 1):
                 for p in (paths if rnd % 2 else paths[::-1]):
                     run.measure(bench, p, big, rnd, args.timeout, sample_node=True)
@@ -176,6 +200,8 @@ def standalone(args) -> dict:
         "node_rss_peak_mib": max(peaks), "node_rss_idle_mib": min(r.rss_base_mib for r in rows if r.path == "tus"),
         "rows": [r.__dict__ for r in rows],
     }
+    result["steps"] = {kind: {k: round(statistics.median(u[k] for u in ups), 1) for k in ups[0]}
+                       for kind, ups in STEPS.items() if ups}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
     if args.md:
         Path(args.md).write_text(markdown(result, " ".join(sys.argv)))
@@ -214,7 +240,13 @@ def markdown(res: dict, command: str) -> str:
         f"Node peak RSS during the tus uploads: {res['node_rss_peak_mib']} MiB "
         f"(idle {res['node_rss_idle_mib']} MiB).",
         "",
-    ]
+        "Where a PATCH's time goes (medians, ms; node log `tus_patch`; gap = the client's per-PATCH "
+        "time not spent in the node's receive, drain and commit):",
+        "",
+        "| client | per PATCH | lock (overlaps receive) | receive | drain | commit | gap |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ] + [f"| {kind} | {st['patch']} | {st['lock']} | {st['receive']} | {st['drain']} | {st['commit']} | "
+         f"{st['gap']} |" for kind, st in res.get("steps", {}).items()] + [""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,252 @@
+"""Raw HTTP/1.1 requests to an S3 endpoint: kept-alive connections, SigV4 signing, answers.
+
+aiobotocore (through trio-asyncio) costs a node ~1.5 ms of CPU per request and copies every body
+once more; the two requests on the hot paths go around it here:
+
+- UploadPart streamed while its bytes arrive (:class:`storage.parts.RawPartWriter`);
+- a small PutObject, conditional or not (:meth:`RawS3.put`): the record CAS of every tus PATCH
+  (lock and commit) and of every other state change.
+
+Both are signed with SigV4 and ``UNSIGNED-PAYLOAD``, so the store uses them only where bodies
+go unsigned anyway (TLS, or loopback; ``storage.s3.needs_payload_signing``).  Everything else
+stays with aiobotocore.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+import time
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote, urlsplit
+
+import trio
+
+from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
+
+MAX_HEAD = 16 * 1024
+MAX_ERROR_BODY = 64 * 1024
+IDLE_SECONDS = 15.0  # an idle connection older than this is dropped, not reused
+MAX_IDLE = 8
+
+
+def canonical_query(params: dict[str, str]) -> str:
+    """``k=v&...`` sorted by name, each value percent-encoded as SigV4 wants it.  Pure."""
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+
+
+def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
+    """Status and fields (lower-case names) of a response head without its blank line.  Pure."""
+    lines = raw.decode("latin-1").split("\r\n")
+    first = lines[0].split(" ", 2)
+    if len(first) < 2 or not first[0].startswith("HTTP/1.") or not first[1].isdigit():
+        raise StorageUnavailable(f"malformed status line {lines[0][:80]!r}")
+    fields: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return int(first[1]), fields
+
+
+def error_code(body: bytes) -> str:
+    """The ``<Code>`` of an S3 error document ('' when there is none).  Pure."""
+    text = body.decode("utf-8", "replace")
+    start = text.find("<Code>")
+    end = text.find("</Code>", start)
+    return text[start + 6:end].strip() if start >= 0 and end > start else ""
+
+
+def put_error(what: str, status: int, body: bytes) -> StorageError:
+    """The storage error for a non-2xx answer to a (conditional) PutObject.  Pure."""
+    code = error_code(body)
+    if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+        return PreconditionFailed(f"{what}: {code or status}")
+    return answer_error(what, status, body)
+
+
+def answer_error(what: str, status: int, body: bytes) -> StorageError:
+    """The storage error for a non-2xx answer to an UploadPart.  Pure."""
+    code = error_code(body)
+    if status == 404 or code in ("NoSuchUpload", "NoSuchKey", "NoSuchBucket"):
+        return NotFound(f"{what}: {code or status}")
+    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
+        return StorageUnavailable(f"{what}: {code or status}")
+    return StorageError(f"{what}: {code or status}")
+
+
+class RawS3:
+    """Raw HTTP/1.1 connections to one S3 endpoint, request signing, and small PUTs.
+
+    ``credentials()`` returns botocore's frozen credentials (access key, secret key, token); it is
+    asked at most once a minute.
+    """
+
+    def __init__(self, endpoint_url: str, bucket: str, region: str,
+                 credentials: Callable[[], Awaitable[Any]], *, connect_timeout: float = 5.0,
+                 read_timeout: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        url = urlsplit(endpoint_url)
+        self.tls = url.scheme == "https"
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (443 if self.tls else 80)
+        self.netloc = url.netloc
+        self.base = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
+        self.prefix = f"{url.path.rstrip('/')}/{quote(bucket, safe='')}"
+        self.region = region
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._credentials = credentials
+        self._frozen: tuple[float, Any] | None = None
+        self._idle: list[tuple[float, trio.abc.Stream]] = []
+        self._clock = clock
+        self._ssl = ssl.create_default_context() if self.tls else None
+        self.resent = 0  # statistics: parts whose stream failed and went again buffered
+
+    async def signed_head(self, method: str, key: str, query: dict[str, str],
+                          headers: dict[str, str]) -> bytes:
+        """The head of ``<method> <key>?<query>`` with ``headers``, signed (SigV4, the body unsigned)."""
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.config import Config
+
+        path = f"{self.prefix}/{quote(key, safe='/~')}"
+        target = f"{path}?{canonical_query(query)}" if query else path
+        req = AWSRequest(method=method, url=f"{self.base.split('://')[0]}://{self.netloc}{target}",
+                         headers=headers)
+        req.context["client_config"] = Config(s3={"payload_signing_enabled": False})
+        S3SigV4Auth(await self._creds(), "s3", self.region).add_auth(req)
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}"]
+        lines += [f"{name}: {value}" for name, value in req.headers.items() if name.lower() != "host"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def request_head(self, key: str, upload_id: str, number: int, size: int) -> bytes:
+        """The signed head of ``PUT <key>?partNumber=&uploadId=`` (UploadPart)."""
+        return await self.signed_head("PUT", key, {"partNumber": str(number), "uploadId": upload_id},
+                                      {"Content-Length": str(size)})
+
+    async def put(self, key: str, body: bytes, *, if_none_match: bool = False,
+                  if_match: str | None = None, content_type: str | None = None) -> str:
+        """PutObject of a small body in one request; returns the ETag.  Raises PreconditionFailed
+        (412, or 409 ConditionalRequestConflict), NotFound, StorageUnavailable, StorageError.
+
+        A kept connection the server closed meanwhile is found out only when the answer does not
+        come; then the request is sent once more on a new connection (as botocore retries it)."""
+        headers = {"Content-Length": str(len(body))}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        what = f"put {key}"
+        for attempt in range(2):
+            stream = self._take_idle()
+            reused = stream is not None
+            try:
+                with trio.fail_after(self.read_timeout):
+                    if stream is None:
+                        stream = await self._open()
+                    await stream.send_all(await self.signed_head("PUT", key, {}, headers) + body)
+                    status, fields, answer = await read_answer(stream)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
+                    StorageUnavailable) as e:
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                if reused and attempt == 0 and not isinstance(e, trio.TooSlowError):
+                    continue
+                raise StorageUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+            if fields.get("connection", "").lower() == "close" or status >= 300:
+                await trio.aclose_forcefully(stream)
+            else:
+                await self.release(stream)
+            if 200 <= status < 300 and "etag" in fields:
+                return fields["etag"]
+            raise put_error(what, status, answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _creds(self) -> Any:
+        now = self._clock()
+        if self._frozen is None or now - self._frozen[0] > 60.0:
+            self._frozen = (now, await self._credentials())
+        return self._frozen[1]
+
+    async def connect(self) -> trio.abc.Stream:
+        """An idle connection that is still open, or a new one."""
+        stream = self._take_idle()
+        return stream if stream is not None else await self._open()
+
+    def _take_idle(self) -> trio.abc.Stream | None:
+        now = self._clock()
+        while self._idle:
+            since, stream = self._idle.pop()
+            if now - since < IDLE_SECONDS and _quiet(stream):
+                return stream
+            _hang_up(stream)
+        return None
+
+    async def _open(self) -> trio.abc.Stream:
+        with trio.fail_after(self.connect_timeout):
+            if self._ssl is not None:
+                return await trio.open_ssl_over_tcp_stream(self.host, self.port, ssl_context=self._ssl,
+                                                           https_compatible=True)
+            return await trio.open_tcp_stream(self.host, self.port)
+
+    async def release(self, stream: trio.abc.Stream) -> None:
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append((self._clock(), stream))
+        else:
+            await trio.aclose_forcefully(stream)
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await trio.aclose_forcefully(self._idle.pop()[1])
+
+
+def _socket(stream: trio.abc.Stream) -> Any:
+    return getattr(getattr(stream, "transport_stream", stream), "socket", None)
+
+
+def _hang_up(stream: trio.abc.Stream) -> None:
+    """Close a connection at once, without a checkpoint (an idle one: nothing to say goodbye to)."""
+    sock = _socket(stream)
+    if sock is not None:
+        sock.close()
+
+
+def _quiet(stream: trio.abc.Stream) -> bool:
+    """No bytes and no EOF waiting on an idle connection (else the server closed it)."""
+    sock = _socket(stream)
+    if sock is None or sock.fileno() < 0:
+        return False
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    return not readable
+
+
+async def read_answer(stream: trio.abc.Stream) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, fields and (bounded) body."""
+    buf = bytearray()
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        if len(buf) > MAX_HEAD:
+            raise StorageUnavailable("answer head over 16 KiB")
+        data = await stream.receive_some(64 * 1024)
+        if not data:
+            raise StorageUnavailable("connection closed before the answer")
+        buf += data
+    status, fields = parse_head(bytes(buf[:end]))
+    body = bytearray(buf[end + 4:])
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        fields["connection"] = "close"  # not worth decoding: read what fits, drop the connection
+        length = MAX_ERROR_BODY
+    else:
+        length = int(fields.get("content-length", "0") or 0)
+        if length > MAX_ERROR_BODY:
+            raise StorageUnavailable(f"answer body of {length} bytes")
+    with trio.move_on_after(1.0 if length == MAX_ERROR_BODY else 3600):
+        while len(body) < length:
+            data = await stream.receive_some(64 * 1024)
+            if not data:
+                if length == MAX_ERROR_BODY:
+                    break
+                raise StorageUnavailable("connection closed in the answer body")
+            body += data
+    return status, fields, bytes(body[:length])
