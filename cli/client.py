@@ -8,8 +8,8 @@ every node become :class:`Unreachable`. Uploads stream from disk:
 - :meth:`Client.upload`: one ``POST /v1/videos`` whose body is a generator of 1 MiB blocks
   (``Content-Length`` set, never the whole file in memory), with an ``Idempotency-Key`` so a
   retry after a broken connection (on the next node) never creates a second video;
-- :meth:`Client.upload_resumable`: tus 1.0.0 in ``chunk_size`` PATCHes with a sha1
-  ``Upload-Checksum``; after a failure it asks the next node (HEAD) for the durable offset
+- :meth:`Client.upload_resumable`: tus 1.0.0 in ``chunk_size`` PATCHes (16 MiB) with a sha1
+  ``Upload-Checksum``, the next chunk read and hashed while one is on the wire; after a failure it asks the next node (HEAD) for the durable offset
   and continues from there, up to ``max_failures`` failures in a row.
 """
 
@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import time
 import urllib.parse
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -157,7 +159,7 @@ class Client:
         raise Unreachable(f"upload failed after {attempts} attempts: " + "; ".join(errors))
 
     # ---- resumable upload (tus 1.0.0) ------------------------------------------------------------
-    def upload_resumable(self, path: str | Path, *, chunk_size: int = 8 * _BLOCK,
+    def upload_resumable(self, path: str | Path, *, chunk_size: int = 16 * _BLOCK,
                          progress: Progress | None = None, max_failures: int = 8) -> dict:
         """Upload with tus; survives a node dying mid-way by continuing on the next one."""
         path = Path(path)
@@ -175,15 +177,14 @@ class Client:
         order = self.nodes()
         at = 0  # index into order of the node we PATCH
         offset, failures = 0, 0
-        with open(path, "rb") as f:
+        with ChunkReader(path, size, chunk_size) as chunks:
             while offset < size:
                 spec = order[at % len(order)]
-                f.seek(offset)
-                chunk = f.read(chunk_size)
+                chunk, digest = chunks.at(offset)  # the next one is read and hashed meanwhile
                 headers = self.auth({
                     "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset),
                     "Content-Type": "application/offset+octet-stream",
-                    "Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(chunk).digest()).decode(),
+                    "Upload-Checksum": "sha1 " + base64.b64encode(digest).decode(),
                 })
                 problem: str | None = None
                 try:
@@ -230,6 +231,42 @@ class Client:
             if r.status_code in (404, 410):
                 raise ApiError(r.status_code, "upload_gone", f"upload {upload_path} no longer exists")
         return fallback, at + 1  # nobody answered: the next PATCH tries the next node
+
+class ChunkReader:
+    """The chunks of a file and their sha1, each read and hashed on a worker thread while the
+    previous one is on the wire (the node waits for nothing between PATCHes then; bench/ingest:
+    a client that reads and hashes only after the answer leaves storage idle ~19 ms a PATCH).
+    At most two chunks in memory: the one asked for and the next."""
+
+    def __init__(self, path: Path, size: int, chunk_size: int) -> None:
+        self.path, self.size, self.chunk_size = path, size, chunk_size
+        self._next: tuple[int, Future[tuple[bytes, bytes]]] | None = None
+
+    def __enter__(self) -> "ChunkReader":
+        self._file = open(self.path, "rb")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shoal-read")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._next = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._file.close()
+
+    def _read(self, offset: int) -> tuple[bytes, bytes]:
+        chunk = os.pread(self._file.fileno(), min(self.chunk_size, self.size - offset), offset)
+        return chunk, hashlib.sha1(chunk).digest()  # hashlib lets go of the GIL for big buffers
+
+    def at(self, offset: int) -> tuple[bytes, bytes]:
+        """The chunk at ``offset`` and its sha1; starts reading the one after it."""
+        ahead, self._next = self._next, None
+        if ahead is not None and ahead[0] == offset:
+            chunk, digest = ahead[1].result()
+        else:  # the first chunk, or the upload went on elsewhere (a resume): read it now
+            chunk, digest = self._read(offset)
+        if offset + len(chunk) < self.size:
+            self._next = (offset + len(chunk), self._pool.submit(self._read, offset + len(chunk)))
+        return chunk, digest
+
 
 def _file_size(path: Path) -> int:
     try:

@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--resumable", action="store_true", help="tus upload that survives node failures")
     p.add_argument("--idempotency-key", metavar="KEY", help="retry-safe key (default: a random one)")
-    p.add_argument("--chunk-size", type=float, default=8.0, metavar="MIB",
-                   help="resumable chunk size in MiB (default 8)")
+    p.add_argument("--chunk-size", type=float, default=16.0, metavar="MIB",
+                   help="resumable chunk size in MiB (default 16)")
     p.add_argument("--wait", action="store_true", help="then wait until ready or failed")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds for --wait")
     p = cmd("videos", cmd_videos, "list videos")

@@ -547,3 +547,23 @@ def wait_until(predicate, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("offsets", [
+    [0, 4, 8, 9],          # straight through: each chunk was read ahead
+    [0, 4, 2, 6, 9],       # a resume at another offset: read afresh, then ahead again
+    [0, 0, 4],             # the same chunk again (a failed PATCH retried)
+])
+def test_chunk_reader_reads_ahead_and_follows_resumes(tmp_path, offsets):
+    from cli.client import ChunkReader
+    data = bytes(range(10))
+    f = tmp_path / "f.bin"
+    f.write_bytes(data)
+    with ChunkReader(f, len(data), 4) as r:
+        for off in offsets:
+            ahead = r._next
+            chunk, digest = r.at(off)
+            assert chunk == data[off:off + 4] and digest == hashlib.sha1(chunk).digest()
+            if ahead is not None and ahead[0] == off:
+                assert ahead[1].done()  # served from the read-ahead
+            assert (r._next is None) == (off + len(chunk) >= len(data))
