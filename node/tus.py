@@ -7,24 +7,27 @@ The state is the ``upload`` field of the video record (the video id is the tus u
       "part_size":  the smallest part (but the last), fixed at creation,
       "length":     Upload-Length,
       "offset":     the durable offset: every byte below it is in storage,
-      "parts":      [{"n", "etag", "size"}] the durable parts, numbered 1..k, in byte order,
+      "parts":      [{"n", "etag", "size"}] the durable parts in byte order, numbers ascending,
       "tail":       {"key", "size"} or None: the bytes after the last part, up to ``offset``,
       "metadata":   Upload-Metadata, decoded,
       "expires_at": reclaimed after this unless a PATCH moves it on,
-      "lock":       {"holder", "request", "expires"} or None: the PATCH in progress,
+      "lock":       {"holder", "request", "expires", "first", "last"} or None: the PATCH in
+                    progress and the part numbers it may write,
+      "reserved":   the highest part number any lock was given (absent in older records),
     }
 
 Invariants (checked by :func:`check_invariants`, kept by every function here):
-- ``offset == sum(part sizes) + tail.size``; parts are numbered ``1..k``; every part is at least
+- ``offset == sum(part sizes) + tail.size``; part numbers ascend within ``1..reserved``; every part is at least
   ``part_size`` bytes and the tail is shorter than ``part_size``, except after the final PATCH,
   where ``offset == length``, there is no tail and only the last part may be short.
 - Parts are cut by :func:`cut_size`: a PATCH whose length is known (Content-Length) becomes whole
   parts of ``part_size`` and one last part of up to ``2 * part_size - 1`` bytes, so it needs no
   tail (S3 takes parts of any size >= 5 MiB); only a PATCH shorter than ``part_size`` (or of
   unknown length) leaves a tail, which the next PATCH's first part starts with.
-- The next part number is ``len(parts) + 1``.  Parts staged by a PATCH that then failed are
-  overwritten by the next PATCH's upload of the same number (S3 replaces a part number), or left
-  out of CompleteMultipartUpload, which drops them; they never need cleaning up.
+- Every lock gets part numbers of its own (``lock.first..lock.last``, after ``reserved``; see
+  :func:`take_lock`), so no two PATCHes ever write the same part number.  Parts staged by a
+  PATCH that then failed (or by one that lost its lock) are left out of CompleteMultipartUpload,
+  which drops them; they never need cleaning up.
 - Records written before parts could exceed ``part_size`` (every part exactly ``part_size``,
   the tail ``offset % part_size``) satisfy these invariants: they are read and continued as is.
 - At most one PATCH holds the lock; the offset moves only by a CAS made by the lock holder that
@@ -146,17 +149,43 @@ def _snake(name: str) -> str:
 
 # ---- formulas -----------------------------------------------------------------------------------
 
+PLANNED_PARTS = MAX_PARTS // 2  # an upload's parts; the other half is slack for fenced numbers
+
+
 def choose_part_size(length: int, preferred: int, min_part: int = MIN_PART) -> int:
-    """``preferred`` (at least ``min_part``) unless the upload would need more than 10,000 parts."""
+    """``preferred`` (at least ``min_part``) unless the upload would need more than 5,000 parts:
+    half of S3's 10,000 part numbers stay free for PATCHes that fail (see :func:`take_lock`)."""
     size = max(preferred, min_part)
-    if length <= size * MAX_PARTS:
+    if length <= size * PLANNED_PARTS:
         return size
-    return math.ceil(length / MAX_PARTS / min_part) * min_part
+    return math.ceil(length / PLANNED_PARTS / min_part) * min_part
 
 
-def next_part_number(up: dict[str, Any]) -> int:
-    """The number of the part a PATCH starts with (1-based)."""
-    return len(up["parts"]) + 1
+def reserved_of(up: dict[str, Any]) -> int:
+    """The highest part number any lock of this upload may have written (records from before
+    fencing: the recorded parts, numbered 1..k)."""
+    return up.get("reserved", max((p["n"] for p in up["parts"]), default=0))
+
+
+def parts_for(unassigned: int, *, part_size: int, final: bool) -> int:
+    """How many parts :func:`planned_part` cuts ``unassigned`` bytes into.  Pure."""
+    n = 0
+    while size := planned_part(unassigned, part_size=part_size, final=final):
+        n += 1
+        unassigned -= size
+    return n
+
+
+def parts_needed(up: dict[str, Any], body_length: int | None) -> int:
+    """The part numbers a PATCH at the durable offset may use: its planned parts (the old tail and
+    ``body_length`` bytes), or, without Content-Length, as many as the rest of the upload could
+    need (the body cannot go past Upload-Length)."""
+    tail = up["tail"]["size"] if up["tail"] else 0
+    rest = up["length"] - up["offset"]
+    if body_length is None:
+        return parts_for(tail + rest, part_size=up["part_size"], final=True) + 1
+    final = up["offset"] + body_length == up["length"]
+    return max(1, parts_for(tail + body_length, part_size=up["part_size"], final=final))
 
 
 def cut_size(buffered: int, remaining: int | None, *, part_size: int, final: bool) -> int:
@@ -339,6 +368,13 @@ def take_lock(rec: Record | None, *, holder: str, request: str, offset: int, now
     A lock whose expiry passed, or whose holder our membership view says is dead, is taken over.
     ``409 upload_full``: every byte is here, the upload only needs finishing (the caller does
     that).  ``413`` when ``body_length`` (Content-Length) would go beyond Upload-Length.
+
+    **Fencing.** The lock comes with part numbers no lock had before: ``first..last``, right
+    after ``reserved``, which moves on to ``last``.  A PATCH writes only its own numbers, so a
+    writer that lost its lock (paused past its expiry, cut off while a part was still on its
+    way to S3) can only stage parts nobody records: they are left out of the completion.
+    Numbers of PATCHes that failed stay unused; ``409 upload_exhausted`` when S3's 10,000 run
+    out (the part size leaves half of them for that).
     """
     up = upload_of(rec)
     assert rec is not None
@@ -352,8 +388,15 @@ def take_lock(rec: Record | None, *, holder: str, request: str, offset: int, now
     if offset != up["offset"]:
         raise TusError(409, "offset_mismatch",
                        f"Upload-Offset {offset} does not match the upload's offset {up['offset']}")
+    first = reserved_of(up) + 1
+    last = first + parts_needed(up, body_length) - 1
+    if last > MAX_PARTS:
+        raise TusError(409, "upload_exhausted", f"this upload has used up S3's {MAX_PARTS} part numbers "
+                       "on PATCHes that failed; terminate it and upload the file again")
     new = copy.deepcopy(rec)
-    new["upload"]["lock"] = {"holder": holder, "request": request, "expires": now + ttl}
+    new["upload"]["lock"] = {"holder": holder, "request": request, "expires": now + ttl,
+                             "first": first, "last": last}
+    new["upload"]["reserved"] = last
     return new
 
 
@@ -401,9 +444,12 @@ def advance(rec: Record | None, *, request: str, start: int, parts: list[dict[st
     new = copy.deepcopy(rec)
     nu = new["upload"]
     have = {p["n"] for p in nu["parts"]}
+    lock = up["lock"]
     for p in parts:
         if p["n"] in have:
             raise ValueError(f"part {p['n']} is already durable")
+        if "first" in lock and not lock["first"] <= p["n"] <= lock["last"]:
+            raise ValueError(f"part {p['n']} is outside this lock's numbers {lock['first']}..{lock['last']}")
         nu["parts"].append(dict(p))
     nu["parts"].sort(key=lambda p: p["n"])
     nu["offset"] = offset
@@ -419,8 +465,8 @@ def check_invariants(up: dict[str, Any]) -> None:
     """Raise ValueError when the upload state breaks a documented invariant."""
     size, offset, length = up["part_size"], up["offset"], up["length"]
     nums = [p["n"] for p in up["parts"]]
-    if nums != list(range(1, len(nums) + 1)):
-        raise ValueError(f"parts are not 1..{len(nums)}: {nums}")
+    if nums != sorted(set(nums)) or (nums and not 1 <= nums[0] <= nums[-1] <= reserved_of(up)):
+        raise ValueError(f"parts are not ascending within 1..{reserved_of(up)}: {nums}")
     if not 0 <= offset <= length:
         raise ValueError(f"offset {offset} outside 0..{length}")
     sizes = [p["size"] for p in up["parts"]]

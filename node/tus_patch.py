@@ -38,7 +38,8 @@ class Patch:
     refusal: TusError | None = None  # the lock was refused
     body_length: int | None = None  # Content-Length, when the client sent one
     buf: tus.Received = field(default_factory=tus.Received)  # received, not cut into a part yet
-    next_n: int = 1
+    next_n: int = 1  # the next part number; this lock may use up to last_n
+    last_n: int = 10_000
     received: int = 0
     done: dict[int, storage.Part] = field(default_factory=dict)
     inflight: dict[int, "OpenPart"] = field(default_factory=dict)  # opened, not done
@@ -82,6 +83,8 @@ class Patch:
     def cut(self, n: int) -> tuple[int, bytes, memoryview]:
         """The next part: its number, ``n`` received bytes joined, the body's among them."""
         num, self.next_n = self.next_n, self.next_n + 1
+        if num > self.last_n:  # cannot happen: the lock's numbers cover what it may cut
+            raise AssertionError(f"part {num} is beyond this lock's numbers (up to {self.last_n})")
         data, body = self.buf.take(n)
         return num, data, body
 
@@ -157,6 +160,8 @@ class Feed:
             if slot is not None:
                 await slot.acquire()
             num, st.next_n = st.next_n, st.next_n + 1
+            if num > st.last_n:  # cannot happen: the lock's numbers cover its planned parts
+                raise AssertionError(f"part {num} is beyond this lock's numbers (up to {st.last_n})")
             writer = self.store.part_writer(layout.source_key(st.vid), st.up["upload_id"], num, size)
             queue, pieces = trio.open_memory_channel[bytes | memoryview](math.inf)
             pieces_taken, body = st.buf.take_pieces(min(size, st.buf.size))

@@ -2,8 +2,9 @@
 
 One PATCH, on any node:
 
-1. lock     CAS the record: ``upload.lock = {holder, request, expires}`` if no live lock and the
-            client's Upload-Offset equals the durable offset (else 409); renewed every ttl/3.
+1. lock     CAS the record: ``upload.lock = {holder, request, expires, first, last}`` if no live
+            lock and the client's Upload-Offset equals the durable offset (else 409); renewed
+            every ttl/3.  ``first..last``: part numbers no lock had before (fencing, tus.take_lock).
             The CAS starts from the record version this node wrote last (If-Match, no read);
             the body is received meanwhile, up to one part.
 2. stream   the old tail's bytes, then the body, go into parts (:mod:`node.tus_patch`): with
@@ -11,8 +12,8 @@ One PATCH, on any node:
             to storage while its bytes arrive; ``parts_in_flight`` open at a time, the last
             one at once; sha1 over the body on a worker thread
 3. verify   body longer than Upload-Length -> 413, checksum mismatch -> 460: the record is
-            left as it was (staged parts are overwritten by the next upload of the same number,
-            or left out of the completion)
+            left as it was (its staged parts are left out of the completion; their numbers are
+            never used again)
 4. commit   the bytes short of a part (if any) go to a new tail object
             ``tus/tail-<offset>-<request>``; then one CAS moves the offset, adds the parts,
             names the tail and drops the lock.  Only then is the new Upload-Offset answered:
@@ -231,7 +232,8 @@ class TusUploads:
             scope.cancel()
             return
         up = rec["upload"]
-        st.next_n = tus.next_part_number(up)
+        st.next_n = up["lock"]["first"]  # this lock's own part numbers (fencing: tus.take_lock)
+        st.last_n = up["lock"]["last"]
         st.up = up  # ours: from here on a failure releases the lock (or salvages)
         if up["tail"]:
             try:

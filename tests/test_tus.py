@@ -105,15 +105,15 @@ def test_content_type(ctype, ok):
 @pytest.mark.parametrize("length, preferred, expect", [
     (0, 8 * MiB, 8 * MiB),
     (1, 8 * MiB, 8 * MiB),
-    (8 * MiB * 10_000, 8 * MiB, 8 * MiB),          # exactly 10,000 parts
-    (8 * MiB * 10_000 + 1, 8 * MiB, 10 * MiB),     # one byte more: next multiple of 5 MiB
+    (8 * MiB * 5_000, 8 * MiB, 8 * MiB),           # exactly 5,000 parts (half of S3's numbers)
+    (8 * MiB * 5_000 + 1, 8 * MiB, 10 * MiB),      # one byte more: next multiple of 5 MiB
     (1 * MiB, 1 * MiB, 5 * MiB),                   # never below S3's minimum
-    (200 * 1024 * MiB, 8 * MiB, 25 * MiB),         # 200 GiB
+    (200 * 1024 * MiB, 8 * MiB, 45 * MiB),         # 200 GiB
 ])
 def test_choose_part_size(length, preferred, expect):
     size = tus.choose_part_size(length, preferred)
     assert size == expect
-    assert length <= size * tus.MAX_PARTS
+    assert length <= size * tus.PLANNED_PARTS
 
 
 @pytest.mark.parametrize("given, buffered, remaining, final, cut", [
@@ -183,9 +183,23 @@ def test_received_body_rest_skips_the_tail():
     assert (data, bytes(body)) == (b"TTTx", b"x") and b"".join(buf.body_rest()) == b"yzw"
 
 
-def test_next_part_number_follows_the_durable_parts():
-    assert tus.next_part_number(rec_with(offset=0)["upload"]) == 1
-    assert tus.next_part_number(rec_with(offset=25)["upload"]) == 3
+def test_records_from_before_fencing_reserved_their_recorded_parts():
+    assert tus.reserved_of(rec_with(offset=0)["upload"]) == 0
+    assert tus.reserved_of(rec_with(offset=25)["upload"]) == 2
+
+
+@pytest.mark.parametrize("offset, body_length, expect", [
+    (0, 30, 3),      # 10 + 10 + 10, no tail
+    (0, 35, 3),      # 10 + 10 + 15: the last part takes the rest
+    (0, 9, 1),       # shorter than a part: only a tail, but a number is reserved all the same
+    (25, 20, 2),     # the old tail (5) + 20 = 25: 10 + 15
+    (95, 5, 1),      # the final 5 bytes after a tail of 5: one part of 10
+    (25, None, 8),   # unknown length: as many as the rest could need (75 + tail 5: 8 parts) + 1
+])
+def test_parts_needed(offset, body_length, expect):
+    up = rec_with(offset=offset)["upload"]
+    want = expect + (1 if body_length is None else 0)
+    assert tus.parts_needed(up, body_length) == want
 
 
 def test_tail_keys_differ_per_offset_and_request():
@@ -196,8 +210,38 @@ def test_tail_keys_differ_per_offset_and_request():
 # ---- lock -------------------------------------------------------------------------------------------
 
 def test_take_lock_on_free_upload():
-    new = tus.take_lock(rec_with(offset=15), holder="n1", request="r1", offset=15, now=5.0, ttl=6.0)
-    assert new["upload"]["lock"] == {"holder": "n1", "request": "r1", "expires": 11.0}
+    new = tus.take_lock(rec_with(offset=15), holder="n1", request="r1", offset=15, now=5.0, ttl=6.0,
+                        body_length=20)
+    assert new["upload"]["lock"] == {"holder": "n1", "request": "r1", "expires": 11.0, "first": 2, "last": 3}
+    assert new["upload"]["reserved"] == 3
+
+
+def test_every_lock_gets_part_numbers_no_lock_had_before():
+    """A PATCH that failed, or lost its lock, keeps its numbers: the next one never reuses them,
+    so a late upload by the loser cannot replace a part someone else recorded."""
+    rec = rec_with(offset=10)  # part 1 recorded
+    a = tus.take_lock(rec, holder="n1", request="a", offset=10, now=0.0, ttl=6.0, body_length=30)
+    assert (a["upload"]["lock"]["first"], a["upload"]["lock"]["last"]) == (2, 4)
+    # a stalls past its expiry; b takes over at the same offset
+    b = tus.take_lock(a, holder="n2", request="b", offset=10, now=7.0, ttl=6.0, body_length=30)
+    assert (b["upload"]["lock"]["first"], b["upload"]["lock"]["last"]) == (5, 7)
+    done = tus.advance(b, request="b", start=10, parts=[{"n": n, "etag": f"b{n}", "size": 10} for n in (5, 6, 7)],
+                       tail=None, offset=40, now=8.0, expiry=10.0)
+    assert [p["n"] for p in done["upload"]["parts"]] == [1, 5, 6, 7]
+    c = tus.take_lock(done, holder="n1", request="c", offset=40, now=9.0, ttl=6.0, body_length=10)
+    assert c["upload"]["lock"]["first"] == 8
+    with pytest.raises(ValueError, match="outside this lock"):  # a's numbers are not c's
+        tus.advance(c, request="c", start=40, parts=[{"n": 3, "etag": "x", "size": 10}], tail=None,
+                    offset=50, now=9.0, expiry=10.0)
+
+
+def test_part_numbers_run_out_only_after_thousands_of_failed_patches():
+    rec = rec_with(offset=10)
+    rec["upload"]["reserved"] = tus.MAX_PARTS - 1
+    ok = tus.take_lock(rec, holder="n1", request="a", offset=10, now=0.0, ttl=6.0, body_length=10)
+    assert ok["upload"]["lock"]["first"] == ok["upload"]["lock"]["last"] == tus.MAX_PARTS
+    assert status_of(tus.take_lock, rec, holder="n1", request="a", offset=10, now=0.0, ttl=6.0,
+                     body_length=20) == (409, "upload_exhausted")
 
 
 @pytest.mark.parametrize("given, when, then", [
@@ -335,11 +379,24 @@ def test_invariants(offset, parts, tail, ok):
             tus.check_invariants(up)
 
 
-def test_parts_must_be_numbered_from_one():
+@pytest.mark.parametrize("numbers, reserved, ok", [
+    ([1, 3], 3, True),     # a gap: part 2's PATCH failed
+    ([3, 1], 3, False),    # not in byte order
+    ([1, 1], 3, False),
+    ([1, 4], 3, False),    # beyond what any lock was given
+    ([0, 1], 3, False),
+    ([1, 2], None, True),  # a record from before fencing
+])
+def test_part_numbers_ascend_within_the_reserved(numbers, reserved, ok):
     up = tus.new_upload("mp", 100, {}, 10, 0.0, 1.0)
-    up.update(offset=20, parts=[{"n": 1, "etag": "e", "size": 10}, {"n": 3, "etag": "e", "size": 10}])
-    with pytest.raises(ValueError):
+    up.update(offset=20, parts=[{"n": n, "etag": "e", "size": 10} for n in numbers])
+    if reserved is not None:
+        up["reserved"] = reserved
+    if ok:
         tus.check_invariants(up)
+    else:
+        with pytest.raises(ValueError):
+            tus.check_invariants(up)
 
 
 def test_advance_with_a_long_last_part_needs_no_tail():

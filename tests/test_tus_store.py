@@ -187,6 +187,24 @@ async def test_a_part_replaced_after_its_patch_is_not_assembled():
     assert await tu.expire() == 0  # the scan logs it and goes on
 
 
+async def test_late_parts_of_a_stalled_lock_are_left_out():
+    """Fencing: a PATCH stalled past its lock's expiry (its parts still on their way to S3) and the
+    PATCH that took over write different part numbers, so the late parts are simply left out."""
+    tu, store, clock, done = make()
+    data = random.Random(13).randbytes(3 * PART)
+    vid = (await tu.create(len(data), {}, None))["id"]
+    await tu._change(vid, lambda r: tus.take_lock(r, holder="n9", request="stalled", offset=0,
+                                                  now=clock(), ttl=6.0, body_length=2 * PART))
+    clock.t += 6.0
+    await tu.patch(vid, offset=0, body=chunks(data[:2 * PART]), content_length=2 * PART)
+    up = (await tu.get(vid))["upload"]
+    assert [p["n"] for p in up["parts"]] == [3, 4]  # not the stalled lock's 1 and 2
+    for n in (1, 2):  # the stalled lock's numbers: its late uploads land after the takeover
+        await store.upload_part(layout.source_key(vid), up["upload_id"], n, b"z" * PART)
+    await tu.patch(vid, offset=2 * PART, body=chunks(data[2 * PART:]), content_length=PART)
+    assert source(store, vid) == data and done == [vid]
+
+
 async def test_remembered_record_versions_are_bounded(monkeypatch):
     """Records this node wrote are kept for the next CAS, within a count and a number of parts."""
     import node.tus_store as ts
@@ -239,8 +257,11 @@ async def test_refused_patch_changes_nothing(given, when, then):
         await tu.patch(vid, offset=when.get("offset", 20), body=chunks(body), checksum=when.get("checksum"))
     assert (ei.value.status, ei.value.code) == then, given
     after = await tu.get(vid)
-    assert after["upload"] == before["upload"]  # offset, parts, tail and (released) lock
-    # and the upload continues normally: staged parts are replaced by the re-upload
+    # offset, parts, tail and (released) lock as they were; only the refused PATCH's part numbers
+    # are gone (fencing: the next PATCH uses new ones)
+    assert {**after["upload"], "reserved": None} == {**before["upload"], "reserved": None}
+    assert after["upload"]["reserved"] >= before["upload"]["reserved"]
+    # and the upload continues normally: the refused PATCH's staged parts are left out
     await tu.patch(vid, offset=20, body=chunks(data[20:]), checksum=sha1(data[20:]))
     assert source(store, vid) == data
 
