@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import trio
 
+import storage
+from storage.raw import parse_head
+
 MAX_HEAD = 16 * 1024
 RECV_SIZE = 64 * 1024
 
@@ -35,18 +38,12 @@ class HopAnswer:
 
 
 def parse_response_head(raw: bytes) -> tuple[int, dict[str, str]]:
-    """Status and fields (lower-case names) of a response head without its blank line.  Pure."""
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise HopError(f"malformed status line {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise HopError(f"malformed header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
+    """Status and fields (lower-case names) of a response head without its blank line
+    (:func:`storage.raw.parse_head`, the same parser as for S3's answers).  Pure."""
+    try:
+        return parse_head(raw)
+    except storage.StorageUnavailable as e:
+        raise HopError(str(e)) from None
 
 
 class HopClient:

@@ -44,8 +44,9 @@ def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
     fields: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if sep:
-            fields[name.strip().lower()] = value.strip()
+        if not sep:
+            raise StorageUnavailable(f"malformed header line {line[:80]!r}")
+        fields[name.strip().lower()] = value.strip()
     return int(first[1]), fields
 
 
