@@ -116,6 +116,22 @@ def raw_client(args) -> dict:
             "patches": -(-size // args.chunk)}
 
 
+def cli_client(args) -> dict:
+    """Shoal's own command-line client (cli.client.Client.upload_resumable: httpx, the next chunk
+    read and hashed on a thread while one is on the wire), from the POST to the last answer."""
+    sys.path.insert(0, str(HERE.parent.parent))
+    from cli.client import Client  # noqa: PLC0415
+    from node.config import Config  # noqa: PLC0415
+
+    cfg = Config.load(Path(args.config))
+    with Client(cfg, node="n1", token=args.token) as c:
+        t0 = time.perf_counter()
+        rec = c.upload_resumable(args.file, chunk_size=args.chunk)
+        seconds = time.perf_counter() - t0
+    size = os.path.getsize(args.file)
+    return {"status": 204, "bytes": size, "seconds": seconds, "id": rec["id"], "patches": -(-size // args.chunk)}
+
+
 def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: str = "httpx",
            checksum: bool = True):
     """run.py's path interface: returns run.Upload."""
@@ -123,7 +139,8 @@ def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: s
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "client", str(file), "--url", bench.node.url,
            "--chunk", str(chunk), "--kind", client_kind] + (
-        ["--token", bench.node.token] if bench.node.token else []) + ([] if checksum else ["--no-checksum"])
+        ["--token", bench.node.token] if bench.node.token else []) + ([] if checksum else ["--no-checksum"]) + (
+        ["--config", str(bench.node.dir / "cluster.yml")] if client_kind == "cli" else [])
     out = _run_json(cmd, timeout)
     if out["status"] != 204:
         raise RuntimeError(f"tus upload answered {out['status']}: {out.get('body', '')[:500]}")
@@ -131,7 +148,7 @@ def upload(bench, file: Path, timeout: float, chunk: int = CHUNK, client_kind: s
     return Upload(out["seconds"], out["bytes"], out["id"])
 
 
-STEPS: dict[str, list[dict[str, float]]] = {"httpx": [], "raw": []}  # per upload, see patch_steps
+STEPS: dict[str, list[dict[str, float]]] = {"httpx": [], "raw": [], "cli": []}  # per upload, see patch_steps
 
 
 def patch_steps(log_path: Path, vid: str, per_patch_s: float) -> dict[str, float]:
@@ -161,6 +178,7 @@ def standalone(args) -> dict:
     run.PATHS["tus"] = lambda bench, file, timeout: upload(bench, file, timeout, checksum=sha1)
     run.PATHS["tus-raw"] = lambda bench, file, timeout: upload(bench, file, timeout, client_kind="raw",
                                                                checksum=sha1)
+    run.PATHS["tus-cli"] = lambda bench, file, timeout: upload(bench, file, timeout, client_kind="cli")
     facts = run.machine_facts()
     tmp_parent = "/dev/shm" if Path("/dev/shm").is_dir() else None
     base = Path(tempfile.mkdtemp(prefix="shoal-tus-", dir=tmp_parent))
@@ -171,7 +189,7 @@ def standalone(args) -> dict:
         with S3(base / "s3") as s3, Node(base, s3, name="node-tus") as node:
             bench = run.Bench(s3, node, "httpx")
             paths = ("tus", "direct") + (("tus-raw",) if args.raw_client else ()) + (
-                ("node",) if args.with_node else ())
+                ("tus-cli",) if args.cli_client else ()) + (("node",) if args.with_node else ())
             for p in paths:
                 run.measure(bench, p, warm, 0, args.timeout, sample_node=True, note="warm-up")
             for ups in STEPS.values():
@@ -186,11 +204,14 @@ def standalone(args) -> dict:
     tus_mbps = [r.mbps for r in rows if r.path == "tus"]
     direct_mbps = [r.mbps for r in rows if r.path == "direct"]
     raw_mbps = [r.mbps for r in rows if r.path == "tus-raw"]
+    cli_mbps = [r.mbps for r in rows if r.path == "tus-cli"]
     peaks = [r.rss_peak_mib for r in rows if r.path.startswith("tus")]
     result = {
         "machine": facts, "size_mib": args.size, "chunk_mib": CHUNK // MiB, "rounds": args.rounds,
         "tus_mbps": tus_mbps, "direct_mbps": direct_mbps,
         "node_mbps": [r.mbps for r in rows if r.path == "node"], "tus_raw_mbps": raw_mbps,
+        "tus_cli_mbps": cli_mbps,
+        "cli_ratio": round(statistics.median(cli_mbps) / statistics.median(direct_mbps), 3) if cli_mbps else None,
         "ratio": round(statistics.median(tus_mbps) / statistics.median(direct_mbps), 3),
         "ratios": [round(t / d, 2) for t, d in zip(tus_mbps, direct_mbps)],
         "raw_ratio": round(statistics.median(raw_mbps) / statistics.median(direct_mbps), 3) if raw_mbps else None,
@@ -213,6 +234,8 @@ def markdown(res: dict, command: str) -> str:
     rows = [("tus (httpx client)", res["tus_mbps"], "tus"), ("direct (aioboto3)", res["direct_mbps"], "direct")]
     if res["tus_raw_mbps"]:
         rows.insert(1, ("tus (sendfile client)", res["tus_raw_mbps"], "tus-raw"))
+    if res.get("tus_cli_mbps"):
+        rows.insert(1, ("tus (shoal upload --resumable)", res["tus_cli_mbps"], "tus-cli"))
     if res["node_mbps"]:
         rows.append(("node (one POST, reference)", res["node_mbps"], "node"))
     cpu = res["cpu"]
@@ -236,7 +259,8 @@ def markdown(res: dict, command: str) -> str:
          f"{'; '.join('/'.join(map(str, c)) for c in cpu.get(key, []))} |" for name, v, key in rows] + [
         "",
         f"**Ratio tus/direct: {res['ratio']}** (per round {', '.join(map(str, res['ratios']))}; goal >= 0.85)"
-        + (f"; with the sendfile client {res['raw_ratio']}" if res["raw_ratio"] else "") + ". "
+        + (f"; with the sendfile client {res['raw_ratio']}" if res["raw_ratio"] else "")
+        + (f"; with shoal upload --resumable {res['cli_ratio']}" if res.get("cli_ratio") else "") + ". "
         f"Node peak RSS during the tus uploads: {res['node_rss_peak_mib']} MiB "
         f"(idle {res['node_rss_idle_mib']} MiB).",
         "",
@@ -259,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--token")
     c.add_argument("--chunk", type=int, default=CHUNK)
     c.add_argument("--no-checksum", action="store_true")
-    c.add_argument("--kind", choices=("httpx", "raw"), default="httpx")
+    c.add_argument("--kind", choices=("httpx", "raw", "cli"), default="httpx")
+    c.add_argument("--config", help="the node's cluster.yml (--kind cli)")
     ap.add_argument("--raw-client", action="store_true",
                     help="also tus with the lean client (sendfile, no HTTP library): less client CPU")
+    ap.add_argument("--cli-client", action="store_true",
+                    help="also tus with Shoal's own client (shoal upload --resumable)")
     ap.add_argument("--no-checksum", action="store_true",
                     help="PATCHes without Upload-Checksum (no sha1 in the client or the node)")
     ap.add_argument("--size", type=int, default=1024, help="MiB")
@@ -271,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-node", action="store_true", help="also the one-request POST /v1/videos path")
     args = ap.parse_args(argv)
     if args.cmd == "client":
-        print(json.dumps(raw_client(args) if args.kind == "raw" else client(args)))
+        print(json.dumps({"raw": raw_client, "cli": cli_client}.get(args.kind, client)(args)))
         return 0
     standalone(args)
     return 0
