@@ -372,9 +372,10 @@ def take_lock(rec: Record | None, *, holder: str, request: str, offset: int, now
     **Fencing.** The lock comes with part numbers no lock had before: ``first..last``, right
     after ``reserved``, which moves on to ``last``.  A PATCH writes only its own numbers, so a
     writer that lost its lock (paused past its expiry, cut off while a part was still on its
-    way to S3) can only stage parts nobody records: they are left out of the completion.
-    Numbers of PATCHes that failed stay unused; ``409 upload_exhausted`` when S3's 10,000 run
-    out (the part size leaves half of them for that).
+    way to S3) can only stage parts nobody records: they are left out of the completion.  A
+    commit (:func:`advance`) hands back the numbers its PATCH did not use (every part of it is
+    answered by then); a PATCH that failed keeps its numbers forever.  ``409 upload_exhausted``
+    when S3's 10,000 run out (the part size leaves half of them for that).
     """
     up = upload_of(rec)
     assert rec is not None
@@ -457,6 +458,8 @@ def advance(rec: Record | None, *, request: str, start: int, parts: list[dict[st
     nu["expires_at"] = now + expiry
     if release:
         nu["lock"] = None
+        if "first" in lock:  # numbers this lock did not use go back: none of its parts is on its way
+            nu["reserved"] = max([lock["first"] - 1] + [p["n"] for p in nu["parts"]])
     check_invariants(nu)
     return new
 

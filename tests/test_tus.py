@@ -235,6 +235,21 @@ def test_every_lock_gets_part_numbers_no_lock_had_before():
                     offset=50, now=9.0, expiry=10.0)
 
 
+def test_a_commit_hands_back_the_numbers_it_did_not_use():
+    """A PATCH without Content-Length reserves what the rest of the upload could need; its commit
+    keeps only what it used, so the next lock starts right after."""
+    rec = tus.take_lock(rec_with(offset=10), holder="n1", request="a", offset=10, now=0.0, ttl=6.0)
+    assert (rec["upload"]["lock"]["first"], rec["upload"]["reserved"]) == (2, 11)
+    done = tus.advance(rec, request="a", start=10, parts=[{"n": 2, "etag": "x", "size": 10}],
+                       tail={"key": "t", "size": 3}, offset=23, now=1.0, expiry=10.0)
+    assert done["upload"]["reserved"] == 2
+    only_tail = tus.take_lock(done, holder="n1", request="b", offset=23, now=2.0, ttl=6.0, body_length=2)
+    assert only_tail["upload"]["lock"]["first"] == 3
+    kept = tus.advance(only_tail, request="b", start=23, parts=[], tail={"key": "t2", "size": 5},
+                       offset=25, now=3.0, expiry=10.0)
+    assert kept["upload"]["reserved"] == 2  # a tail only: its number goes back too
+
+
 def test_part_numbers_run_out_only_after_thousands_of_failed_patches():
     rec = rec_with(offset=10)
     rec["upload"]["reserved"] = tus.MAX_PARTS - 1
