@@ -281,12 +281,18 @@ class Swim(MemberTable):
                 first: Update | None = None) -> Message:
         return Message(kind, self.id, seq, target, target_addr, self._piggyback(first))
 
-    def _on_message(self, now: float, addr: str, msg: Message, out: list) -> None:
+    def _heard(self, now: float, msg: Message, out: list) -> bool:
+        """Take in the facts of a message from another member; False for our own (ignored)."""
         if msg.sender == self.id:
-            return
+            return False
         self._heard_from_other = True
         for u in msg.updates:
             self._apply(now, u, out)
+        return True
+
+    def _on_message(self, now: float, addr: str, msg: Message, out: list) -> None:
+        if not self._heard(now, msg, out):
+            return
         if msg.kind == PING:
             ack = self._answer(msg)
             if ack is not None:
@@ -341,21 +347,15 @@ class Swim(MemberTable):
         return None
 
     def _on_stream_ping(self, now: float, msg: Message, out: list) -> None:
-        if msg.kind != PING or msg.sender == self.id:
+        if msg.kind != PING or not self._heard(now, msg, out):
             return
-        self._heard_from_other = True
-        for u in msg.updates:
-            self._apply(now, u, out)
         ack = self._answer(msg)
         if ack is not None:
             out.append(StreamAck(ack))
 
     def _on_stream_ack(self, now: float, msg: Message, out: list) -> None:
-        if msg.kind != ACK or msg.sender == self.id:
+        if msg.kind != ACK or not self._heard(now, msg, out):
             return
-        self._heard_from_other = True
-        for u in msg.updates:
-            self._apply(now, u, out)
         p = self._probe
         if p is not None and p.seq == msg.seq and not p.acked:
             p.acked = True

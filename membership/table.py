@@ -242,22 +242,17 @@ class MemberTable:
         self._set_state(now, r, SUSPECT, out)
 
     def _apply_dead(self, now: float, u: Update, out: list) -> None:
-        r = self._members.get(u.id)
-        if r is None or u.incarnation < r.incarnation or r.state in (DEAD, LEFT):
-            return
-        if u.id == self.id:
-            if not self._leaving:
-                self._refute(now, u.incarnation, out)
-            return
-        r.incarnation = u.incarnation
-        self._suspicions.pop(u.id, None)
-        self._c.deaths += 1
-        self._queue.push(u)
-        self._set_state(now, r, DEAD, out)
+        self._apply_gone(now, u, out, DEAD)
 
     def _apply_left(self, now: float, u: Update, out: list) -> None:
+        self._apply_gone(now, u, out, LEFT)
+
+    def _apply_gone(self, now: float, u: Update, out: list, state: str) -> None:
+        """``dead`` or ``left`` at this incarnation (a member that left is never made dead); about
+        ourselves, refuted unless we are leaving."""
         r = self._members.get(u.id)
-        if r is None or u.incarnation < r.incarnation or r.state == LEFT:
+        final = (DEAD, LEFT) if state == DEAD else (LEFT,)
+        if r is None or u.incarnation < r.incarnation or r.state in final:
             return
         if u.id == self.id:
             if not self._leaving:
@@ -265,5 +260,7 @@ class MemberTable:
             return
         r.incarnation = u.incarnation
         self._suspicions.pop(u.id, None)
+        if state == DEAD:
+            self._c.deaths += 1
         self._queue.push(u)
-        self._set_state(now, r, LEFT, out)
+        self._set_state(now, r, state, out)

@@ -14,7 +14,6 @@ The locking, the commit and the record's changes are :mod:`node.tus_store`'s.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ class Patch:
     body_length: int | None = None  # Content-Length, when the client sent one
     buf: tus.Received = field(default_factory=tus.Received)  # received, not cut into a part yet
     next_n: int = 1  # the next part number; this lock may use up to last_n
-    last_n: int = 10_000
+    last_n: int = tus.MAX_PARTS
     received: int = 0
     done: dict[int, storage.Part] = field(default_factory=dict)
     inflight: dict[int, "OpenPart"] = field(default_factory=dict)  # opened, not done
@@ -80,11 +79,16 @@ class Patch:
         final = self.start + self.received + (remaining or 0) == self.up["length"]
         return tus.cut_size(self.buf.size, remaining, part_size=self.up["part_size"], final=final)
 
+    def take_number(self) -> int:
+        """The next of this lock's part numbers (fencing: tus.take_lock)."""
+        num, self.next_n = self.next_n, self.next_n + 1
+        if num > self.last_n:  # cannot happen: the lock's numbers cover every part it may cut
+            raise AssertionError(f"part {num} is beyond this lock's numbers (up to {self.last_n})")
+        return num
+
     def cut(self, n: int) -> tuple[int, bytes, memoryview]:
         """The next part: its number, ``n`` received bytes joined, the body's among them."""
-        num, self.next_n = self.next_n, self.next_n + 1
-        if num > self.last_n:  # cannot happen: the lock's numbers cover what it may cut
-            raise AssertionError(f"part {num} is beyond this lock's numbers (up to {self.last_n})")
+        num = self.take_number()
         data, body = self.buf.take(n)
         return num, data, body
 
@@ -98,34 +102,20 @@ class Patch:
 
     def hash_rest(self) -> None:
         """sha1 over the body bytes still held (they become the tail)."""
-        for view in self.buf.body_rest():
-            self.hasher.update(view)
+        storage.hash_pieces(self.hasher, self.buf.body_rest())
 
 
 @dataclass
-class OpenPart:
-    """A part opened before all its bytes are here.  The receive loop hands it pieces
-    (``queue``); its own task passes them to the writer, so a part whose connection is slow
-    does not stop the next one from being fed (storage works on both at once)."""
-    num: int
-    writer: storage.PartWriter
-    queue: trio.MemorySendChannel[bytes | memoryview]
-    slot: trio.Semaphore | None  # released when its answer came
-    tail_bytes: int  # leading bytes that came from the old tail
-    pieces: list[bytes | memoryview] = field(default_factory=list)  # every byte handed to it
-    filled: int = 0
-    body: list[memoryview] = field(default_factory=list)  # its body bytes (for the sha1)
-
-    @property
-    def full(self) -> bool:
-        return self.filled == self.writer.size
+class OpenPart(storage.FedPart):
+    """A part of this PATCH opened before all its bytes are here (storage.FedPart), with what the
+    sha1 and a salvage need to know of its bytes."""
+    tail_bytes: int = 0  # leading bytes that came from the old tail (not the body's)
+    body: list[memoryview] = field(default_factory=list)  # its body bytes, for the sha1
 
     def add(self, piece: bytes | memoryview, *, body: bool = True) -> None:
-        self.pieces.append(piece)
-        self.filled += len(piece)
+        super().add(piece)
         if body:
             self.body.append(memoryview(piece))
-        self.queue.send_nowait(piece)  # bounded: a part takes at most its size
 
 
 class Feed:
@@ -140,7 +130,7 @@ class Feed:
         part = self.st.current
         if part is None:
             return chunk
-        n = min(len(chunk), part.writer.size - part.filled)
+        n = min(len(chunk), part.left)
         part.add(chunk if n == len(chunk) else memoryview(chunk)[:n])
         if part.full:
             await self._close_part()
@@ -159,16 +149,13 @@ class Feed:
             slot = None if st.all_received else self.slots  # the last part goes at once
             if slot is not None:
                 await slot.acquire()
-            num, st.next_n = st.next_n, st.next_n + 1
-            if num > st.last_n:  # cannot happen: the lock's numbers cover its planned parts
-                raise AssertionError(f"part {num} is beyond this lock's numbers (up to {st.last_n})")
+            num = st.take_number()
             writer = self.store.part_writer(layout.source_key(st.vid), st.up["upload_id"], num, size)
-            queue, pieces = trio.open_memory_channel[bytes | memoryview](math.inf)
-            pieces_taken, body = st.buf.take_pieces(min(size, st.buf.size))
-            part = OpenPart(num, writer, queue, slot, sum(map(len, pieces_taken)) - sum(map(len, body)))
+            pieces, body = st.buf.take_pieces(min(size, st.buf.size))
+            part = OpenPart(num, writer, slot, tail_bytes=sum(map(len, pieces)) - sum(map(len, body)))
             st.inflight[num] = st.current = part
-            self.parts.start_soon(self._send_part, part, pieces)
-            for piece in pieces_taken:
+            self.parts.start_soon(self._send_part, part)
+            for piece in pieces:
                 part.add(piece, body=False)
             part.body = body
             if part.full:
@@ -179,20 +166,16 @@ class Feed:
         st = self.st
         part, st.current = st.current, None
         assert part is not None
-        part.queue.close()
+        part.close()
         body, part.body = part.body, []
         if st.checksum is not None and body:
             await self.to_hash.send(body)
 
-    async def _send_part(self, part: OpenPart, pieces: trio.MemoryReceiveChannel[bytes | memoryview]) -> None:
-        """Pass a part's pieces to its writer as they come, then await its ETag; a failure ends
-        the PATCH (``st.error``)."""
+    async def _send_part(self, part: OpenPart) -> None:
+        """A part's own task (:meth:`storage.FedPart.pump`); a failure ends the PATCH (``st.error``)."""
         st, scope = self.st, self.parts.cancel_scope
         try:
-            async with pieces:
-                async for piece in pieces:
-                    await part.writer.send(piece)
-            etag = await part.writer.finish()
+            etag = await part.pump()
             st.done[part.num] = storage.Part(part.num, etag, part.writer.size)
             del st.inflight[part.num]
         except storage.NotFound:
@@ -211,16 +194,7 @@ class Feed:
         for big buffers), while the event loop receives and uploads."""
         async with queue:
             async for pieces in queue:
-                await trio.to_thread.run_sync(update_all, st.hasher, pieces)
-
-
-def update_all(hasher: Any, pieces: list[memoryview]) -> None:
-    for piece in pieces:
-        hasher.update(piece)
-
-
-def joined(chunks: list[bytes | memoryview]) -> bytes:
-    return b"".join(chunks)
+                await trio.to_thread.run_sync(storage.hash_pieces, st.hasher, pieces)
 
 
 def ms_since(t0: float) -> float:

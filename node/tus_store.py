@@ -43,7 +43,7 @@ import storage
 from . import layout, lifecycle, log, tus
 from .lifecycle import Record, Refused
 from .tus import TusError
-from .tus_patch import Feed, Patch, joined, ms_since
+from .tus_patch import Feed, Patch, ms_since
 from .videos import VideoStore
 
 SALVAGE_SECONDS = 30.0  # time a cut-off PATCH may spend making what it received durable
@@ -276,7 +276,7 @@ class TusUploads:
             part = st.inflight.pop(num)
             await part.writer.abort()
             if part.full:  # all its bytes are here: send them once more, whole
-                etag = await self.store.upload_part(key, up["upload_id"], num, joined(part.pieces))
+                etag = await self.store.upload_part(key, up["upload_id"], num, storage.joined(part.pieces))
                 st.done[num] = storage.Part(num, etag, part.writer.size)
             else:  # the part being fed (the last one): its bytes are cut again below
                 st.buf.put_back(part.pieces, part.tail_bytes)

@@ -17,7 +17,7 @@ from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 from .memory import MemoryStore
 from .multipart import StreamingUpload, part_size_for
-from .parts import PartWriter
+from .parts import FedPart, PartWriter, hash_pieces, joined
 from .s3 import S3Store, open_store
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
@@ -25,6 +25,7 @@ __all__ = [
     "cas", "CasExhausted", "Keep", "Versioned",
     "free_port", "start_embedded", "wait_s3_ready", "weed_command",
     "NotFound", "PreconditionFailed", "StorageError", "StorageUnavailable",
-    "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "S3Store", "open_store",
+    "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "FedPart", "hash_pieces", "joined",
+    "S3Store", "open_store",
     "MultipartInfo", "ObjectInfo", "ObjectStore", "Part",
 ]

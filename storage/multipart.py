@@ -24,18 +24,15 @@ import hashlib
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
 from .errors import StorageError
-from .parts import PartWriter
+from .parts import FedPart, Piece, hash_pieces
 from .store import ObjectStore, Part
 
 MAX_PARTS = 10_000
 MIN_PART = 5 * 1024 * 1024
-
-Piece = bytes | memoryview
 
 
 def part_size_for(total: int | None, preferred: int) -> int:
@@ -60,25 +57,11 @@ def next_part_size(*, total: int | None, assigned: int, buffered: int, part_size
 
 
 @dataclass
-class OpenPart:
-    """A part opened before (or as) its bytes are here; its task passes them to the writer."""
-    num: int
-    writer: PartWriter
-    queue: trio.MemorySendChannel[Piece]
-    slot: trio.Semaphore | None  # released once answered and hashed; None for the last part
-    filled: int = 0
-    pieces: list[Piece] = field(default_factory=list)  # for the sha256
+class OpenPart(FedPart):
+    """A part of the object (:class:`storage.parts.FedPart`); its slot is released once it is
+    answered *and* hashed."""
     hashed: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
-
-    @property
-    def left(self) -> int:
-        return self.writer.size - self.filled
-
-    def add(self, piece: Piece) -> None:
-        self.pieces.append(piece)
-        self.filled += len(piece)
-        self.queue.send_nowait(piece)  # bounded: a part takes at most its size
 
 
 class StreamingUpload:
@@ -185,24 +168,20 @@ class StreamingUpload:
         self._next += 1
         assert self.upload_id is not None and self._nursery is not None
         writer = self.store.part_writer(self.key, self.upload_id, num, size)
-        queue, pieces = trio.open_memory_channel[Piece](math.inf)
-        part = self._open[num] = self._current = OpenPart(num, writer, queue, slot)
-        self._nursery.start_soon(self._send_part, part, pieces)
+        part = self._open[num] = self._current = OpenPart(num, writer, slot)
+        self._nursery.start_soon(self._send_part, part)
         return part
 
     def _close_part(self) -> None:
         """The part being fed got its last byte: its task sends the rest and awaits the answer."""
         part, self._current = self._current, None
         assert part is not None
-        part.queue.close()
+        part.close()
         self._hash_send.send_nowait(part)
 
-    async def _send_part(self, part: OpenPart, pieces: trio.MemoryReceiveChannel[Piece]) -> None:
+    async def _send_part(self, part: OpenPart) -> None:
         try:
-            async with pieces:
-                async for piece in pieces:
-                    await part.writer.send(piece)
-            etag = await part.writer.finish()
+            etag = await part.pump()
             await part.hashed.wait()
             self._parts[part.num] = Part(part.num, etag, part.writer.size)
         except BaseException as e:
@@ -222,8 +201,7 @@ class StreamingUpload:
         GIL for big buffers), while the event loop receives and uploads."""
         async with self._hash_recv:
             async for part in self._hash_recv:
-                pieces, part.pieces = part.pieces, []
-                await trio.to_thread.run_sync(_update_all, self.sha256, pieces)
+                await trio.to_thread.run_sync(hash_pieces, self.sha256, part.pieces)
                 part.hashed.set()
 
     async def complete(self, *, if_none_match: bool = False) -> str:
@@ -265,11 +243,6 @@ class StreamingUpload:
                     await self.store.abort_multipart(self.key, uid)
                 except StorageError:
                     pass  # garbage collection of stale multipart uploads will get it
-
-
-def _update_all(hasher: Any, pieces: list[Piece]) -> None:
-    for piece in pieces:
-        hasher.update(piece)
 
 
 def _leaves(eg: BaseExceptionGroup):

@@ -23,13 +23,16 @@ Two kinds:
 from __future__ import annotations
 
 import abc
-from typing import Any, Awaitable, Callable
+import math
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
 
 import trio
 
 from .errors import StorageError, StorageUnavailable
-from .raw import (RawS3, answer_error, canonical_query, error_code, parse_head,  # noqa: F401 (re-exported)
-                  read_answer)
+from .raw import RawS3, answer_error, read_answer
+
+Piece = bytes | memoryview
 
 
 def _no_report(event: str, **fields: Any) -> None:
@@ -79,11 +82,64 @@ class BufferedPartWriter(PartWriter):
     async def finish(self) -> str:
         if not self.full:
             raise ValueError(f"part ended at {self.sent} of {self.size} bytes")
-        return await self._upload(_joined(self.chunks))
+        return await self._upload(joined(self.chunks))
 
 
-def _joined(chunks: list[bytes | memoryview]) -> bytes:
+def joined(chunks: list[Piece]) -> bytes:
+    """The pieces as one ``bytes`` (one copy)."""
     return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
+
+
+def hash_pieces(hasher: Any, pieces: Iterable[Piece]) -> None:
+    """Feed ``pieces`` to ``hasher`` in order (run it on a worker thread: hashlib lets go of the
+    GIL for big buffers)."""
+    for piece in pieces:
+        hasher.update(piece)
+
+
+@dataclass
+class FedPart:
+    """A part opened before all its bytes are here (:meth:`ObjectStore.part_writer`).
+
+    The receiving side hands it pieces with :meth:`add` (never blocking) and :meth:`close` once
+    the part is full; the part's own task runs :meth:`pump`, which passes them on to the writer
+    and returns the ETag.  So a part whose connection is slow does not stop the next one from
+    being fed, and storage works on both.  :attr:`pieces` keeps every byte handed over (by
+    reference) for whoever must send the part again; it is at most the part's size.
+    """
+
+    num: int
+    writer: PartWriter
+    slot: trio.Semaphore | None  # the caller's, released when the part is done
+    pieces: list[Piece] = field(default_factory=list)
+    filled: int = 0
+
+    def __post_init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[Piece](math.inf)
+
+    @property
+    def left(self) -> int:
+        return self.writer.size - self.filled
+
+    @property
+    def full(self) -> bool:
+        return self.filled == self.writer.size
+
+    def add(self, piece: Piece) -> None:
+        self.pieces.append(piece)
+        self.filled += len(piece)
+        self._send.send_nowait(piece)  # bounded: a part takes at most its size
+
+    def close(self) -> None:
+        """Every byte of the part was handed over."""
+        self._send.close()
+
+    async def pump(self) -> str:
+        """Pass the pieces on as they come; after the last one, the part's ETag."""
+        async with self._receive:
+            async for piece in self._receive:
+                await self.writer.send(piece)
+        return await self.writer.finish()
 
 
 class RawPartWriter(PartWriter):
@@ -129,10 +185,7 @@ class RawPartWriter(PartWriter):
                 await self._drop(f"{type(e).__name__}: {e}")
             else:
                 self._stream_ = None
-                if fields.get("connection", "").lower() == "close" or status >= 300:
-                    await trio.aclose_forcefully(stream)
-                else:
-                    await self._raw.release(stream)
+                await self._raw.release(stream, status, fields)
                 if 200 <= status < 300 and fields.get("etag"):
                     return fields["etag"]
                 err = answer_error(self._what, status, body)
@@ -142,7 +195,7 @@ class RawPartWriter(PartWriter):
         # The stream failed: send the part once more, buffered, through the store's own client.
         self._raw.resent += 1
         report("storage_part_resent", what=self._what, error=self._broken)
-        return await self._fallback(_joined(self.chunks))
+        return await self._fallback(joined(self.chunks))
 
     async def _drop(self, why: str) -> None:
         self._broken = why

@@ -21,6 +21,9 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 import trio
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 
@@ -28,6 +31,7 @@ MAX_HEAD = 16 * 1024
 MAX_ERROR_BODY = 64 * 1024
 IDLE_SECONDS = 15.0  # an idle connection older than this is dropped, not reused
 MAX_IDLE = 8
+_UNSIGNED_BODY = Config(s3={"payload_signing_enabled": False})  # SigV4 with UNSIGNED-PAYLOAD
 
 
 def canonical_query(params: dict[str, str]) -> str:
@@ -91,7 +95,7 @@ class RawS3:
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or (443 if self.tls else 80)
         self.netloc = url.netloc
-        self.base = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
+        self.scheme = url.scheme
         self.prefix = f"{url.path.rstrip('/')}/{quote(bucket, safe='')}"
         self.region = region
         self.connect_timeout = connect_timeout
@@ -106,15 +110,11 @@ class RawS3:
     async def signed_head(self, method: str, key: str, query: dict[str, str],
                           headers: dict[str, str]) -> bytes:
         """The head of ``<method> <key>?<query>`` with ``headers``, signed (SigV4, the body unsigned)."""
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.config import Config
-
         path = f"{self.prefix}/{quote(key, safe='/~')}"
         target = f"{path}?{canonical_query(query)}" if query else path
-        req = AWSRequest(method=method, url=f"{self.base.split('://')[0]}://{self.netloc}{target}",
+        req = AWSRequest(method=method, url=f"{self.scheme}://{self.netloc}{target}",
                          headers=headers)
-        req.context["client_config"] = Config(s3={"payload_signing_enabled": False})
+        req.context["client_config"] = _UNSIGNED_BODY
         S3SigV4Auth(await self._creds(), "s3", self.region).add_auth(req)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}"]
         lines += [f"{name}: {value}" for name, value in req.headers.items() if name.lower() != "host"]
@@ -156,10 +156,7 @@ class RawS3:
                 if reused and attempt == 0 and not isinstance(e, trio.TooSlowError):
                     continue
                 raise StorageUnavailable(f"{what}: {type(e).__name__}: {e}") from None
-            if fields.get("connection", "").lower() == "close" or status >= 300:
-                await trio.aclose_forcefully(stream)
-            else:
-                await self.release(stream)
+            await self.release(stream, status, fields)
             if 200 <= status < 300 and "etag" in fields:
                 return fields["etag"]
             raise put_error(what, status, answer)
@@ -192,11 +189,13 @@ class RawS3:
                                                            https_compatible=True)
             return await trio.open_tcp_stream(self.host, self.port)
 
-    async def release(self, stream: trio.abc.Stream) -> None:
-        if len(self._idle) < MAX_IDLE:
-            self._idle.append((self._clock(), stream))
-        else:
+    async def release(self, stream: trio.abc.Stream, status: int, fields: dict[str, str]) -> None:
+        """After an answer: keep the connection for the next request, unless the server closes it
+        or the answer was an error (the server may not have read our whole body)."""
+        if fields.get("connection", "").lower() == "close" or status >= 300 or len(self._idle) >= MAX_IDLE:
             await trio.aclose_forcefully(stream)
+        else:
+            self._idle.append((self._clock(), stream))
 
     async def aclose(self) -> None:
         while self._idle:

@@ -161,6 +161,7 @@ async def test_a_streamed_part_whose_connection_broke_is_sent_again(s3_server):
         for i in range(MiB, len(data), MiB):
             await w.send(data[i:i + MiB])
         etag = await w.finish()
+        assert st.raw.resent == 1  # sent once more, whole, through aiobotocore
         await st.complete_multipart("retry", uid, [storage.Part(1, etag, len(data))])
         assert (await st.get("retry"))[0] == data
 
@@ -180,7 +181,7 @@ async def test_a_stale_idle_connection_is_not_reused(s3_server):
 
 
 def test_sigv4_query_and_s3_error_documents():
-    from storage import parts
+    from storage import raw as parts
     assert parts.canonical_query({"uploadId": "a/b+c=", "partNumber": "7"}) == "partNumber=7&uploadId=a%2Fb%2Bc%3D"
     doc = b"<?xml version='1.0'?><Error><Code>NoSuchUpload</Code><Message>x</Message></Error>"
     assert parts.error_code(doc) == "NoSuchUpload" and parts.error_code(b"") == ""
@@ -213,7 +214,7 @@ async def test_a_streamed_part_is_signed_and_a_refused_signature_is_not_sent_aga
     """The server checks the SigV4 signature of a streamed part: wrong credentials are refused as
     such (not retried through the buffered path)."""
     from botocore.credentials import ReadOnlyCredentials
-    from storage.parts import RawS3
+    from storage.raw import RawS3
 
     async with open_test_store(s3_server, bucket()) as st:
         uid = await st.create_multipart("signed")
@@ -312,6 +313,7 @@ async def test_small_puts_go_raw_and_keep_their_conditions(s3_server, monkeypatc
             st.raw._idle.append((st.raw._clock(), dead))
             etag3 = await st.put("r.json", b'{"n": 4}', if_match=etag2)
             assert (await st.get("r.json")) == (b'{"n": 4}', etag3)
+            assert all(stream is not dead for _, stream in st.raw._idle)  # it was tried, and dropped
             n.cancel_scope.cancel()
 
 
