@@ -280,7 +280,10 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
     cm = session.client("s3", endpoint_url=endpoint_url, config=cfg)
     client = await loop.run_aio_coroutine(cm.__aenter__())
     store = S3Store(client, bucket, loop)
-    if stream_parts and not sign_payload:
+    # Raw requests sign with this client's credentials, found at a private attribute of
+    # aiobotocore's signer: where it is missing (another aiobotocore), everything stays with it.
+    signer = getattr(client, "_request_signer", None)
+    if stream_parts and not sign_payload and hasattr(signer, "_credentials"):
         store.raw = RawS3(endpoint_url, bucket, region, store.frozen_credentials,
                           connect_timeout=connect_timeout, read_timeout=read_timeout)
     try:
