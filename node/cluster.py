@@ -21,8 +21,10 @@ import trio
 from membership import ALIVE, Member, Membership
 from ring import RingView, may_claim
 
-from . import lifecycle, log
-from .context import NodeContext
+from node.records import lifecycle
+
+from node import log
+from node.context import NodeContext
 
 WAKE_TIMEOUT = 1.0
 

@@ -136,7 +136,7 @@ class Limits:
 class CacheConfig:
     max_bytes: int = 512 * MiB  # owner's segment cache on local disk
     hop_timeout: float = 1.0  # non-owner waits this long for the owner before reading storage
-    fast_lane: bool = True  # cache hits answered with sendfile ahead of hypercorn (node.fastlane)
+    fast_lane: bool = True  # cache hits answered with sendfile ahead of hypercorn (node.http.fastlane)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Any
 
 import storage
 
-from .config import Config
-from .videos import VideoStore
-from .worker import Worker
+from node.config import Config
+from node.records.store import VideoStore
+from node.process.worker import Worker
 
 
 @dataclass
@@ -25,9 +25,9 @@ class NodeContext:
     token: str | None
     membership: Any = None  # membership.Membership once gossip runs
     ring_view: Any = None  # ring.RingView once the ring runs
-    cache: Any = None  # the owner's segment cache (node.segcache)
-    fast_lane: Any = None  # node.fastlane.FastLane when cache.fast_lane is on
-    ready_records: Any = None  # node.api_playback.ReadyRecords: ready records read in the last second
+    cache: Any = None  # the owner's segment cache (node.play.segcache)
+    fast_lane: Any = None  # node.http.fastlane.FastLane when cache.fast_lane is on
+    ready_records: Any = None  # node.http.routes_playback.ReadyRecords: ready records read in the last second
     nursery: Any = None  # the node's main nursery, for background sends
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded

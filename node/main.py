@@ -25,14 +25,14 @@ import trio_asyncio
 
 import storage
 
-from . import log
-from .app import create_app
-from .config import Config, ConfigError
-from .context import NodeContext
-from .fastlane import FastLane
-from .segcache import SegmentCache
-from .videos import VideoStore
-from .worker import Worker
+from node import log
+from node.http.app import create_app
+from node.config import Config, ConfigError
+from node.context import NodeContext
+from node.http.fastlane import FastLane
+from node.play.segcache import SegmentCache
+from node.records.store import VideoStore
+from node.process.worker import Worker
 
 STORAGE_PROBE_INTERVAL = 2.0
 RECV_SIZE = 1 << 18
@@ -101,7 +101,7 @@ async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
 
 async def housekeeping(ctx: NodeContext) -> None:
     """Expire abandoned resumable uploads and abort multipart uploads no record names."""
-    from .tus_store import expire_uploads
+    from node.upload.tus_uploads import expire_uploads
     while True:
         await trio.sleep(ctx.cfg.timing.housekeeping_interval)
         if not ctx.storage_ok:
@@ -134,7 +134,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
             worker = Worker(videos, cfg, node_id, data_dir)
             ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                               data_dir=data_dir, token=cfg.token())
-            ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.segcache)
+            ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.play.segcache)
             async with trio.open_nursery() as nursery:
                 ctx.nursery = nursery
                 nursery.start_soon(probe_storage, ctx, store)
@@ -155,7 +155,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 hc.keep_alive_timeout = 75
                 hc.graceful_timeout = 2
                 if ctx.cfg.cache.fast_lane:
-                    # Cache hits of HLS objects are answered ahead of hypercorn (node.fastlane).
+                    # Cache hits of HLS objects are answered ahead of hypercorn (node.http.fastlane).
                     lane = ctx.fast_lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,
                                                     read_timeout=hc.read_timeout)
                     hypercorn.trio.run.TCPServer = lane.wrap(hypercorn.trio.tcp_server.TCPServer)
@@ -177,13 +177,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
 
 async def attach_cluster(ctx: NodeContext, nursery: trio.Nursery) -> None:
     """Start gossip membership and the ring when those packages are present."""
-    import importlib
-    try:
-        cluster = importlib.import_module("node.cluster")
-    except ModuleNotFoundError as e:
-        if e.name != "node.cluster":
-            raise
-        return
+    from node import cluster
     await cluster.attach(ctx, nursery)
 
 

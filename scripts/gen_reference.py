@@ -38,7 +38,7 @@ TAIL = """
 
 | value | formula | code |
 |---|---|---|
-| lease renewal period | `lease_seconds / 3` | `node/worker.py` |
+| lease renewal period | `lease_seconds / 3` | `node/process/worker.py` |
 | retry delay after attempt *a* | uniform in `[0.5, 1] * min(backoff_max, backoff_base * 2^(a-1))` | `node/lifecycle.backoff` |
 | min suspicion timeout | `suspicion_mult * max(1, log10 N) * probe_interval` | `membership/suspicion.py` |
 | max suspicion timeout | `suspicion_max_mult * min` | `membership/suspicion.py` |

@@ -21,7 +21,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from node.media import ffmpeg_exe
+from node.process import ffmpeg_exe
 
 PathLike = str | os.PathLike[str]
 

@@ -1,0 +1,156 @@
+"""Operations surface: /healthz, /readyz, /metrics, /v1/node and the cluster views."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from quart import Response, jsonify, request
+
+from node.records import layout
+
+from node import log
+from node.http.app import require_token
+from node.context import NodeContext
+from node.http.errors import ApiError
+
+VERSION = "0.1.0"
+
+
+def node_info(ctx: NodeContext) -> dict:
+    w = ctx.worker.stats
+    info = {
+        "id": ctx.node_id,
+        "version": VERSION,
+        "uptime": round(time.time() - ctx.started_at, 3),
+        "http_addr": ctx.cfg.node(ctx.node_id).http_addr,
+        "storage_ok": ctx.storage_ok,
+        "tasks_in_flight": len(w.jobs),
+        "jobs": [dataclasses.asdict(j) for j in w.jobs.values()],
+        "worker": {k: v for k, v in dataclasses.asdict(w).items() if k != "jobs"},
+        "counters": dict(ctx.counters),
+        "cache": ctx.cache.statistics() if ctx.cache is not None else None,
+    }
+    if info["cache"] is not None and dataclasses.is_dataclass(info["cache"]):
+        info["cache"] = dataclasses.asdict(info["cache"])
+    return info
+
+
+def metrics_text(ctx: NodeContext) -> str:
+    lines: list[str] = []
+
+    def metric(name: str, value: float, kind: str = "counter", help_: str = "", **labels: str) -> None:
+        full = f"shoal_{name}"
+        if not any(l.startswith(f"# TYPE {full} ") for l in lines):
+            if help_:
+                lines.append(f"# HELP {full} {help_}")
+            lines.append(f"# TYPE {full} {kind}")
+        lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{full}{{{lab}}} {value}" if lab else f"{full} {value}")
+
+    metric("up", 1, "gauge", "the node process is running")
+    metric("uptime_seconds", round(time.time() - ctx.started_at, 3), "gauge")
+    metric("storage_ok", int(ctx.storage_ok), "gauge", "last storage probe succeeded")
+    w = ctx.worker.stats
+    metric("jobs_in_flight", len(w.jobs), "gauge", "processing attempts running on this node")
+    for k in ("claims", "commits", "commits_lost", "leases_lost", "failures", "retries", "scans"):
+        metric(f"worker_{k}_total", getattr(w, k))
+    for k, v in sorted(ctx.counters.items()):
+        metric(f"{k}_total", v)
+    if ctx.cache is not None:
+        for k, v in dataclasses.asdict(ctx.cache.statistics()).items():
+            metric(f"cache_{k}", v, "gauge")
+    if ctx.membership is not None:
+        st = ctx.membership.statistics()
+        for k, v in ((f.name, getattr(st, f.name)) for f in dataclasses.fields(st)):
+            if hasattr(v, "items"):
+                for sub, n in v.items():
+                    metric(f"gossip_{k}_total", n, reason=str(sub))
+            elif isinstance(v, (int, float)):
+                metric(f"gossip_{k}", v, "gauge" if k == "health_score" else "counter",
+                       "Lifeguard local health: probe interval and timeout x (score + 1)"
+                       if k == "health_score" else "")
+        states: dict[str, int] = {}
+        for m in ctx.membership.members():
+            states[m.state] = states.get(m.state, 0) + 1
+        for s, n in states.items():
+            metric("members", n, "gauge", state=s)
+    return "\n".join(lines) + "\n"
+
+
+def register(app, ctx: NodeContext) -> None:
+    @app.get("/healthz")
+    async def healthz():
+        return jsonify({"ok": True, "node": ctx.node_id})
+
+    @app.get("/readyz")
+    async def readyz():
+        joined = ctx.membership.joined() if ctx.membership is not None else True
+        ok = ctx.storage_ok and joined
+        resp = jsonify({"ready": ok, "storage": ctx.storage_ok, "joined": joined, "node": ctx.node_id})
+        resp.status_code = 200 if ok else 503
+        if not ok:
+            resp.headers["Retry-After"] = "1"
+        return resp
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(metrics_text(ctx), content_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/node")
+    async def node():
+        return jsonify(node_info(ctx))
+
+    @app.get("/v1/cluster/members")
+    async def members():
+        if ctx.membership is None:
+            ms = [{"id": n.id, "gossip_addr": n.gossip_addr, "http_addr": n.http_addr,
+                   "state": "alive" if n.id == ctx.node_id else "unknown", "incarnation": 0,
+                   "since": ctx.started_at} for n in ctx.cfg.nodes]
+        else:
+            ms = [dataclasses.asdict(m) for m in ctx.membership.members()]
+        return jsonify({"self": ctx.node_id, "members": ms})
+
+    @app.get("/v1/cluster/ring")
+    async def ring():
+        if ctx.ring_view is None:
+            raise ApiError(503, "no_ring", "this node runs without a ring")
+        return jsonify(ctx.ring_view.ring.to_dict())
+
+    @app.get("/v1/cluster/owner/<vid>")
+    async def owner(vid: str):
+        if not layout.valid_id(vid):
+            raise ApiError(404, "not_found", "not a video id")
+        if ctx.ring_view is None:
+            raise ApiError(503, "no_ring", "this node runs without a ring")
+        r = ctx.ring_view.ring
+        out = {"video": vid, "owner": r.owner(vid), "preference": r.preference(vid),
+               "ring_version": r.version}
+        v = await ctx.videos.get(vid)
+        if v is not None:
+            out["state"] = v.doc["state"]
+            out["epoch"] = v.doc.get("epoch")
+            out["lease"] = v.doc.get("lease")
+        return jsonify(out)
+
+    @app.post("/v1/internal/wake")
+    @require_token(ctx)
+    async def wake():
+        """Another node accepted an upload this node owns: scan the pending index now."""
+        ctx.worker.poke()
+        return jsonify({"ok": True})
+
+    @app.post("/v1/debug/gossip-block")
+    @require_token(ctx)
+    async def gossip_block():
+        """Fault injection for tests and chaos: drop gossip to and from these node ids."""
+        if ctx.membership is None:
+            raise ApiError(503, "no_membership", "this node runs without gossip")
+        body = await request.get_json(force=True, silent=True) or {}
+        ids = body.get("ids", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ApiError(400, "bad_ids", 'send {"ids": ["n2", ...]}')
+        ctx.membership.set_blocked(ids)
+        return jsonify({"blocked": sorted(ids)})
+
+    log.debug("routes_registered", count=len(list(app.url_map.iter_rules())))

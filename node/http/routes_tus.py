@@ -1,0 +1,190 @@
+"""Resumable uploads: tus 1.0.0 at ``/v1/uploads`` (core, creation, creation-with-upload,
+termination, checksum with sha1, expiration).  The tus upload id is the video id.
+
+Every answer here carries ``Tus-Resumable: 1.0.0``; errors keep the contract's JSON shape with
+the protocol's status (409 offset mismatch or locked, 412 version, 415 content type, 460 checksum
+mismatch, 404 unknown, 410 terminated or expired).  Browsers get CORS preflight answers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import uuid
+from functools import wraps
+from typing import Any, AsyncIterator, Callable
+
+import trio
+
+from quart import Response, request
+
+from node.records import layout
+
+from node import log
+from node.http.routes_videos import clean_filename
+from node.http.app import require_token
+from node.context import NodeContext
+from node.http.errors import ApiError
+from node.upload.tus import (CHECKSUM_ALGORITHMS, EXTENSIONS, OFFSET_CONTENT_TYPE, TUS_VERSION, TusError,
+                  check_content_type, check_version, parse_checksum, parse_int, parse_length,
+                  parse_metadata)
+from node.upload.tus_uploads import for_context
+
+ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, OPTIONS"
+ALLOW_HEADERS = ("Authorization, Content-Type, Upload-Length, Upload-Offset, Upload-Metadata, "
+                 "Upload-Checksum, Upload-Defer-Length, Upload-Concat, Tus-Resumable, X-Requested-With, "
+                 "X-HTTP-Method-Override")
+EXPOSE_HEADERS = ("Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, Tus-Resumable, "
+                  "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Retry-After, X-Served-By")
+
+
+def _api(e: TusError) -> ApiError:
+    return ApiError(e.status, e.code, e.message)
+
+
+def _valid(vid: str) -> str:
+    if not layout.valid_id(vid):
+        raise ApiError(404, "not_found", "no such upload")
+    return vid
+
+
+def _expires(rec: dict) -> dict[str, str]:
+    up = rec.get("upload")
+    if not up:
+        return {}
+    return {"Upload-Expires": email.utils.formatdate(up["expires_at"], usegmt=True)}
+
+
+def _offset(rec: dict) -> int:
+    up = rec.get("upload")
+    return up["offset"] if up else (rec.get("size") or 0)
+
+
+def _versioned() -> None:
+    try:
+        check_version(request.headers.get("Tus-Resumable"))
+    except TusError as e:
+        raise _api(e) from None
+
+
+async def _body() -> AsyncIterator[bytes]:
+    async for chunk in request.body:
+        if chunk:
+            yield chunk
+
+
+DRAIN_SECONDS = 120.0
+
+
+def drains_body(fn: Callable) -> Callable:
+    """On a refusal, read (and drop) what the client still sends before answering.
+
+    Clients like tuspy and http.client send the whole body before they read the answer; a
+    handler that answers early without reading it would leave both sides waiting (our body
+    backpressure stops reading the socket while unread bytes queue).
+    """
+    @wraps(fn)
+    async def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return await fn(*a, **kw)
+        except Exception:
+            with trio.move_on_after(DRAIN_SECONDS):
+                async for _ in request.body:
+                    pass
+            raise
+    return wrapper
+
+
+def register(app, ctx: NodeContext) -> None:
+    uploads = for_context(ctx)
+    max_size = ctx.cfg.limits.max_upload_bytes
+
+    @app.after_request
+    async def _tus_headers(resp: Response) -> Response:
+        if request.path == "/v1/uploads" or request.path.startswith("/v1/uploads/"):
+            resp.headers["Tus-Resumable"] = TUS_VERSION
+            resp.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.route("/v1/uploads", methods=["OPTIONS"])
+    @app.route("/v1/uploads/<vid>", methods=["OPTIONS"])
+    async def tus_options(vid: str | None = None):
+        """Discovery (tus) and CORS preflight (browsers) in one answer."""
+        return Response("", status=204, headers={
+            "Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
+            "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS), "Tus-Max-Size": str(max_size),
+            "Access-Control-Allow-Methods": ALLOW_METHODS, "Access-Control-Allow-Headers": ALLOW_HEADERS,
+            "Access-Control-Max-Age": "86400"})
+
+    @app.post("/v1/uploads")
+    @drains_body
+    @require_token(ctx)
+    async def tus_create():
+        _versioned()
+        try:
+            if request.headers.get("Upload-Defer-Length"):
+                raise TusError(400, "defer_length_unsupported", "send Upload-Length; deferred length is not "
+                               "supported")
+            length = parse_length(request.headers.get("Upload-Length"), max_size)
+            meta = parse_metadata(request.headers.get("Upload-Metadata"))
+            rec = await uploads.create(length, meta, clean_filename(meta.get("filename") or meta.get("name")))
+            vid = rec["id"]
+            ctx.count("tus_uploads_created")
+            log.info("tus_created", video=vid, length=length)
+            headers = {"Location": f"/v1/uploads/{vid}", **_expires(rec)}
+            # creation-with-upload: a body of the offset content type is the first PATCH
+            ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if length > 0 and ctype == OFFSET_CONTENT_TYPE:
+                cl = request.content_length
+                if cl is not None and cl > length:
+                    raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({length})")
+                rec = await uploads.patch(vid, offset=0, body=_body(),
+                                          checksum=parse_checksum(request.headers.get("Upload-Checksum")),
+                                          request=uuid.uuid4().hex[:12], content_length=cl)
+                headers.update(_expires(rec))
+        except TusError as e:
+            raise _api(e) from None
+        headers["Upload-Offset"] = str(_offset(rec))
+        return Response("", status=201, headers=headers)
+
+    @app.route("/v1/uploads/<vid>", methods=["HEAD"])
+    async def tus_head(vid: str):
+        _valid(vid)
+        _versioned()
+        try:
+            off, length, _rec = await uploads.status(vid)
+        except TusError as e:
+            return Response("", status=e.status, headers={"Cache-Control": "no-store"})
+        return Response("", status=200, headers={"Upload-Offset": str(off), "Upload-Length": str(length),
+                                                 "Cache-Control": "no-store", **_expires(_rec)})
+
+    @app.route("/v1/uploads/<vid>", methods=["PATCH"])
+    @drains_body
+    @require_token(ctx)
+    async def tus_patch(vid: str):
+        _valid(vid)
+        _versioned()
+        try:
+            check_content_type(request.headers.get("Content-Type"))
+            offset = parse_int(request.headers.get("Upload-Offset"), "Upload-Offset")
+            checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+            rec = await uploads.patch(vid, offset=offset, body=_body(), checksum=checksum,
+                                      request=uuid.uuid4().hex[:12], content_length=request.content_length)
+            off = _offset(rec)
+        except TusError as e:
+            raise _api(e) from None
+        ctx.count("tus_patches")
+        ctx.count("upload_bytes", max(0, off - offset))
+        return Response("", status=204, headers={"Upload-Offset": str(off), **_expires(rec)})
+
+    @app.route("/v1/uploads/<vid>", methods=["DELETE"])
+    @require_token(ctx)
+    async def tus_delete(vid: str):
+        _valid(vid)
+        _versioned()
+        try:
+            await uploads.terminate(vid)
+        except TusError as e:
+            raise _api(e) from None
+        ctx.count("tus_terminated")
+        return Response("", status=204)

@@ -1,0 +1,135 @@
+"""`POST /v1/videos`, `GET /v1/videos`, `GET/DELETE /v1/videos/<id>`."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import storage
+from quart import jsonify, request
+
+from node.records import layout, lifecycle
+
+from node import log
+from node.http.app import require_token
+from node.context import NodeContext
+from node.http.errors import ApiError
+from node.records.lifecycle import Refused
+from node.records.store import UploadError
+
+MAX_IDEMPOTENCY_KEY = 255
+MAX_FILENAME = 255
+
+
+def clean_filename(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    name = "".join(ch for ch in raw if ch.isprintable() and ch not in "/\\").strip()
+    return name[:MAX_FILENAME] or None
+
+
+def valid_video_id(vid: str) -> str:
+    if not layout.valid_id(vid):
+        raise ApiError(404, "not_found", "no such video")
+    return vid
+
+
+def view(ctx: NodeContext, rec: dict) -> dict:
+    out = lifecycle.public_view(rec)
+    if ctx.ring_view is not None:
+        owner = ctx.ring_view.ring.owner(rec["id"])
+        out["owner"] = owner if owner is not None else out["owner"]
+    return out
+
+
+def register(app, ctx: NodeContext) -> None:
+    limits = ctx.cfg.limits
+
+    @app.post("/v1/videos")
+    @require_token(ctx)
+    async def upload_video():
+        length = request.content_length
+        if length is None:
+            raise ApiError(411, "length_required", "send the file with a Content-Length header "
+                           "(or use the resumable upload at /v1/uploads)")
+        if length > limits.max_upload_bytes:
+            raise ApiError(413, "too_large", f"the file is {length} bytes; this cluster accepts at most "
+                           f"{limits.max_upload_bytes} bytes")
+        if length == 0:
+            raise ApiError(400, "empty_body", "the request body is empty; send the video file as the body")
+        idem = request.headers.get("Idempotency-Key")
+        if idem is not None and not (0 < len(idem) <= MAX_IDEMPOTENCY_KEY):
+            raise ApiError(400, "bad_idempotency_key", f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+        filename = clean_filename(request.headers.get("X-Filename"))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in request.body:
+                yield chunk
+
+        try:
+            res = await ctx.videos.ingest(chunks(), content_length=length, filename=filename,
+                                          idempotency_key=idem)
+        except UploadError as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        if res.created:
+            ctx.count("uploads_accepted")
+            ctx.count("upload_bytes", length)
+            log.info("upload_accepted", video=res.record["id"], size=length, idempotency_key=bool(idem))
+            if ctx.nursery is not None and ctx.ring_view is not None:
+                from node.cluster import wake_owner
+                ctx.nursery.start_soon(wake_owner, ctx, res.record["id"])
+            else:
+                ctx.worker.poke()
+            status = 201
+        else:
+            ctx.count("uploads_replayed")
+            status = 200
+        resp = jsonify(view(ctx, res.record))
+        resp.status_code = status
+        resp.headers["Location"] = f"/v1/videos/{res.record['id']}"
+        return resp
+
+    @app.get("/v1/videos")
+    async def list_videos():
+        state = request.args.get("state")
+        if state is not None and state not in lifecycle.STATES:
+            raise ApiError(400, "bad_state", f"state must be one of {', '.join(lifecycle.STATES)}")
+        try:
+            limit = int(request.args.get("limit", "50"))
+        except ValueError:
+            raise ApiError(400, "bad_limit", "limit must be an integer") from None
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "bad_limit", "limit must be between 1 and 1000")
+        cursor = request.args.get("cursor") or None
+        if cursor is not None and not layout.valid_id(cursor):
+            raise ApiError(400, "bad_cursor", "cursor is not one this API returned")
+        recs, nxt = await ctx.videos.list(state=state, limit=limit, cursor=cursor)
+        return jsonify({"videos": [view(ctx, r) for r in recs], "next": nxt})
+
+    @app.get("/v1/videos/<vid>")
+    async def get_video(vid: str):
+        valid_video_id(vid)
+        v = await ctx.videos.get(vid)
+        if v is None:
+            raise ApiError(404, "not_found", "no such video")
+        return jsonify(view(ctx, v.doc))
+
+    @app.delete("/v1/videos/<vid>")
+    @require_token(ctx)
+    async def delete_video(vid: str):
+        valid_video_id(vid)
+        try:
+            rec = await ctx.videos.delete(vid)
+            if ctx.ready_records is not None:
+                ctx.ready_records.forget(vid)  # this node stops playing it at once; others within 1 s
+        except storage.NotFound:
+            raise ApiError(404, "not_found", "no such video") from None
+        except Refused as e:
+            if e.code == "already_deleted":
+                v = await ctx.videos.get(vid)
+                resp = jsonify(view(ctx, v.doc if v else {"id": vid, "state": "deleted"}))
+                resp.status_code = 202
+                return resp
+            raise ApiError(409, e.code, e.message) from None
+        resp = jsonify(view(ctx, rec))
+        resp.status_code = 202
+        return resp

@@ -1,0 +1,374 @@
+"""The owner's segment cache, and the one hop to it from every other node.
+
+Committed HLS objects (playlists and segments under ``videos/<id>/out/<epoch>/``)
+never change, so the storage key, which includes the epoch, is a perfect cache
+key and nothing is ever invalidated; only space is reclaimed.
+
+Where a read goes (``SegmentCache.fetch(vid, key) -> (bytes, etag)``)::
+
+    this node owns vid (the ring of configured nodes stands in until the live ring runs)
+        -> local cache: hit = read the file; miss = one storage read per key,
+           however many readers wait on it (single flight), then kept on disk
+    another node owns vid, and it is alive
+        -> GET <owner>/v1/internal/objects/<vid>/<path under videos/<vid>/>
+           within cfg.cache.hop_timeout; the owner answers from its cache and
+           never hops again
+    the owner is dead, slow or errs
+        -> storage directly (a "hop fallback"); this node does not cache
+
+Bytes and ETag are the storage object's either way.  The owner checks a body it
+reads from storage against its ETag when that is a plain MD5 (single-part
+objects) before keeping it, and writes cache files whole (temporary file, then
+rename); a hop answer is read to its exact ``Content-Length`` and trusted (MD5 of
+every hop answer cost a non-owner 0.9 ms of CPU per 770 KB segment: half its
+throughput, docs/benchmarks.md).
+
+The cache on disk is bounded in bytes (``cfg.cache.max_bytes``) with LRU
+eviction (:class:`LruIndex`, pure).  The index lives in memory: the directory is
+emptied when the node starts.  An object larger than the whole cache is served
+but not kept.
+
+Errors: :class:`storage.NotFound` and :class:`storage.StorageUnavailable` from
+the storage read pass through; hop failures never surface (they fall back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import ring
+import storage
+
+from node.records import layout
+
+from node import log
+from node.play.hop import HopClient, HopError
+
+HOP_HEADER = "X-Shoal-Hop"  # names the asking node; the owner never hops on such a request
+INTERNAL_PREFIX = "/v1/internal/objects"
+_INTERNAL_REST = re.compile(r"^out/\d{1,12}/(.+)$")
+_PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+
+
+# ---- pure LRU index ---------------------------------------------------------------------------------
+
+class LruIndex:
+    """Which keys are cached, their sizes and ETags, least recently used first.  Pure.
+
+    ``admit`` returns the keys to evict (their files are the caller's to delete).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self.bytes = 0  # Invariant: sum of sizes in _items, and <= max_bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    def lookup(self, key: str) -> str | None:
+        """The ETag of a cached key, marking it most recently used; None when absent."""
+        item = self.entry(key)
+        return None if item is None else item[1]
+
+    def entry(self, key: str) -> tuple[int, str] | None:
+        """``(size, etag)`` of a cached key, marking it most recently used; None when absent."""
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def fits(self, size: int) -> bool:
+        return size <= self.max_bytes
+
+    def admit(self, key: str, size: int, etag: str) -> list[str]:
+        """Add ``key``; evict least recently used keys until it fits.  Returns the evicted keys."""
+        if not self.fits(size):
+            raise ValueError(f"{size} bytes exceed the cache ({self.max_bytes})")
+        self.discard(key)
+        evicted = []
+        while self.bytes + size > self.max_bytes:
+            old, (old_size, _) = self._items.popitem(last=False)
+            self.bytes -= old_size
+            evicted.append(old)
+        self._items[key] = (size, etag)
+        self.bytes += size
+        return evicted
+
+    def discard(self, key: str) -> bool:
+        item = self._items.pop(key, None)
+        if item is None:
+            return False
+        self.bytes -= item[0]
+        return True
+
+
+# ---- statistics -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CacheStatistics:
+    hits: int  # local reads answered from the disk cache
+    misses: int  # local reads that filled the cache from storage
+    coalesced: int  # local readers that waited on another reader's fill (no storage read of their own)
+    storage_reads: int  # storage GETs made by the cache (fills and fallbacks)
+    owner_hops: int  # reads answered by the owner in one hop
+    hop_fallbacks: int  # reads that went to storage because the owner was dead, slow or erred
+    peer_requests: int  # internal requests this node answered for other nodes
+    evictions: int
+    entries: int
+    bytes_cached: int
+    max_bytes: int
+
+
+class _Flight:
+    """One storage read in progress for a key; later readers wait on ``done``."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: tuple[bytes, str] | None = None
+        self.error: storage.StorageError | None = None
+
+
+def _file_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def etag_matches_body(etag: str, body: bytes) -> bool:
+    """False only when the ETag is a plain MD5 that the body does not have (multipart ETags pass)."""
+    m = _PLAIN_MD5_ETAG.match(etag)
+    return m is None or hashlib.md5(body).hexdigest() == m.group(1)
+
+
+def internal_path(vid: str, key: str) -> str:
+    """The owner's URL path for a storage key under ``videos/<vid>/``."""
+    prefix = layout.video_prefix(vid)
+    if not key.startswith(prefix):
+        raise ValueError(f"{key!r} is not under {prefix!r}")
+    return f"{INTERNAL_PREFIX}/{vid}/{key[len(prefix):]}"
+
+
+def internal_key(vid: str, rest: str) -> str | None:
+    """The storage key an internal request names, or None unless it is a committed-output HLS path."""
+    m = _INTERNAL_REST.match(rest)
+    if not layout.valid_id(vid) or m is None or not layout.valid_hls_path(m.group(1)):
+        return None
+    return layout.video_prefix(vid) + rest
+
+
+# ---- the cache ----------------------------------------------------------------------------------------
+
+class SegmentCache:
+    """``fetch(vid, key)`` from wherever is cheapest; see the module docstring.
+
+    ``ctx`` is the NodeContext (store, cfg, node_id, ring_view, membership).
+    """
+
+    def __init__(self, ctx: Any, directory: Path | None = None) -> None:
+        self._ctx = ctx
+        self.dir = Path(directory) if directory is not None else Path(ctx.data_dir) / "cache"
+        shutil.rmtree(self.dir, ignore_errors=True)  # the index is in memory: start empty
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._index = LruIndex(ctx.cfg.cache.max_bytes)
+        self._flights: dict[str, _Flight] = {}
+        self._client: HopClient | None = None
+        self._config_ring: ring.Ring | None = None
+        self._n = dict(hits=0, misses=0, coalesced=0, storage_reads=0, owner_hops=0, hop_fallbacks=0,
+                       peer_requests=0, evictions=0)
+
+    # ---- public ----------------------------------------------------------------------------------------
+    def statistics(self) -> CacheStatistics:
+        return CacheStatistics(**self._n, entries=len(self._index), bytes_cached=self._index.bytes,
+                               max_bytes=self._index.max_bytes)
+
+    def owner_of(self, vid: str) -> str:
+        """The ring owner of ``vid``.
+
+        Before the live ring runs (``ctx.ring_view`` is None) the ring of every configured node
+        stands in for it, as membership does ("without gossip, everyone is alive"); a node that
+        is down then costs one refused connection and a read from storage.
+        """
+        rv = self._ctx.ring_view
+        r = rv.ring if rv is not None else self._static_ring()
+        try:
+            return r.owner(vid) or self._ctx.node_id
+        except Exception as e:  # an empty or rebuilding ring: serve locally
+            log.debug("cache_no_owner", video=vid, error=str(e))
+            return self._ctx.node_id
+
+    def _static_ring(self) -> ring.Ring:
+        if self._config_ring is None:
+            self._config_ring = ring.Ring({n.id: n.weight for n in self._ctx.cfg.nodes})
+        return self._config_ring
+
+    async def fetch(self, vid: str, key: str) -> tuple[bytes, str]:
+        owner = self.owner_of(vid)
+        if owner == self._ctx.node_id:
+            return await self.fetch_local(key)
+        hopped = await self._hop(owner, vid, key)
+        if hopped is not None:
+            self._n["owner_hops"] += 1
+            return hopped
+        self._n["hop_fallbacks"] += 1
+        return await self._read_storage(key)
+
+    async def serve_peer(self, key: str) -> tuple[bytes, str]:
+        """An internal request from another node: answer from the local cache, never hop."""
+        self._n["peer_requests"] += 1
+        return await self.fetch_local(key)
+
+    def local_file(self, vid: str, key: str) -> tuple[Path, int, str] | None:
+        """``(file, size, etag)`` when this node owns ``vid`` and holds ``key``: a hit for the
+        fast lane (node.http.fastlane) to send from the file itself.  None otherwise (nothing counted)."""
+        if self.owner_of(vid) != self._ctx.node_id:
+            return None
+        return self._file_hit(key)
+
+    def peer_file(self, key: str) -> tuple[Path, int, str] | None:
+        """As :meth:`local_file` for another node's hop to us (no ownership check, as serve_peer)."""
+        hit = self._file_hit(key)
+        if hit is not None:
+            self._n["peer_requests"] += 1
+        return hit
+
+    def _file_hit(self, key: str) -> tuple[Path, int, str] | None:
+        item = self._index.entry(key)
+        if item is None:
+            return None
+        self._n["hits"] += 1
+        return self.dir / _file_name(key), item[0], item[1]
+
+    async def fetch_local(self, key: str) -> tuple[bytes, str]:
+        """From the disk cache, filling it from storage on a miss; one storage read per key at a time."""
+        while True:
+            etag = self._index.lookup(key)
+            if etag is not None:
+                body = await self._read_file(key)
+                if body is not None:
+                    self._n["hits"] += 1
+                    return body, etag
+                continue  # evicted under us: look again
+            flight = self._flights.get(key)
+            if flight is not None:
+                await flight.done.wait()
+                if flight.result is not None:
+                    self._n["coalesced"] += 1
+                    return flight.result
+                if flight.error is not None:
+                    raise type(flight.error)(*flight.error.args)
+                continue  # the filling reader was cancelled: one of us fills instead
+            return await self._fill(key)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # ---- local ----------------------------------------------------------------------------------------
+    async def _fill(self, key: str) -> tuple[bytes, str]:
+        flight = self._flights[key] = _Flight()
+        try:
+            body, etag = await self._read_storage(key)
+            self._n["misses"] += 1
+            if not await _etag_matches(etag, body):
+                # never keep (and serve from here on, to every node) bytes storage did not vouch for
+                raise storage.StorageError(f"{key}: the body read does not match its ETag {etag}")
+            await self._keep(key, body, etag)
+            flight.result = (body, etag)
+            return body, etag
+        except storage.StorageError as e:
+            flight.error = e
+            raise
+        finally:
+            del self._flights[key]
+            flight.done.set()
+
+    async def _read_storage(self, key: str) -> tuple[bytes, str]:
+        self._n["storage_reads"] += 1
+        return await self._ctx.store.get(key)
+
+    async def _keep(self, key: str, body: bytes, etag: str) -> None:
+        if not self._index.fits(len(body)):
+            return
+        path = self.dir / _file_name(key)
+        tmp = path.with_suffix(".tmp")
+
+        def write() -> None:
+            tmp.write_bytes(body)
+            os.replace(tmp, path)
+
+        try:
+            await trio.to_thread.run_sync(write)
+        except OSError as e:  # a full or broken disk costs caching, never the read
+            log.warning("cache_write_failed", key=key, error=str(e))
+            return
+        for old in self._index.admit(key, len(body), etag):
+            self._n["evictions"] += 1
+            try:
+                (self.dir / _file_name(old)).unlink()
+            except FileNotFoundError:
+                pass
+
+    async def _read_file(self, key: str) -> bytes | None:
+        path = self.dir / _file_name(key)
+        try:
+            return await trio.to_thread.run_sync(path.read_bytes)
+        except FileNotFoundError:
+            self._index.discard(key)
+            return None
+
+    # ---- one hop to the owner --------------------------------------------------------------------------
+    def _peer_addr(self, node_id: str) -> str | None:
+        ctx = self._ctx
+        if ctx.membership is not None:
+            for m in ctx.membership.members():
+                if m.id == node_id:
+                    return m.http_addr
+        try:
+            return ctx.cfg.node(node_id).http_addr
+        except Exception:
+            return None
+
+    async def _hop(self, owner: str, vid: str, key: str) -> tuple[bytes, str] | None:
+        """The owner's answer, or None (dead, slow, erring, or a body that fails its ETag)."""
+        if not self._ctx.alive(owner):
+            return None
+        addr = self._peer_addr(owner)
+        if addr is None:
+            return None
+        if self._client is None:
+            self._client = HopClient()
+        why = "timeout"
+        with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
+            try:
+                resp = await self._client.get(addr, internal_path(vid, key), {HOP_HEADER: self._ctx.node_id})
+            except HopError as e:
+                why = str(e)
+            else:
+                etag = resp.headers.get("etag")
+                if resp.status == 200 and etag:
+                    return resp.body, etag
+                why = f"status {resp.status}" if resp.status != 200 else "no etag"
+        log.info("cache_hop_failed", video=vid, owner=owner, key=key, reason=why)
+        return None
+
+
+async def _etag_matches(etag: str, body: bytes) -> bool:
+    """:func:`etag_matches_body` on another core for bodies big enough to be worth the thread."""
+    if len(body) < (64 << 10) or _PLAIN_MD5_ETAG.match(etag) is None:
+        return etag_matches_body(etag, body)
+    return await trio.to_thread.run_sync(etag_matches_body, etag, body)

@@ -1,0 +1,382 @@
+"""The processing worker: claims pending videos by lease, transcodes, commits by CAS.
+
+One attempt of one video, on one node:
+
+1. claim    CAS: state processing, epoch+1, lease {holder: me, expires}, attempts+1
+2. renew    CAS every lease/3 while working; a refusal means the video was handed off,
+            deleted or failed: the attempt is cancelled at once (``lost_lease``)
+3. work     download the source to a temp dir, probe (undecodable -> `failed`, no retry),
+            ffmpeg to the ladder, upload everything under ``out/<epoch>/``
+4. commit   CAS to `ready` naming the epoch; refused -> ``commit_lost``, our outputs are garbage
+            and we delete them (never when the record names our epoch)
+
+Infrastructure failures release the lease with a backoff (``release_for_retry``);
+``attempts`` is bounded by ``processing.max_attempts``.  Which videos to look at
+comes from the small ``pending/`` index, scanned every ``recovery_interval`` and
+at once when an upload lands on this node (:meth:`Worker.poke`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import trio
+
+import storage
+
+from node.records import layout, lifecycle
+
+from node import log
+
+from node.process import ffmpeg
+from node.process.errors import TranscodeError, UndecodableInput
+from node.process.ladder import plan_ladder
+from node.config import Config
+from node.records.lifecycle import Record, Refused
+from node.process.probe_isolated import probe_isolated
+from node.records.store import VideoStore
+
+CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+PENDING_SCAN_LIMIT = 1000  # ids read from the pending index per scan
+ORPHAN_INDEX_AGE = 3600.0  # a pending entry without a record is removed after this
+
+
+def master_bandwidths(master: str) -> dict[str, int]:
+    """BANDWIDTH per rendition NAME as the master playlist states it (measured by transcode)."""
+    out: dict[str, int] = {}
+    for line in master.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            bw = re.search(r"(?:^|[:,])BANDWIDTH=(\d+)", line)
+            name = re.search(r'NAME="([^"]+)"', line)
+            if bw and name:
+                out[name.group(1)] = int(bw.group(1))
+    return out
+
+
+def bucket_missing(e: BaseException) -> bool:
+    """``e`` says the bucket itself does not exist (S3's NoSuchBucket), not a key: a fresh
+    cluster's first scans can run before the node's storage probe has created the bucket."""
+    return isinstance(e, storage.NotFound) and "NoSuchBucket" in str(e)
+
+
+@dataclass
+class Job:
+    video: str
+    epoch: int
+    started: float
+    attempts: int = 1
+    phase: str = "claimed"
+    progress: float = 0.0
+
+
+@dataclass
+class WorkerStats:
+    claims: int = 0
+    commits: int = 0
+    commits_lost: int = 0
+    leases_lost: int = 0
+    failures: int = 0
+    retries: int = 0
+    scans: int = 0
+    jobs: dict[str, Job] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, videos: VideoStore, cfg: Config, node_id: str, work_dir: Path, *,
+                 should_claim: Callable[[str, Record], bool] | None = None,
+                 holder_alive: Callable[[str], bool] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.videos = videos
+        self.store = videos.store
+        self.cfg = cfg
+        self.node_id = node_id
+        self.work_dir = work_dir
+        self.should_claim = should_claim or (lambda vid, rec: True)
+        self.holder_alive = holder_alive or (lambda holder: True)
+        self.clock = clock
+        self.stats = WorkerStats()
+        self._wake = trio.Event()
+        self._slots = trio.Semaphore(max(1, cfg.processing.concurrency))
+        self._rng = random.Random()
+        self._nursery: trio.Nursery | None = None
+        # Videos whose lease this node lost to another node: until the deadline, their holder
+        # counts as alive whatever gossip says, so two nodes that cannot see each other (a
+        # partition) do not steal a video back and forth; only lease expiry hands it back.
+        self._deferring: dict[str, float] = {}
+
+    def deferring(self, vid: str) -> bool:
+        until = self._deferring.get(vid)
+        if until is None:
+            return False
+        if until <= trio.current_time():
+            del self._deferring[vid]
+            return False
+        return True
+
+    def _defer(self, vid: str) -> None:
+        if len(self._deferring) > 10_000:  # bounded: drop the oldest half
+            for k in sorted(self._deferring, key=self._deferring.__getitem__)[:5_000]:
+                del self._deferring[k]
+        self._deferring[vid] = trio.current_time() + 10 * self.cfg.timing.lease_seconds
+
+    # ---- service ---------------------------------------------------------------------------------
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        shutil.rmtree(self.work_dir / "tmp", ignore_errors=True)  # leftovers of a previous life
+        (self.work_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                try:
+                    await self.scan_once()
+                except storage.StorageError as e:
+                    # Storage out of reach, or not set up yet: the next scan retries.
+                    if isinstance(e, storage.StorageUnavailable) or bucket_missing(e):
+                        log.warning("recovery_scan_failed", error=str(e))
+                    else:
+                        log.error("recovery_scan_failed", error=str(e))
+                with trio.move_on_after(self.cfg.timing.recovery_interval):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+
+    def poke(self) -> None:
+        """Look at the pending index now (an upload landed, or membership changed)."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.stats.jobs)
+
+    # ---- recovery scan ------------------------------------------------------------------------
+    async def scan_once(self) -> None:
+        self.stats.scans += 1
+        now = self.clock()
+        for info in await self.store.list("pending/", limit=PENDING_SCAN_LIMIT):
+            vid = info.key.removeprefix("pending/")
+            if vid in self.stats.jobs or not layout.valid_id(vid):
+                continue
+            v = await self.videos.get(vid)
+            if v is None:
+                if now - info.last_modified > ORPHAN_INDEX_AGE:
+                    await self.store.delete(info.key)
+                continue
+            rec = v.doc
+            if rec["state"] in lifecycle.TERMINAL:
+                await self._settle(rec)  # a previous cleanup was interrupted
+                continue
+            # a lease this node holds but no job of this process runs is from a previous life
+            deferring = self.deferring(vid)
+            alive = (lambda h, _d=deferring: False if h == self.node_id else (_d or self.holder_alive(h)))
+            ok, _why = lifecycle.claimable(rec, now, alive)
+            if not ok or not self.should_claim(vid, rec):
+                continue
+            if self._slots.value == 0:
+                return  # busy; the next scan picks the rest up
+            await self._claim_and_start(vid, alive)
+
+    async def _claim_and_start(self, vid: str, alive: Callable[[str], bool]) -> None:
+        p = self.cfg.processing
+        try:
+            rec = await self.videos.change(
+                vid, lambda r: lifecycle.claim(r, self.node_id, self.clock(), self.cfg.timing.lease_seconds,
+                                               max_attempts=p.max_attempts, holder_alive=alive),
+                event="video_claimed")
+        except (Refused, storage.NotFound):
+            return
+        if rec["state"] == lifecycle.FAILED:  # attempts exhausted
+            self.stats.failures += 1
+            await self._settle(rec)
+            return
+        self.stats.claims += 1
+        assert self._nursery is not None
+        await self._slots.acquire()
+        job = Job(vid, rec["epoch"], self.clock(), attempts=rec.get("attempts", 1))
+        self.stats.jobs[vid] = job
+        self._nursery.start_soon(self._attempt, job, rec)
+
+    # ---- one attempt -----------------------------------------------------------------------------
+    async def _attempt(self, job: Job, rec: Record) -> None:
+        tmp = self.work_dir / "tmp" / f"{job.video}-{job.epoch}"
+        try:
+            with trio.CancelScope() as lease_scope:
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._renew_loop, job, lease_scope)
+                    await self._work(job, rec, tmp)
+                    n.cancel_scope.cancel()
+            if lease_scope.cancelled_caught:
+                self.stats.leases_lost += 1
+                self._defer(job.video)
+                await self._discard_outputs(job, "lease lost")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.stats.jobs.pop(job.video, None)
+            self._slots.release()
+            self.poke()
+
+    async def _renew_loop(self, job: Job, lease_scope: trio.CancelScope) -> None:
+        t = self.cfg.timing.lease_seconds
+        while True:
+            await trio.sleep(t / 3)
+            try:
+                rec = await self.videos.change(job.video, lambda r: lifecycle.renew(
+                    r, self.node_id, job.epoch, self.clock(), t))
+                log.info("lease_renewed", video=job.video, epoch=job.epoch,
+                         expires=round(rec["lease"]["expires"], 3))
+            except (Refused, storage.NotFound) as e:
+                log.warning("lease_lost", video=job.video, epoch=job.epoch,
+                            reason=getattr(e, "message", str(e)))
+                lease_scope.cancel()
+                return
+            except storage.StorageError as e:
+                log.warning("lease_renew_failed", video=job.video, epoch=job.epoch, error=str(e))
+
+    async def _work(self, job: Job, rec: Record, tmp: Path) -> None:
+        vid, epoch = job.video, job.epoch
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            src = tmp / "source"
+            job.phase = "downloading"
+            await self.store.download_to(layout.source_key(vid), src)
+            job.phase = "probing"
+            try:
+                probe = await probe_isolated(src)
+            except UndecodableInput as e:
+                await self._fail(job, "undecodable_input", f"input cannot be decoded: {e}")
+                return
+            plans = plan_ladder(probe, self.cfg.ladder)
+            job.phase = "transcoding"
+            out = tmp / "out"
+            p = self.cfg.processing
+            last_logged = [0.0]
+
+            def progress(fraction: float) -> None:
+                job.progress = fraction
+                if fraction - last_logged[0] >= 0.25:
+                    last_logged[0] = fraction
+                    log.info("transcode_progress", video=vid, epoch=epoch, progress=round(fraction, 2))
+
+            files = await ffmpeg.transcode(src, out, plans, segment_seconds=p.segment_seconds,
+                                          preset=p.preset, threads=p.ffmpeg_threads,
+                                          has_audio=probe.has_audio, duration=probe.duration,
+                                          on_progress=progress, video_stream=probe.video_stream,
+                                          audio_stream=probe.audio_stream)
+            job.phase = "uploading"
+            await self._upload_outputs(vid, epoch, out, files)
+            job.phase = "committing"
+            stated = master_bandwidths((out / "master.m3u8").read_text())
+            renditions = [{"name": pl.name, "width": pl.width, "height": pl.height,
+                           "bandwidth": stated.get(pl.name, pl.bandwidth)} for pl in plans]
+            await self._commit(job, renditions)
+        except (TranscodeError, storage.StorageError, OSError) as e:
+            await self._release(job, e)
+
+    async def _upload_outputs(self, vid: str, epoch: int, out: Path, files: list[Path]) -> None:
+        """Everything under out/<epoch>/; master.m3u8 last (transcode returns it last)."""
+        prefix = layout.out_prefix(vid, epoch)
+        body_files = [f for f in files if f.name != "master.m3u8"]
+        master = [f for f in files if f.name == "master.m3u8"]
+        limit = trio.Semaphore(4)
+
+        async def put(f: Path) -> None:
+            async with limit:
+                rel = f.relative_to(out).as_posix()
+                await self.store.put(prefix + rel, f.read_bytes(),
+                                     content_type=CONTENT_TYPES.get(f.suffix))
+
+        async with trio.open_nursery() as n:
+            for f in body_files:
+                n.start_soon(put, f)
+        for f in master:
+            await put(f)
+
+    async def _commit(self, job: Job, renditions: list[dict[str, Any]]) -> None:
+        vid, epoch = job.video, job.epoch
+        try:
+            await self.videos.change(vid, lambda r: lifecycle.commit_ready(
+                r, self.node_id, epoch, self.clock(), renditions))
+        except Refused as e:
+            v = await self.videos.get(vid)
+            if v is not None and v.doc.get("ready_epoch") == epoch:
+                pass  # our write landed but its answer was lost: we did commit
+            else:
+                self.stats.commits_lost += 1
+                self._defer(vid)
+                log.warning("commit_lost", video=vid, epoch=epoch, reason=e.message,
+                            winner_epoch=v.doc.get("ready_epoch") if v else None)
+                await self._discard_outputs(job, "commit lost")
+                return
+        self.stats.commits += 1
+        log.info("video_committed", video=vid, epoch=epoch,
+                 seconds=round(self.clock() - job.started, 3))
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(30):
+                v = await self.videos.get(vid)
+                if v is not None:
+                    await self._settle(v.doc)
+
+    async def _settle(self, rec: Record) -> None:
+        """Garbage of a terminal video, then its pending entry.
+
+        The entry goes last, so a crash in between leaves it and the next scan finishes the
+        job; and only once the video has been terminal for two lease lengths, so outputs that a
+        stale attempt was still writing (or failed to discard, storage being down) are
+        collected by a later scan."""
+        vid = rec["id"]
+        try:
+            if rec["state"] == lifecycle.DELETED:
+                await self.videos.purge(vid)
+            else:
+                keep = layout.out_prefix(vid, rec["ready_epoch"]) if rec["state"] == lifecycle.READY else None
+                for info in await self.store.list_all(layout.out_prefix(vid)):
+                    if keep is None or not info.key.startswith(keep):
+                        await self.store.delete(info.key)
+            if self.clock() - rec.get("updated_at", 0.0) > 2 * self.cfg.timing.lease_seconds:
+                await self.store.delete(layout.pending_key(vid))
+        except storage.StorageError as e:
+            log.warning("cleanup_failed", video=vid, epoch=rec.get("epoch"), error=str(e))
+
+    async def _discard_outputs(self, job: Job, why: str) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(30):
+                try:
+                    v = await self.videos.get(job.video)
+                    if v is not None and v.doc.get("ready_epoch") == job.epoch:
+                        return  # Invariant: never delete what the record names
+                    n = await self.store.delete_prefix(layout.out_prefix(job.video, job.epoch))
+                    log.info("attempt_discarded", video=job.video, epoch=job.epoch, reason=why, objects=n)
+                except storage.StorageError as e:
+                    log.warning("cleanup_failed", video=job.video, epoch=job.epoch, error=str(e))
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        try:
+            rec = await self.videos.change(job.video, lambda r: lifecycle.fail(
+                r, self.node_id, job.epoch, self.clock(), code, message))
+            self.stats.failures += 1
+            await self._settle(rec)
+        except Refused as e:
+            log.warning("commit_lost", video=job.video, epoch=job.epoch, reason=e.message)
+
+    async def _release(self, job: Job, err: BaseException) -> None:
+        p = self.cfg.processing
+        code = "transcode_error" if isinstance(err, TranscodeError) else "storage_error" \
+            if isinstance(err, storage.StorageError) else "io_error"
+        message = f"{type(err).__name__}: {err}"[:500]
+        delay = lifecycle.backoff(job.attempts, p.backoff_base, p.backoff_max, self._rng)
+        log.warning("attempt_failed", video=job.video, epoch=job.epoch, error=message, retry_in=round(delay, 2))
+        self.stats.retries += 1
+        await self._discard_outputs(job, "attempt failed")
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(15):
+                try:
+                    await self.videos.change(job.video, lambda r: lifecycle.release_for_retry(
+                        r, self.node_id, job.epoch, self.clock(), code, message, delay=delay))
+                except (Refused, storage.StorageError) as e:
+                    # storage down or lease gone: the lease simply expires and anyone retries
+                    log.warning("release_failed", video=job.video, epoch=job.epoch, error=str(e))
+

@@ -1,0 +1,348 @@
+"""The fast lane (node.http.fastlane) and the hop client (node.play.hop).
+
+Pure parts by table; then the node's real HTTP stack in-process (hypercorn + the app over the
+in-memory store, on 127.0.0.1): every answer the lane gives is the one the full path gives,
+header by header, and what the lane does not answer reaches hypercorn intact, also later on the
+same connection.  Real processes and the real S3 server are in test_playback.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import httpx
+import hypercorn.config
+import hypercorn.trio
+import hypercorn.trio.run
+import hypercorn.trio.tcp_server
+import pytest
+import trio
+
+import storage
+from node.records import layout
+from node.records import lifecycle as lc
+from node.http.app import create_app
+from node.config import CacheConfig, Config, NodeSpec
+from node.context import NodeContext
+from node.http.fastlane import FastLane, Head, encode_head, parse_head, plan, route
+from node.play.hop import HopClient, HopError, parse_response_head
+from node.play.segcache import SegmentCache
+from node.records.store import VideoStore
+from node.process.worker import Worker
+from storage.cas import encode
+
+VID = layout.new_id(1_700_000_000)
+SEG = f"/v1/videos/{VID}/hls/360p/seg_00001.ts"
+
+
+# ---- pure: request heads ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw,expect", [
+    (b"GET /a HTTP/1.1\r\nHost: x", Head("GET", "/a", {"host": "x"})),
+    (b"HEAD /a HTTP/1.1\r\nRange: bytes=0-1\r\nRANGE: bytes=4-5",
+     Head("HEAD", "/a", {"range": "bytes=0-1, bytes=4-5"})),  # repeated fields join: several ranges
+    (b"GET /a HTTP/1.1\r\nContent-Length: 0", Head("GET", "/a", {"content-length": "0"})),
+    (b"GET /a HTTP/1.0\r\nHost: x", None),  # HTTP/1.0: hypercorn
+    (b"POST /a HTTP/1.1\r\nHost: x", None),
+    (b"GET /a HTTP/1.1\r\nContent-Length: 5", None),  # a body
+    (b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked", None),
+    (b"GET /a HTTP/1.1\r\nExpect: 100-continue", None),
+    (b"GET /a HTTP/1.1\r\nHost: x\r\n folded", None),
+    (b"GET /a HTTP/1.1\r\nHost x", None),
+    (b"GET /a HTTP/1.1\r\nHost : x", None),  # whitespace before the colon (RFC 9112: reject)
+    (b"GET  /a HTTP/1.1", None),
+])
+def test_parse_head(raw, expect):
+    assert parse_head(raw) == expect
+
+
+def test_keep_alive_follows_connection_close():
+    assert parse_head(b"GET /a HTTP/1.1\r\nHost: x").keep_alive
+    assert not parse_head(b"GET /a HTTP/1.1\r\nConnection: Close").keep_alive
+
+
+@pytest.mark.parametrize("target,expect", [
+    (SEG, ("playback", VID, "360p/seg_00001.ts")),
+    (f"/v1/videos/{VID}/hls/master.m3u8", ("playback", VID, "master.m3u8")),
+    (f"/v1/videos/{VID}/hls/../record.json", None),
+    (f"/v1/videos/{VID}/hls/360p/seg_00001.ts?x=1", None),  # a query: the full path decides
+    ("/v1/videos/not-an-id/hls/master.m3u8", None),
+    (f"/v1/internal/objects/{VID}/out/3/360p/seg_00001.ts", ("internal", VID, "out/3/360p/seg_00001.ts")),
+    (f"/v1/internal/objects/{VID}/record.json", None),  # only committed HLS outputs
+    (f"/v1/internal/objects/{VID}/out/x/master.m3u8", None),
+    (f"/v1/videos/{VID}", None),
+    ("/", None),
+])
+def test_route(target, expect):
+    assert route(target) == expect
+
+
+# ---- pure: the answer -----------------------------------------------------------------------------------
+
+def _plan(headers=None, method="GET", kind="playback", size=1000, segment=True):
+    return plan(Head(method, "/x", headers or {}), kind=kind, size=size, etag='"e1"', is_segment=segment,
+                node_id="n1", date="D")
+
+
+@pytest.mark.parametrize("headers,method,status,start,length,extra", [
+    ({}, "GET", 200, 0, 1000, {"Content-Length": "1000"}),
+    ({}, "HEAD", 200, 0, 0, {"Content-Length": "1000"}),  # what a GET would send, no body
+    ({"range": "bytes=0-99"}, "GET", 206, 0, 100, {"Content-Range": "bytes 0-99/1000", "Content-Length": "100"}),
+    ({"range": "bytes=-10"}, "GET", 206, 990, 10, {"Content-Range": "bytes 990-999/1000"}),
+    ({"range": "bytes=900-"}, "GET", 206, 900, 100, {"Content-Range": "bytes 900-999/1000"}),
+    ({"range": "bytes=0-1, 5-6"}, "GET", 200, 0, 1000, {"Content-Length": "1000"}),  # several: whole
+    ({"range": "bytes=5-2000"}, "GET", 206, 5, 995, {"Content-Range": "bytes 5-999/1000"}),
+    ({"if-none-match": '"e1"'}, "GET", 304, 0, 0, {}),
+    ({"if-none-match": '"x", "e1"'}, "GET", 304, 0, 0, {}),
+    ({"if-none-match": "*"}, "GET", 304, 0, 0, {}),
+    ({"if-none-match": '"other"'}, "GET", 200, 0, 1000, {}),
+])
+def test_plan(headers, method, status, start, length, extra):
+    p = _plan(headers, method)
+    h = dict(p.headers)
+    assert (p.status, p.start, p.length) == (status, start, length)
+    assert h["ETag"] == '"e1"' and h["Access-Control-Allow-Origin"] == "*" and h["X-Served-By"] == "n1"
+    assert h["Content-Type"] == "video/mp2t" and "immutable" in h["Cache-Control"]
+    for k, v in extra.items():
+        assert h[k] == v
+    if status == 304:
+        assert h["Content-Length"] == "0"  # as the full path (Quart) says
+
+
+def test_plan_leaves_416_to_the_full_path_and_knows_playlists_and_hops():
+    assert _plan({"range": "bytes=1000-"}) is None
+    assert _plan({"range": "bytes=-0"}) is None
+    pl = dict(_plan(segment=False).headers)
+    assert pl["Content-Type"] == "application/vnd.apple.mpegurl" and pl["Cache-Control"] == "public, max-age=5"
+    hop = _plan({"range": "bytes=0-1"}, kind="internal")
+    assert hop.status == 200 and hop.length == 1000
+    assert dict(hop.headers)["Content-Type"] == "application/octet-stream"
+
+
+def test_encode_head():
+    p = _plan()
+    assert encode_head(p, True).startswith(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n")
+    assert encode_head(p, True).endswith(b"\r\nDate: D\r\n\r\n")
+    assert b"\r\nConnection: close\r\n" in encode_head(p, False)
+
+
+def test_parse_response_head():
+    assert parse_response_head(b"HTTP/1.1 200 OK\r\nETag: x\r\nContent-Length: 3") == (
+        200, {"etag": "x", "content-length": "3"})
+    for bad in (b"HTTP/2 200", b"FTP 200 OK", b"HTTP/1.1 abc", b"HTTP/1.1 200 OK\r\nno colon"):
+        with pytest.raises(HopError):
+            parse_response_head(bad)
+
+
+# ---- the node's HTTP stack in-process --------------------------------------------------------------------
+
+def make_ctx(tmp_path, store) -> NodeContext:
+    nodes = (NodeSpec("n1", "127.0.0.1", 1, 2),)
+    cfg = replace(Config(nodes=nodes), cache=CacheConfig(max_bytes=64 << 20))
+    videos = VideoStore(store, "n1", part_size=5 << 20)
+    ctx = NodeContext(cfg=cfg, node_id="n1", store=store, videos=videos,
+                      worker=Worker(videos, cfg, "n1", tmp_path), data_dir=tmp_path, token="t0k")
+    ctx.cache = SegmentCache(ctx, tmp_path / "cache")
+    return ctx
+
+
+async def ready_video(store, body: bytes) -> None:
+    rec = lc.new_record(VID, "n1", 0.0, state=lc.UPLOADED, filename="a.mp4", size=10)
+    rec = lc.commit_ready(lc.claim(rec, "n1", 1.0, 60.0, max_attempts=3), "n1", 1, 2.0, [])
+    await store.put(layout.record_key(VID), encode(rec))
+    await store.put(layout.out_prefix(VID, 1) + "360p/seg_00001.ts", body)
+    await store.put(layout.out_prefix(VID, 1) + "master.m3u8", b"#EXTM3U\n")
+
+
+async def serve(nursery, ctx, *, lane: bool, read_timeout: float = 120.0) -> tuple[str, FastLane | None]:
+    """hypercorn serving the app on a free port, with or without the lane in front."""
+    app = create_app(ctx)
+    ctx.nursery = nursery
+    hc = hypercorn.config.Config()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = hc.errorlog = None
+    fast = FastLane(ctx, read_timeout=read_timeout) if lane else None
+    saved = hypercorn.trio.run.TCPServer
+    hypercorn.trio.run.TCPServer = fast.wrap(saved) if fast else hypercorn.trio.tcp_server.TCPServer
+    try:
+        binds = await nursery.start(functools.partial(hypercorn.trio.serve, app, hc))
+    finally:
+        hypercorn.trio.run.TCPServer = saved  # read once, when serving starts
+    return binds[0], fast
+
+
+BROKEN = f"/v1/videos/{VID}/hls/360p/seg_00009.ts"  # storage cannot be reached for it
+REQUESTS = [
+    ("GET", SEG, {}),
+    ("GET", SEG, {}),  # the second: a hit
+    ("HEAD", SEG, {}),
+    ("GET", SEG, {"Range": "bytes=0-99"}),
+    ("GET", SEG, {"Range": "bytes=-100"}),
+    ("GET", SEG, {"Range": "bytes=100-"}),
+    ("GET", SEG, {"Range": "bytes=0-1,5-6"}),
+    ("GET", SEG, {"If-None-Match": "ETAG"}),
+    ("GET", f"/v1/videos/{VID}/hls/master.m3u8", {}),
+    ("GET", f"/v1/videos/{VID}/hls/360p/seg_00002.ts", {}),  # 404: storage has no such object
+    ("HEAD", f"/v1/videos/{VID}/hls/360p/seg_00002.ts", {}),
+    ("GET", BROKEN, {}),  # 503 storage_unavailable, Retry-After
+    ("GET", f"/v1/internal/objects/{VID}/out/1/360p/seg_00001.ts", {}),
+    ("GET", f"/v1/internal/objects/{VID}/out/1/360p/seg_00002.ts", {}),
+    ("GET", SEG, {"Range": "bytes=2000000-"}),  # 416: hypercorn's, on the same connection
+    ("GET", f"/v1/videos/{layout.new_id(1_700_000_001)}/hls/master.m3u8", {}),  # unknown video
+    ("GET", SEG, {}),  # after hypercorn took the connection
+]
+
+
+class Unreachable(storage.MemoryStore):
+    async def get(self, key: str) -> tuple[bytes, str]:
+        if key.endswith("seg_00009.ts"):
+            raise storage.StorageUnavailable(f"get {key}: connection refused")
+        return await super().get(key)
+
+
+async def _answers(base: str, etag: str) -> list[tuple[int, dict, bytes]]:
+    out = []
+    async with httpx.AsyncClient(base_url=base) as client:  # one kept-alive connection
+        for method, path, headers in REQUESTS:
+            headers = {k: v.replace("ETAG", etag) for k, v in headers.items()}
+            r = await client.request(method, path, headers=headers)
+            h = {k: v for k, v in r.headers.items() if k not in ("date", "server")}
+            out.append((r.status_code, h, r.content))
+    return out
+
+
+async def test_the_lane_answers_exactly_as_the_full_path_does(tmp_path):
+    body = bytes(range(256)) * 4000  # 1 MB: several sendfile rounds
+    store = Unreachable()
+    await ready_video(store, body)
+    etag = (await store.get(layout.out_prefix(VID, 1) + "360p/seg_00001.ts"))[1]
+    async with trio.open_nursery() as n:
+        slow_ctx, fast_ctx = make_ctx(tmp_path / "a", store), make_ctx(tmp_path / "b", store)
+        slow_url, _ = await serve(n, slow_ctx, lane=False)
+        fast_url, lane = await serve(n, fast_ctx, lane=True)
+        slow = await _answers(slow_url, etag)
+        fast = await _answers(fast_url, etag)
+        n.cancel_scope.cancel()
+    assert [s for s, _, _ in slow] == [200, 200, 200, 206, 206, 206, 200, 304, 200, 404, 404, 503, 200, 404,
+                                       416, 404, 200]
+    assert slow[11][1]["retry-after"] == "2" and b"storage_unavailable" in slow[11][2]
+    for (method, path, headers), a, b in zip(REQUESTS, slow, fast):
+        assert a == b, f"{method} {path} {headers}"
+    assert fast[0][2] == body and fast[3][2] == body[:100] and fast[4][2] == body[-100:]
+    # the lane answered all up to the 416 (a miss, 404s and a 503 too); from there on the
+    # connection was hypercorn's
+    assert fast_ctx.counters["fast_lane_responses"] == 14
+    assert lane.answered == 14 and lane.handed_over == 1
+    assert fast_ctx.counters["storage_unavailable_responses"] == 1
+    assert "fast_lane_responses" not in slow_ctx.counters
+
+
+async def test_the_lane_hands_over_requests_with_a_body_and_pipelined_requests_are_answered_in_order(tmp_path):
+    store = storage.MemoryStore()
+    await ready_video(store, b"x" * 5000)
+    async with trio.open_nursery() as n:
+        ctx = make_ctx(tmp_path, store)
+        url, lane = await serve(n, ctx, lane=True)
+        host, port = url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        # two pipelined GETs in one write, then a POST with a body: all answered, in order
+        two = f"GET {SEG} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 2
+        post = (b"POST /v1/videos HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                b"Authorization: Bearer wrong\r\n\r\nabc")
+        await stream.send_all(two + post)
+        got = b""
+        with trio.fail_after(10):
+            while not got.endswith(b"}}\n"):  # the 403's JSON body ends the stream of answers
+                got += await stream.receive_some(1 << 16)
+        await stream.aclose()
+        n.cancel_scope.cancel()
+    assert got.count(b"HTTP/1.1 200 OK\r\n") == 2 and got.count(b"x" * 5000) == 2
+    assert b"HTTP/1.1 403 " in got and got.index(b"HTTP/1.1 403 ") > got.rindex(b"x" * 5000)
+    assert lane.answered == 2 and lane.handed_over == 1
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_read_timeout(tmp_path):
+    store = storage.MemoryStore()
+    await ready_video(store, b"y" * (48 << 20))  # more than loopback's socket buffers hold
+    async with trio.open_nursery() as n:
+        ctx = make_ctx(tmp_path, store)
+        url, lane = await serve(n, ctx, lane=True, read_timeout=1.0)
+        async with httpx.AsyncClient(base_url=url) as client:  # fill the cache: a hit next time
+            assert len((await client.get(SEG)).content) == 48 << 20
+        host, port = url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(f"GET {SEG} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await trio.sleep(2.5)  # read nothing: the lane gives up on this answer after 1 s
+        got = 0
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(1 << 20):
+                got += len(chunk)
+        await stream.aclose()
+        n.cancel_scope.cancel()
+    assert 0 < got < 48 << 20  # what the socket buffers held, then the connection was closed
+    assert lane.answered == 1  # the first answer only
+
+
+# ---- the hop client ---------------------------------------------------------------------------------------
+
+async def _tiny_server(nursery, answers: list[bytes], accepted: list[int]) -> str:
+    """Answers each request with the next of ``answers`` (raw bytes); b"" closes the connection."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def handle(stream):
+        accepted.append(1)
+        buf = b""
+        async with stream:
+            while answers:
+                while b"\r\n\r\n" not in buf:
+                    data = await stream.receive_some(4096)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                answer = answers.pop(0)
+                if not answer:
+                    return
+                await stream.send_all(answer)
+
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    return f"127.0.0.1:{port}"
+
+
+async def test_hop_client_reuses_connections_and_recovers_from_a_closed_one():
+    ok = b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 5\r\n\r\nhello"
+    accepted: list[int] = []
+    async with trio.open_nursery() as n:
+        addr = await _tiny_server(n, [ok, ok, b"", ok], accepted)
+        client = HopClient()
+        for _ in range(3):  # the third finds its kept connection closed and retries on a new one
+            a = await client.get(addr, "/x", {"X-Shoal-Hop": "n2"})
+            assert (a.status, a.headers["etag"], a.body) == (200, '"e"', b"hello")
+        await client.aclose()
+        n.cancel_scope.cancel()
+    assert len(accepted) == 2
+
+
+@pytest.mark.parametrize("answer,why", [
+    (b"HTTP/1.1 200 OK\r\nETag: e\r\n\r\nhello", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "ended after 5 of 50"),
+    (b"garbage\r\n\r\n", "malformed status line"),
+    (b"", "closed before the answer"),
+])
+async def test_hop_client_errors(answer, why):
+    async with trio.open_nursery() as n:
+        addr = await _tiny_server(n, [answer], [])
+        client = HopClient()
+        with pytest.raises(HopError, match=why):
+            with trio.fail_after(5):
+                await client.get(addr, "/x", {})
+        await client.aclose()
+        n.cancel_scope.cancel()
+
+
+async def test_hop_client_refused_is_a_hop_error():
+    port = storage.free_port()
+    with pytest.raises(HopError):
+        await HopClient().get(f"127.0.0.1:{port}", "/x", {})
