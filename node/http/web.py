@@ -20,8 +20,8 @@ from quart import Response
 from node.context import NodeContext
 from node.http.errors import ApiError
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-NODE_MODULES = Path(__file__).resolve().parent.parent / "web" / "node_modules"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+NODE_MODULES = Path(__file__).resolve().parents[2] / "web" / "node_modules"
 VENDOR = {
     "hls.js": NODE_MODULES / "hls.js" / "dist" / "hls.min.js",
     "tus.js": NODE_MODULES / "tus-js-client" / "dist" / "tus.min.js",
