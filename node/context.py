@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # only for the annotations: these modules import this one
     from ring import RingView
 
     from node.cluster import OwnerNotifier
-    from node.http.fastlane import FastLane
     from node.http.routes_playback import ReadyRecords
     from node.play.segcache import SegmentCache
     from node.upload.tus_uploads import TusUploads
@@ -44,7 +43,6 @@ class NodeContext:
     membership: Membership | None = None
     ring_view: RingView | None = None  # rebuilt from membership by node.cluster.Cluster
     cache: SegmentCache | None = None  # the owner's segment cache (node.play)
-    fast_lane: FastLane | None = None  # when cache.fast_lane is on (node.http.fastlane)
     ready_records: ReadyRecords | None = None  # ready records read in the last second, for playback
     tus: TusUploads | None = None  # resumable uploads (node.upload)
     owners: OwnerNotifier | None = None  # tells a video's owner that its upload landed here
