@@ -16,7 +16,6 @@ import functools
 import os
 import signal
 import sys
-from pathlib import Path
 
 import hypercorn.trio
 import trio
