@@ -1,19 +1,23 @@
-"""Wiring a node into the cluster: gossip membership -> ring -> who claims what.
+"""This node in the cluster: gossip membership -> ring -> who claims what -> who is told.
 
-* Membership (SWIM over UDP) tells who is alive; every change rebuilds the ring
-  (``RingView.update``) and wakes the worker, so a dead holder's videos are
-  claimed by the next node in their preference list without waiting for the lease.
-* The worker asks :func:`ring.may_claim` before every claim CAS: the ring says who
-  *should* work on a video, the lease and epoch in storage say who *may*.
-* After an upload lands on a node that does not own the video, it tells the owner
-  at once (``POST /v1/internal/wake``), the fast path; the owner's next scan would
-  find it anyway.
+* :class:`Cluster` holds the membership and the ring built from it: every membership change
+  rebuilds the ring (``RingView.update``) and calls the listeners (the worker's ``poke``), so a
+  dead holder's videos are claimed by the next node in their preference list without waiting
+  for the lease.
+* :class:`RingClaims` is the worker's claim policy (``node.process.worker.ClaimPolicy``): it asks
+  :func:`ring.may_claim` before every claim CAS.  The ring says who *should* work on a video;
+  the lease and epoch in storage say who *may*.
+* :class:`OwnerNotifier`: after an upload lands on a node that does not own the video, it tells
+  the owner at once (``POST /v1/internal/wake``), the fast path; the owner's next scan would
+  find it anyway.  A service with a bounded queue, so a request never waits on another node.
+
+All three are built by ``node.compose`` and handed to the parts that use them.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import trio
@@ -21,80 +25,145 @@ import trio
 from membership import ALIVE, Member, Membership
 from ring import RingView, may_claim
 
+from node import log
+from node.config import Config
 from node.records import lifecycle
 
-from node import log
-from node.context import NodeContext
-
 WAKE_TIMEOUT = 1.0
+WAKE_QUEUE = 256  # uploads waiting to be told to their owner; beyond it the local scan does it
+WAKE_CONCURRENCY = 8  # notifications in flight at once
+DEAD_SINCE_MAX = 10_000  # nodes remembered as dead (for the handoff log line)
 
 
-async def attach(ctx: NodeContext, nursery: trio.Nursery) -> None:
-    cfg = ctx.cfg
-    weights = {n.id: n.weight for n in cfg.nodes}
-    m = Membership(cfg, ctx.node_id, cfg.cluster_key())
-    view = RingView({ctx.node_id: weights.get(ctx.node_id, 1)})
-    ctx.membership = m
-    ctx.ring_view = view
-    dead_since: dict[str, float] = {}
+class Cluster:
+    """The membership and the ring of alive members it gives; see the module docstring."""
 
-    def on_members(members: list[Member]) -> None:
-        alive = {mm.id: weights.get(mm.id, 1) for mm in members if mm.state == ALIVE}
-        alive[ctx.node_id] = weights.get(ctx.node_id, 1)
-        for mm in members:
-            if mm.state != ALIVE:
-                dead_since.setdefault(mm.id, time.time())
+    def __init__(self, cfg: Config, node_id: str, membership: Membership, *,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.node_id = node_id
+        self.membership = membership
+        self._weights = {n.id: n.weight for n in cfg.nodes}
+        self.ring_view = RingView({node_id: self._weights.get(node_id, 1)})
+        self._wall = wall
+        self._dead_since: dict[str, float] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """``callback()`` after every membership change (the ring is already rebuilt)."""
+        self._listeners.append(callback)
+
+    def alive(self, node_id: str) -> bool:
+        return node_id in self.membership.alive_ids()
+
+    def owner_of(self, vid: str) -> str | None:
+        return self.ring_view.ring.owner(vid)
+
+    def dead_for(self, node_id: str) -> float | None:
+        """Seconds since gossip first saw ``node_id`` not alive; None while it is alive."""
+        since = self._dead_since.get(node_id)
+        return None if since is None else round(self._wall() - since, 3)
+
+    def members_changed(self, members: list[Member]) -> None:
+        """The membership listener: rebuild the ring, note who died when, tell the listeners."""
+        alive = {m.id: self._weights.get(m.id, 1) for m in members if m.state == ALIVE}
+        alive[self.node_id] = self._weights.get(self.node_id, 1)
+        for m in members:
+            if m.state != ALIVE:
+                if len(self._dead_since) < DEAD_SINCE_MAX:
+                    self._dead_since.setdefault(m.id, self._wall())
             else:
-                dead_since.pop(mm.id, None)
-        if view.update(alive):
-            r = view.ring
+                self._dead_since.pop(m.id, None)
+        if self.ring_view.update(alive):
+            r = self.ring_view.ring
             log.info("ring_changed", version=r.version, members=sorted(r.members))
-        ctx.worker.poke()
+        for callback in self._listeners:
+            callback()
 
-    m.add_listener(on_members)
-    await nursery.start(m.serve)
-    on_members(m.members())
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run gossip; the ring follows it.  Started once the membership is bound and joining."""
+        self.membership.add_listener(self.members_changed)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.membership.serve)
+            self.members_changed(self.membership.members())
+            task_status.started()
 
-    worker = ctx.worker
+    async def leave(self) -> None:
+        await self.membership.leave()
 
-    def holder_alive(holder: str) -> bool:
-        return holder in m.alive_ids()
 
-    def should_claim(vid: str, rec: dict[str, Any]) -> bool:
+class RingClaims:
+    """The claim policy of a node in a cluster: the ring's say (:func:`ring.may_claim`)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def holder_alive(self, holder: str) -> bool:
+        return self._cluster.alive(holder)
+
+    def should_claim(self, vid: str, rec: lifecycle.Record, *, now: float, deferring: bool,
+                     in_flight: bool) -> bool:
+        c = self._cluster
         lease = rec.get("lease")
         holder = lease["holder"] if lease else None
-        expired = lifecycle.lease_expired(rec, worker.clock())
-        alive_ids = m.alive_ids()
+        expired = lifecycle.lease_expired(rec, now)
+        alive_ids = c.membership.alive_ids()
         # a holder that took this video from us counts as alive (see Worker.deferring)
-        holder_ok = bool(holder) and (holder in alive_ids or worker.deferring(vid))
-        decision = may_claim(vid, ctx.node_id, view.ring, alive_ids, holder, expired, holder_ok,
-                             self_in_flight=vid in worker.stats.jobs)
-        if decision.allowed and holder and holder != ctx.node_id and not expired:
+        holder_ok = bool(holder) and (holder in alive_ids or deferring)
+        decision = may_claim(vid, c.node_id, c.ring_view.ring, alive_ids, holder, expired, holder_ok,
+                             self_in_flight=in_flight)
+        if decision.allowed and holder and holder != c.node_id and not expired:
             log.info("handoff", video=vid, epoch=rec.get("epoch"), from_node=holder,
-                     reason=str(decision.reason),
-                     holder_dead_for=round(time.time() - dead_since[holder], 3) if holder in dead_since else None)
+                     reason=str(decision.reason), holder_dead_for=c.dead_for(holder))
         return decision.allowed
 
-    worker.should_claim = should_claim
-    worker.holder_alive = holder_alive
 
+class OwnerNotifier:
+    """Tells a video's ring owner that its source landed here (best effort, bounded)."""
 
-def owner_of(ctx: NodeContext, vid: str) -> str | None:
-    return ctx.ring_view.ring.owner(vid) if ctx.ring_view is not None else None
+    def __init__(self, cfg: Config, node_id: str, token: str | None, cluster: Cluster,
+                 poke: Callable[[], None]) -> None:
+        self._cfg = cfg
+        self._node_id = node_id
+        self._token = token
+        self._cluster = cluster
+        self._poke = poke  # this node's worker: look at the pending index now
+        self._send, self._receive = trio.open_memory_channel[str](WAKE_QUEUE)
 
+    def notify(self, vid: str) -> None:
+        """Never waits: the owner is told by :meth:`serve`; when we own ``vid`` (or the queue is
+        full, or the service is not running) our own worker looks at once."""
+        owner = self._cluster.owner_of(vid)
+        if owner is None or owner == self._node_id:
+            self._poke()
+            return
+        try:
+            self._send.send_nowait(vid)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            log.warning("owner_notify_dropped", video=vid, owner=owner, reason="queue full")
+            self._poke()  # our own scan will apply the ring rules
 
-async def wake_owner(ctx: NodeContext, vid: str) -> None:
-    """The fast path: tell the video's owner to look at the pending index now (best effort)."""
-    owner = owner_of(ctx, vid)
-    if owner is None or owner == ctx.node_id:
-        ctx.worker.poke()
-        return
-    url = ctx.cfg.node(owner).url + "/v1/internal/wake"
-    headers = {"Authorization": f"Bearer {ctx.token}"} if ctx.token else {}
-    try:
-        async with httpx.AsyncClient(timeout=WAKE_TIMEOUT) as client:
-            await client.post(url, json={"video": vid}, headers=headers)
-        log.info("owner_notified", video=vid, owner=owner)
-    except httpx.HTTPError as e:
-        log.warning("owner_notify_failed", video=vid, owner=owner, error=type(e).__name__)
-        ctx.worker.poke()  # our own scan will apply the ring rules
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        limit = trio.Semaphore(WAKE_CONCURRENCY)
+        async with httpx.AsyncClient(timeout=WAKE_TIMEOUT) as client, trio.open_nursery() as nursery:
+            task_status.started()
+            async for vid in self._receive:
+                await limit.acquire()
+                nursery.start_soon(self._wake, client, limit, vid)
+
+    async def _wake(self, client: httpx.AsyncClient, limit: trio.Semaphore, vid: str) -> None:
+        try:
+            owner = self._cluster.owner_of(vid)
+            if owner is None or owner == self._node_id:
+                self._poke()
+                return
+            url = self._cfg.node(owner).url + "/v1/internal/wake"
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            try:
+                await client.post(url, json={"video": vid}, headers=headers)
+                log.info("owner_notified", video=vid, owner=owner)
+            except httpx.HTTPError as e:
+                log.warning("owner_notify_failed", video=vid, owner=owner, error=type(e).__name__)
+                self._poke()  # our own scan will apply the ring rules
+        finally:
+            limit.release()

@@ -1,17 +1,32 @@
-"""What one node process holds, shared by its HTTP handlers and background services."""
+"""What one node process holds, shared by its HTTP handlers and background services.
+
+Built once, by :func:`node.compose.compose_node` (tests build it with only the fields they need):
+every part is a typed field given at construction, none is filled in later from another module.
+The optional fields are ``None`` only where a test runs the HTTP edge without that part; a
+composed node has every one of them.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import storage
 
 from node.config import Config
-from node.records.store import VideoStore
 from node.process.worker import Worker
+from node.records.store import VideoStore
+
+if TYPE_CHECKING:  # only for the annotations: these modules import this one
+    from membership import Membership
+    from ring import RingView
+
+    from node.cluster import OwnerNotifier
+    from node.http.routes_playback import ReadyRecords
+    from node.play.segcache import SegmentCache
+    from node.upload.tus_uploads import TusUploads
 
 
 @dataclass
@@ -23,12 +38,14 @@ class NodeContext:
     worker: Worker
     data_dir: Path
     token: str | None
-    membership: Any = None  # membership.Membership once gossip runs
-    ring_view: Any = None  # ring.RingView once the ring runs
-    cache: Any = None  # the owner's segment cache (node.play.segcache)
-    fast_lane: Any = None  # node.http.fastlane.FastLane when cache.fast_lane is on
-    ready_records: Any = None  # node.http.routes_playback.ReadyRecords: ready records read in the last second
-    nursery: Any = None  # the node's main nursery, for background sends
+    # Invariant: membership and ring_view are both set (a composed node) or both None (a test
+    # of one node without gossip, where every configured node counts as alive).
+    membership: Membership | None = None
+    ring_view: RingView | None = None  # rebuilt from membership by node.cluster.Cluster
+    cache: SegmentCache | None = None  # the owner's segment cache (node.play)
+    ready_records: ReadyRecords | None = None  # ready records read in the last second, for playback
+    tus: TusUploads | None = None  # resumable uploads (node.upload)
+    owners: OwnerNotifier | None = None  # tells a video's owner that its upload landed here
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded
     counters: dict[str, int] = field(default_factory=dict)
@@ -41,3 +58,10 @@ class NodeContext:
         if self.membership is None:
             return True
         return node_id in self.membership.alive_ids()
+
+    def uploaded(self, vid: str) -> None:
+        """A video's source landed on this node: its owner (maybe us) should look now."""
+        if self.owners is not None:
+            self.owners.notify(vid)
+        else:
+            self.worker.poke()

@@ -1,10 +1,12 @@
 """One Shoal node process: ``python -m node --config cluster.yml --node n1``.
 
-Inside one trio run (trio-asyncio loop outermost, for aioboto3):
-storage client -> storage probe loop -> membership (gossip) -> ring ->
-processing worker -> hypercorn serving the HTTP API.  SIGTERM/SIGINT leave
-the cluster gracefully and stop; SIGKILL is survived by design (all durable
-state is in storage).
+Inside one trio run (trio-asyncio loop outermost, for aioboto3): the storage
+client, then the node as node.compose builds it, then its services in one
+nursery: storage probe loop -> membership (gossip) and ring -> processing
+worker -> owner notifier -> housekeeping -> hypercorn serving the HTTP API
+(with node.http.patches applied while it serves).  SIGTERM/SIGINT leave the
+cluster gracefully and stop; SIGKILL is survived by design (all durable state
+is in storage).
 """
 
 from __future__ import annotations
@@ -14,28 +16,21 @@ import functools
 import os
 import signal
 import sys
-from pathlib import Path
 
-import hypercorn.config
 import hypercorn.trio
-import hypercorn.trio.run
-import hypercorn.trio.tcp_server
 import trio
 import trio_asyncio
 
 import storage
 
 from node import log
-from node.http.app import create_app
+from node.compose import Node, compose_node
 from node.config import Config, ConfigError
 from node.context import NodeContext
-from node.http.fastlane import FastLane
-from node.play.segcache import SegmentCache
-from node.records.store import VideoStore
-from node.process.worker import Worker
+from node.http import patches
+from node.upload import TusUploads
 
 STORAGE_PROBE_INTERVAL = 2.0
-RECV_SIZE = 1 << 18
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
 M_ARENA_MAX = -8
 
@@ -99,15 +94,15 @@ async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
         await trio.sleep(STORAGE_PROBE_INTERVAL if ctx.storage_ok else 0.5)
 
 
-async def housekeeping(ctx: NodeContext) -> None:
+async def housekeeping(ctx: NodeContext, tus: TusUploads) -> None:
     """Expire abandoned resumable uploads and abort multipart uploads no record names."""
-    from node.upload.tus_uploads import expire_uploads
     while True:
         await trio.sleep(ctx.cfg.timing.housekeeping_interval)
         if not ctx.storage_ok:
             continue
         try:
-            n = await expire_uploads(ctx)
+            n = await tus.expire()
+            await tus.collect_orphan_multiparts(grace=ctx.cfg.timing.orphan_grace)
             if n:
                 log.info("uploads_expired", count=n)
         except storage.StorageError as e:
@@ -119,7 +114,6 @@ async def run_node(cfg: Config, node_id: str) -> None:
     data_dir = cfg.state_dir / "nodes" / node_id
     data_dir.mkdir(parents=True, exist_ok=True)
     log.configure(node_id)
-    storage.parts.report = log.warning  # a streamed part that had to be sent again
     log.info("node_starting", http=spec.http_addr, gossip=spec.gossip_addr, pid=os.getpid(),
              storage=cfg.storage.endpoint_url())
     async with trio_asyncio.open_loop():
@@ -129,56 +123,34 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                 connect_timeout=cfg.storage.connect_timeout, read_timeout=cfg.storage.read_timeout,
                 create_bucket=False, sign_payload=cfg.storage.sign_payload) as store:
-            videos = VideoStore(store, node_id, part_size=cfg.storage.part_size,
-                                parts_in_flight=cfg.storage.parts_in_flight)
-            worker = Worker(videos, cfg, node_id, data_dir)
-            ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
-                              data_dir=data_dir, token=cfg.token())
-            ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.play.segcache)
-            async with trio.open_nursery() as nursery:
-                ctx.nursery = nursery
-                nursery.start_soon(probe_storage, ctx, store)
-                nursery.start_soon(trim_memory)
-                await attach_cluster(ctx, nursery)
-                await nursery.start(worker.serve)
-                nursery.start_soon(housekeeping, ctx)
-                app = create_app(ctx)
-                # Read up to 256 KiB per socket receive (hypercorn reads 64 KiB): upload bodies then
-                # cross h11, ASGI and the body queue in 4x fewer pieces.  bench/ingest: node CPU
-                # 3.4 -> 2.8 s/GiB; 1 MiB gave 2.7 s/GiB but a peak RSS over 150 MiB.
-                hypercorn.trio.tcp_server.MAX_RECV = RECV_SIZE
-                hc = hypercorn.config.Config()
-                hc.bind = [spec.http_addr]
-                hc.accesslog = None
-                hc.errorlog = None
-                hc.read_timeout = 120  # a client that sends nothing for 2 minutes is dropped
-                hc.keep_alive_timeout = 75
-                hc.graceful_timeout = 2
-                if ctx.cfg.cache.fast_lane:
-                    # Cache hits of HLS objects are answered ahead of hypercorn (node.http.fastlane).
-                    lane = ctx.fast_lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,
-                                                    read_timeout=hc.read_timeout)
-                    hypercorn.trio.run.TCPServer = lane.wrap(hypercorn.trio.tcp_server.TCPServer)
-                stop = trio.Event()
-                await nursery.start(functools.partial(hypercorn.trio.serve, app, hc,
-                                                      shutdown_trigger=stop.wait))
-                log.info("node_serving", http=spec.http_addr)
-                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for sig in signals:
-                        log.info("node_stopping", signal=signal.Signals(sig).name)
-                        break
-                stop.set()
-                with trio.move_on_after(3):
-                    if ctx.membership is not None:
-                        await ctx.membership.leave()
-                nursery.cancel_scope.cancel()
+            await serve_node(compose_node(cfg, node_id, store, data_dir), store)
     log.info("node_stopped")
 
 
-async def attach_cluster(ctx: NodeContext, nursery: trio.Nursery) -> None:
-    """Start gossip membership and the ring when those packages are present."""
-    from node import cluster
-    await cluster.attach(ctx, nursery)
+async def serve_node(node: Node, store: storage.S3Store) -> None:
+    """Start the composed node's services in one nursery; on SIGTERM/SIGINT leave and stop."""
+    ctx = node.ctx
+    assert ctx.tus is not None  # a composed node has every part
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe_storage, ctx, store)
+        nursery.start_soon(trim_memory)
+        await nursery.start(node.cluster.serve)
+        await nursery.start(ctx.worker.serve)
+        await nursery.start(node.owners.serve)
+        nursery.start_soon(housekeeping, ctx, ctx.tus)
+        stop = trio.Event()
+        with patches.serving(node.lane):
+            await nursery.start(functools.partial(hypercorn.trio.serve, node.app, node.http,
+                                                  shutdown_trigger=stop.wait))
+            log.info("node_serving", http=node.http.bind[0])
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for sig in signals:
+                    log.info("node_stopping", signal=signal.Signals(sig).name)
+                    break
+            stop.set()
+            with trio.move_on_after(3):
+                await node.cluster.leave()
+            nursery.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:

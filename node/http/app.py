@@ -3,6 +3,9 @@
 Route modules each have ``register(app, ctx)``: routes_videos (uploads and
 records), routes_playback (HLS), routes_ops (health, metrics, node and cluster
 views), routes_tus (resumable uploads), web (the page at ``/``).
+
+Every error a handler lets through is answered by one handler, from the table in
+node.http.errors (:func:`~node.http.errors.answer_for`).
 """
 
 from __future__ import annotations
@@ -12,21 +15,17 @@ import traceback
 from functools import wraps
 from typing import Any, Callable
 
-import storage
 from quart import request
-from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
 
 from node import log
 from node.context import NodeContext
+from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, note
 from node.http.fastlane import EXPOSE_HEADERS
-from node.http.errors import ApiError, error_response, from_api_error, storage_failure
-from node.http.body import BackpressureConnection, BoundedBody, BoundedRequest
+from node.http.patches import BackpressureQuartTrio
 
 
-class ShoalApp(QuartTrio):
-    asgi_http_class = BackpressureConnection
-    request_class = BoundedRequest
+class ShoalApp(BackpressureQuartTrio):
+    """The node's app: quart-trio with bounded request bodies (node.http.patches, node.http.body)."""
 
 
 def require_token(ctx: NodeContext) -> Callable:
@@ -48,31 +47,20 @@ def require_token(ctx: NodeContext) -> Callable:
 
 
 def create_app(ctx: NodeContext) -> ShoalApp:
-    app = ShoalApp(__name__, static_folder=None)
+    app = ShoalApp(__name__, static_folder=None, body_buffer=ctx.cfg.limits.body_buffer)
     app.config.update(MAX_CONTENT_LENGTH=None, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None,
                       JSON_SORT_KEYS=False)
-    BoundedBody.limit = ctx.cfg.limits.body_buffer
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    @app.errorhandler(ApiError)
-    async def _api_error(e: ApiError):
-        return from_api_error(e)
-
-    @app.errorhandler(storage.StorageError)
-    async def _storage_error(e: storage.StorageError):
-        return from_api_error(storage_failure(ctx, e, request.path))
-
-    @app.errorhandler(HTTPException)
-    async def _http_error(e: HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request",
-                408: "request_timeout"}.get(e.code or 500, "http_error")
-        return error_response(e.code or 500, code, e.description or e.name)
-
     @app.errorhandler(Exception)
-    async def _unexpected(e: Exception):
-        log.error("unhandled_error", path=request.path, error=f"{type(e).__name__}: {e}",
-                  trace=traceback.format_exc(limit=8))
-        return error_response(500, "internal_error", "the node failed to handle this request; see its log")
+    async def _answer(e: Exception):
+        answer = answer_for(e)
+        if answer is INTERNAL:
+            log.error("unhandled_error", path=request.path, error=f"{type(e).__name__}: {e}",
+                      trace=traceback.format_exc(limit=8))
+        else:
+            note(ctx, e, request.path)
+        return answer_response(answer)
 
     @app.after_request
     async def _cors(resp):

@@ -4,13 +4,17 @@ Quart's ASGI connection appends every received chunk to the request body
 without limit, so a handler slower than its client lets memory grow with the
 upload (measured: 835 MiB for a 500 MB upload).  Here the receive loop stops
 pulling from hypercorn while more than ``limit`` bytes wait unread; hypercorn's
-bounded queue then pushes back through TCP to the client.
+bounded queue then pushes back through TCP to the client.  ``limit`` is the app's
+``body_buffer`` (set per app, from ``limits.body_buffer``), else :data:`DEFAULT_LIMIT`.
 
 A handler may answer before it read the whole body (401, 409, 413 ...).  Clients
 such as tuspy and httpx send the whole body before they read the answer, so the
 rest of the body is then received and dropped (up to ``DRAIN_LIMIT`` bytes or
 ``DRAIN_SECONDS``), which keeps such clients from hanging and the connection
 usable; past the bounds the connection is closed.
+
+The quart-trio internals these classes rely on, and why, are listed in node.http.patches
+(which also installs them on the app class).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class BoundedBody(TrioBody):
     handed out one by one (Quart joins them into one bytearray and copies it out again, two copies
     of every uploaded byte; docs/benchmarks.md)."""
 
-    limit = DEFAULT_LIMIT
+    limit = DEFAULT_LIMIT  # bytes queued before the receive loop waits; per app, see the connection
 
     def __init__(self, expected_content_length, max_content_length) -> None:
         super().__init__(expected_content_length, max_content_length)
@@ -116,6 +120,13 @@ class BoundedRequest(TrioRequest):
 
 
 class BackpressureConnection(TrioASGIHTTPConnection):
+    def _create_request_from_scope(self, send):  # type: ignore[no-untyped-def]
+        request = super()._create_request_from_scope(send)
+        limit = getattr(self.app, "body_buffer", None)
+        if limit is not None and isinstance(request.body, BoundedBody):
+            request.body.limit = limit  # this app's bound, before any byte is received
+        return request
+
     async def handle_request(self, nursery, request, send) -> None:  # type: ignore[override]
         body = request.body
         response = await self.app.handle_request(request)

@@ -1,23 +1,123 @@
-"""API errors: ``{"error": {"code", "message"}}`` with a fitting status, never a traceback."""
+"""Errors as HTTP: the one table from what went wrong to ``(status, code, retry_after)``.
+
+Below the HTTP edge, errors carry meaning, not statuses: ``lifecycle.Refused`` (the record does
+not allow it), ``storage.StorageUnavailable`` / ``storage.StorageError``, the upload and play
+errors.  Here :data:`ANSWERS` maps each to its answer, and :func:`answer_for` (pure) gives the
+answer to any exception; node.http.app's one error handler and the fast lane both use it, so a
+client gets the same status and body on either path.  The body is always the contract's shape
+``{"error": {"code", "message", ...}}``; never a traceback or a local path.
+
+How an exception finds its row: the first class of its MRO that has one.  A row's ``code`` or
+``message`` of None takes the error's own ``code`` / ``message`` attribute; an error's ``extra``
+(a dict) goes into the body beside them.  Anything without a row is a bug: 500
+``internal_error`` (the handler logs it with its trace).
+
+Routes raise :class:`ApiError` for what only the edge knows (a bad header, a missing token).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from quart import Response, jsonify
+from werkzeug.exceptions import HTTPException
 
 import storage
 
 from node import log
+from node.records.lifecycle import Refused
+from node.records.store import UploadError
+from node.upload.tus import TusError
 
 
 class ApiError(Exception):
+    """An answer only the HTTP edge can decide (raised by routes, never below node/http)."""
+
     def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None,
                  **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.retry_after = retry_after
         self.extra = extra
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table.  ``status`` None: the error still carries its own ``status``
+    (upload errors, until node/records and node/upload raise meaning-only errors)."""
+
+    status: int | None
+    code: str | None = None  # None: the error's own ``code``
+    retry_after: int | None = None  # seconds, sent as Retry-After
+    message: str | None = None  # None: the error's own ``message``; "{error}" is str(error)
+
+
+class Answer(NamedTuple):
+    status: int
+    code: str
+    message: str
+    extra: dict[str, Any] = {}
+    retry_after: int | None = None
+
+
+INTERNAL = Answer(500, "internal_error", "the node failed to handle this request; see its log")
+
+# ---- the table --------------------------------------------------------------------------------
+ANSWERS: dict[type[BaseException], Row] = {
+    # storage (storage/errors.py): the client may retry either
+    storage.StorageUnavailable: Row(503, "storage_unavailable", 2,
+                                    "object storage is unreachable; retry shortly"),
+    storage.StorageError: Row(503, "storage_error", 2, "object storage refused the request: {error}"),
+    # records (node/records): a transition the record does not allow now
+    Refused: Row(409),
+    # records (node/records/store.py): one-shot uploads; its own status until it carries meaning only
+    UploadError: Row(None),
+    # upload (node/upload): tus; its own status until it carries meaning only
+    TusError: Row(None),
+    # play (node/play): rows added with its errors
+}
+
+#: werkzeug's own answers (routing, protocol), by status
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+              413: "too_large"}
+
+
+def answer_for(exc: BaseException) -> Answer:
+    """The answer to ``exc``: status, code, message, extra body fields and Retry-After (pure)."""
+    if isinstance(exc, ApiError):
+        return Answer(exc.status, exc.code, exc.message, dict(exc.extra), exc.retry_after)
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        return Answer(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+    for cls in type(exc).__mro__:
+        row = ANSWERS.get(cls)
+        if row is not None:
+            return _apply(row, exc)
+    return INTERNAL
+
+
+def _apply(row: Row, exc: BaseException) -> Answer:
+    status = row.status if row.status is not None else getattr(exc, "status", None)
+    code = row.code if row.code is not None else getattr(exc, "code", None)
+    if not isinstance(status, int) or not isinstance(code, str):
+        return INTERNAL  # a row that needs what the error does not carry: a bug, answered safely
+    if row.message is not None:
+        message = row.message.replace("{error}", str(exc))
+    else:
+        message = str(getattr(exc, "message", None) or exc)
+    extra = getattr(exc, "extra", None)
+    return Answer(status, code, message, dict(extra) if isinstance(extra, dict) else {}, row.retry_after)
+
+
+def note(ctx: Any, exc: BaseException, path: str) -> None:
+    """The side of an answer that is not pure: storage failures are counted and logged once."""
+    if isinstance(exc, storage.StorageUnavailable):
+        ctx.count("storage_unavailable_responses")
+        log.warning("storage_unavailable", path=path, error=str(exc))
+    elif isinstance(exc, storage.StorageError):
+        ctx.count("storage_error_responses")
+        log.warning("storage_error", path=path, error=str(exc))
 
 
 def error_doc(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -34,20 +134,17 @@ def error_response(status: int, code: str, message: str, *, retry_after: int | N
     return resp
 
 
+def answer_response(a: Answer) -> Response:
+    return error_response(a.status, a.code, a.message, retry_after=a.retry_after, **a.extra)
+
+
 def from_api_error(e: ApiError) -> Response:
-    return error_response(e.status, e.code, e.message, retry_after=e.retry_after, **e.extra)
+    return answer_response(answer_for(e))
 
 
 def storage_failure(ctx: Any, e: storage.StorageError, path: str) -> ApiError:
-    """The answer to a storage failure outside a route's own handling (counted and logged once):
-    503 ``storage_unavailable`` when storage cannot be reached, 503 ``storage_error`` when it
-    refused (e.g. SeaweedFS answers ``InvalidAccessKeyId`` for a moment after it restarts); the
-    client may retry either."""
-    if isinstance(e, storage.StorageUnavailable):
-        ctx.count("storage_unavailable_responses")
-        log.warning("storage_unavailable", path=path, error=str(e))
-        return ApiError(503, "storage_unavailable", "object storage is unreachable; retry shortly",
-                        retry_after=2)
-    ctx.count("storage_error_responses")
-    log.warning("storage_error", path=path, error=str(e))
-    return ApiError(503, "storage_error", f"object storage refused the request: {e}", retry_after=2)
+    """The answer to a storage failure as an ApiError (counted and logged once), for the fast
+    lane: 503 ``storage_unavailable`` or ``storage_error`` with Retry-After (see the table)."""
+    note(ctx, e, path)
+    a = answer_for(e)
+    return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **a.extra)

@@ -14,7 +14,6 @@ from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
 from node.records.lifecycle import Refused
-from node.records.store import UploadError
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_FILENAME = 255
@@ -65,20 +64,14 @@ def register(app, ctx: NodeContext) -> None:
             async for chunk in request.body:
                 yield chunk
 
-        try:
-            res = await ctx.videos.ingest(chunks(), content_length=length, filename=filename,
-                                          idempotency_key=idem)
-        except UploadError as e:
-            raise ApiError(e.status, e.code, e.message) from None
+        # UploadError and storage errors are answered by the table in node.http.errors
+        res = await ctx.videos.ingest(chunks(), content_length=length, filename=filename,
+                                      idempotency_key=idem)
         if res.created:
             ctx.count("uploads_accepted")
             ctx.count("upload_bytes", length)
             log.info("upload_accepted", video=res.record["id"], size=length, idempotency_key=bool(idem))
-            if ctx.nursery is not None and ctx.ring_view is not None:
-                from node.cluster import wake_owner
-                ctx.nursery.start_soon(wake_owner, ctx, res.record["id"])
-            else:
-                ctx.worker.poke()
+            ctx.uploaded(res.record["id"])  # the owner (maybe us) looks at once
             status = 201
         else:
             ctx.count("uploads_replayed")
@@ -129,7 +122,7 @@ def register(app, ctx: NodeContext) -> None:
                 resp = jsonify(view(ctx, v.doc if v else {"id": vid, "state": "deleted"}))
                 resp.status_code = 202
                 return resp
-            raise ApiError(409, e.code, e.message) from None
+            raise  # 409 with the refusal's code (node.http.errors)
         resp = jsonify(view(ctx, rec))
         resp.status_code = 202
         return resp

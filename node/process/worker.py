@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import trio
 
@@ -65,6 +65,37 @@ def bucket_missing(e: BaseException) -> bool:
     return isinstance(e, storage.NotFound) and "NoSuchBucket" in str(e)
 
 
+class ClaimPolicy(Protocol):
+    """Who may try to claim, beyond the lease rules of :mod:`node.records.lifecycle`.
+
+    The worker asks :meth:`should_claim` before every claim CAS and :meth:`holder_alive` to
+    judge another node's lease; the node gives it the ring's answer (``node.cluster.RingClaims``).
+    Safety never depends on either: the lease and epoch in storage decide who commits.
+    """
+
+    def holder_alive(self, holder: str) -> bool:
+        """Does gossip say ``holder`` (another node holding a lease) is alive?"""
+        ...
+
+    def should_claim(self, vid: str, rec: Record, *, now: float, deferring: bool,
+                     in_flight: bool) -> bool:
+        """Should this node try to claim ``vid`` now?  ``deferring``: this node lost the video's
+        lease to its holder lately (the holder counts as alive); ``in_flight``: this process
+        runs an attempt of it."""
+        ...
+
+
+class ClaimAny:
+    """A node alone (tests without gossip): every video may be claimed, every holder is alive."""
+
+    def holder_alive(self, holder: str) -> bool:
+        return True
+
+    def should_claim(self, vid: str, rec: Record, *, now: float, deferring: bool,
+                     in_flight: bool) -> bool:
+        return True
+
+
 @dataclass
 class Job:
     video: str
@@ -89,16 +120,14 @@ class WorkerStats:
 
 class Worker:
     def __init__(self, videos: VideoStore, cfg: Config, node_id: str, work_dir: Path, *,
-                 should_claim: Callable[[str, Record], bool] | None = None,
-                 holder_alive: Callable[[str], bool] | None = None,
+                 claim_policy: ClaimPolicy | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.videos = videos
         self.store = videos.store
         self.cfg = cfg
         self.node_id = node_id
         self.work_dir = work_dir
-        self.should_claim = should_claim or (lambda vid, rec: True)
-        self.holder_alive = holder_alive or (lambda holder: True)
+        self.claim_policy: ClaimPolicy = claim_policy if claim_policy is not None else ClaimAny()
         self.clock = clock
         self.stats = WorkerStats()
         self._wake = trio.Event()
@@ -172,9 +201,11 @@ class Worker:
                 continue
             # a lease this node holds but no job of this process runs is from a previous life
             deferring = self.deferring(vid)
-            alive = (lambda h, _d=deferring: False if h == self.node_id else (_d or self.holder_alive(h)))
+            policy = self.claim_policy
+            alive = (lambda h, _d=deferring: False if h == self.node_id else (_d or policy.holder_alive(h)))
             ok, _why = lifecycle.claimable(rec, now, alive)
-            if not ok or not self.should_claim(vid, rec):
+            if not ok or not policy.should_claim(vid, rec, now=now, deferring=deferring,
+                                                 in_flight=vid in self.stats.jobs):
                 continue
             if self._slots.value == 0:
                 return  # busy; the next scan picks the rest up

@@ -1,0 +1,116 @@
+"""The one place a node is put together: every part built once, typed, and handed down.
+
+:func:`compose_node` builds, without starting anything (order = who needs whom)::
+
+    VideoStore(store)
+    Membership -> Cluster (ring view, follows membership)
+    Worker(claim_policy=RingClaims(cluster))      cluster tells the worker of every change
+    SegmentCache(CacheSources)  TusUploads  ReadyRecords  OwnerNotifier(cluster, worker.poke)
+    NodeContext(all of the above)
+    create_app(ctx)  FastLane(ctx) when cache.fast_lane  hypercorn's Config
+
+and node.main starts the services of the returned :class:`Node` in one nursery.  Nothing here
+patches anyone: the dependency patches the node needs are in node.http.patches, applied while
+it serves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import hypercorn.config
+
+import storage
+from membership import Membership
+from ring import RingView
+
+from node import log
+from node.cluster import Cluster, OwnerNotifier, RingClaims
+from node.config import Config
+from node.context import NodeContext
+from node.http import FastLane, create_app
+from node.http.app import ShoalApp
+from node.http.routes_playback import ReadyRecords
+from node.play import SegmentCache
+from node.process import Worker
+from node.records.store import VideoStore
+from node.upload import TusUploads
+
+HTTP_READ_TIMEOUT = 120  # a client that sends nothing for 2 minutes is dropped
+HTTP_KEEP_ALIVE = 75
+HTTP_GRACEFUL = 2
+
+
+@dataclass(frozen=True)
+class CacheSources:
+    """What the segment cache reads of its node (node.play.segcache): its config and id, storage,
+    and the cluster view that says who owns a video and who is alive."""
+
+    cfg: Config
+    node_id: str
+    store: storage.ObjectStore
+    data_dir: Path
+    membership: Membership
+    ring_view: RingView
+    alive: Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A composed node: the context its handlers share and the services node.main starts."""
+
+    ctx: NodeContext
+    cluster: Cluster
+    owners: OwnerNotifier
+    app: ShoalApp
+    lane: FastLane | None  # answers cache hits ahead of hypercorn (node.http.patches.serving)
+    http: hypercorn.config.Config
+
+
+def http_config(bind: str) -> hypercorn.config.Config:
+    hc = hypercorn.config.Config()
+    hc.bind = [bind]
+    hc.accesslog = None
+    hc.errorlog = None
+    hc.read_timeout = HTTP_READ_TIMEOUT
+    hc.keep_alive_timeout = HTTP_KEEP_ALIVE
+    hc.graceful_timeout = HTTP_GRACEFUL
+    return hc
+
+
+def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir: Path, *,
+                 membership: Membership | None = None) -> Node:
+    """Build every part of node ``node_id`` over ``store``; nothing runs yet.  ``membership``:
+    the gossip service to use (default: one over UDP, as cluster.yml says)."""
+    # The storage layer's one hook: a streamed part that had to be sent again is logged.
+    # (node.upload and storage.parts are changing this into an argument; until then, set here.)
+    storage.parts.report = log.warning
+    spec = cfg.node(node_id)
+    videos = VideoStore(store, node_id, part_size=cfg.storage.part_size,
+                        parts_in_flight=cfg.storage.parts_in_flight)
+    if membership is None:
+        membership = Membership(cfg, node_id, cfg.cluster_key())
+    cluster = Cluster(cfg, node_id, membership)
+    worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster))
+    cluster.add_listener(worker.poke)  # a membership change may hand this node videos
+    cache = SegmentCache(CacheSources(cfg=cfg, node_id=node_id, store=store, data_dir=data_dir,
+                                      membership=membership, ring_view=cluster.ring_view,
+                                      alive=cluster.alive), data_dir / "cache")
+    tus = TusUploads(videos, node_id, part_size=cfg.storage.part_size,
+                     lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
+                     parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,
+                     on_uploaded=lambda _vid: worker.poke())
+    owners = OwnerNotifier(cfg, node_id, cfg.token(), cluster, worker.poke)
+    ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
+                      data_dir=data_dir, token=cfg.token(), membership=membership,
+                      ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),
+                      tus=tus, owners=owners)
+    app = create_app(ctx)
+    hc = http_config(spec.http_addr)
+    lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,
+                    read_timeout=hc.read_timeout) if cfg.cache.fast_lane else None
+    log.debug("node_composed", pid=os.getpid(), fast_lane=lane is not None)
+    return Node(ctx=ctx, cluster=cluster, owners=owners, app=app, lane=lane, http=hc)

@@ -1,0 +1,143 @@
+"""Every place Shoal reaches into a dependency's internals: what, why, and where it is applied.
+
+Each entry of :data:`RELIED_ON` names one internal (not a documented API) that we patch,
+subclass or call, with the shape we rely on; tests/unit/node/http/test_dependency_patches.py
+checks every entry against the installed version, so an upgrade that moves one fails there, by
+name, instead of misbehaving at run time.
+
+hypercorn (0.18), applied by :func:`serving` for as long as the node serves:
+
+- ``hypercorn.trio.tcp_server.MAX_RECV`` (a module global read on every socket receive) is raised
+  from 64 KiB to :data:`RECV_SIZE`: upload bodies then cross h11, ASGI and the body queue in 4x
+  fewer pieces (bench/ingest: node CPU 3.4 -> 2.8 s/GiB; 1 MiB gave 2.7 s/GiB but a peak RSS
+  over 150 MiB).
+- ``hypercorn.trio.run.TCPServer`` (the connection handler ``worker_serve`` hands to
+  ``trio.serve_listeners`` as ``TCPServer(app, config, context, state, stream)``, read once when
+  serving starts) is wrapped by the fast lane (node.http.fastlane): cache hits of HLS objects are
+  answered with sendfile before hypercorn sees the connection.
+
+quart-trio (0.12) and Quart (0.22), applied by subclassing (:class:`BackpressureQuartTrio`, the
+base of the node's app); the behaviour itself lives in node.http.body:
+
+- ``TrioASGIHTTPConnection.handle_request(nursery, request, send)`` and
+  ``handle_messages(nursery, request, receive)``: replaced, so the receive loop stops while the
+  body's buffer is full (quart-trio buffers a body without limit: 835 MiB for a 500 MB upload)
+  and an early answer drains the rest of the body.  ``_send_response(send, response)`` is called.
+- ``ASGIHTTPConnection._create_request_from_scope(send)``: extended, to give each request's body
+  its app's buffer limit.
+- ``TrioBody`` (``_complete``, ``_has_data``, ``_must_raise``, ``_max_content_length``,
+  ``set_complete``) and ``EventWrapper``: subclassed into a bounded body that hands chunks out
+  without joining and copying them.
+- ``TrioRequest.body_class`` and ``QuartTrio.asgi_http_class`` / ``request_class``: set to the above.
+
+hashring (1.5), applied in ring/ring.py (``ring`` must not import the node, so the subclass lives
+there; it is listed and checked here with the others):
+
+- ``HashRing`` is subclassed without calling its ``__init__`` (which would regenerate the circle
+  with its weight-normalised factor): we set ``ring``, ``_sorted_keys``, ``nodes`` and
+  ``weights`` and use its ``get_node``, ``get_node_pos`` and ``gen_key`` over our circle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+import hypercorn.trio.run
+import hypercorn.trio.tcp_server
+from quart_trio import QuartTrio
+
+from node.http.body import BackpressureConnection, BoundedRequest
+
+if TYPE_CHECKING:
+    from node.http.fastlane import FastLane
+
+RECV_SIZE = 1 << 18  # bytes per socket receive (hypercorn's own: 64 KiB)
+
+
+@dataclass(frozen=True)
+class Internal:
+    """One internal we rely on: ``module`` + ``path`` (dotted, inside the module) is a
+    ``kind`` ("global", "class", "function", "attribute"); a function's first parameters are
+    ``params`` (``self`` left out)."""
+
+    module: str
+    path: str
+    kind: str
+    why: str
+    params: tuple[str, ...] = ()
+
+
+RELIED_ON: tuple[Internal, ...] = (
+    Internal("hypercorn.trio.tcp_server", "MAX_RECV", "global", "raised to RECV_SIZE while serving"),
+    Internal("hypercorn.trio.tcp_server", "TCPServer", "class",
+             "the connection handler the fast lane wraps", ("app", "config", "context", "state", "stream")),
+    Internal("hypercorn.trio.run", "TCPServer", "global",
+             "worker_serve reads it when serving starts: the fast lane is put in front here"),
+    Internal("quart_trio.asgi", "TrioASGIHTTPConnection.handle_request", "function",
+             "replaced: drains an unread body after an early answer", ("nursery", "request", "send")),
+    Internal("quart_trio.asgi", "TrioASGIHTTPConnection.handle_messages", "function",
+             "replaced: stops receiving while the body buffer is full", ("nursery", "request", "receive")),
+    Internal("quart_trio.asgi", "TrioASGIHTTPConnection._send_response", "function",
+             "called by our handle_request", ("send", "response")),
+    Internal("quart_trio.asgi", "TrioASGIHTTPConnection._create_request_from_scope", "function",
+             "extended: each body gets its app's buffer limit", ("send",)),
+    Internal("quart_trio.wrappers.request", "TrioBody.__init__", "function",
+             "BoundedBody calls it", ("expected_content_length", "max_content_length")),
+    Internal("quart_trio.wrappers.request", "TrioBody.set_complete", "function",
+             "BoundedBody extends it"),
+    Internal("quart_trio.wrappers.request", "TrioBody._complete", "attribute",
+             "an EventWrapper BoundedBody waits on"),
+    Internal("quart_trio.wrappers.request", "TrioBody._has_data", "attribute",
+             "an EventWrapper BoundedBody sets and clears"),
+    Internal("quart_trio.wrappers.request", "TrioBody._must_raise", "attribute",
+             "the error a body raises inside the app (413)"),
+    Internal("quart_trio.wrappers.request", "TrioBody._max_content_length", "attribute",
+             "the limit BoundedBody enforces while streaming"),
+    Internal("quart_trio.wrappers.request", "EventWrapper", "class",
+             "the re-armable event BoundedBody's drained flag is made of"),
+    Internal("quart_trio.wrappers.request", "TrioRequest.body_class", "attribute",
+             "set to BoundedBody by BoundedRequest"),
+    Internal("quart_trio", "QuartTrio.asgi_http_class", "attribute",
+             "set to BackpressureConnection"),
+    Internal("quart_trio", "QuartTrio.request_class", "attribute", "set to BoundedRequest"),
+    Internal("hashring", "HashRing.get_node_pos", "function",
+             "ring.ring._PlacedHashRing looks keys up with it", ("string_key",)),
+    Internal("hashring", "HashRing.get_node", "function", "lookup over our circle", ("string_key",)),
+    Internal("hashring", "HashRing.gen_key", "function", "the key hash we keep", ("key",)),
+    Internal("hashring", "HashRing.ring", "attribute",
+             "set by _PlacedHashRing instead of HashRing.__init__ (point -> node)"),
+    Internal("hashring", "HashRing._sorted_keys", "attribute", "set by _PlacedHashRing (sorted points)"),
+    Internal("hashring", "HashRing.nodes", "attribute", "set by _PlacedHashRing"),
+    Internal("hashring", "HashRing.weights", "attribute", "set by _PlacedHashRing"),
+)
+
+
+class BackpressureQuartTrio(QuartTrio):
+    """QuartTrio whose requests have bounded bodies, read with backpressure (node.http.body)."""
+
+    asgi_http_class = BackpressureConnection
+    request_class = BoundedRequest
+
+    def __init__(self, *args: Any, body_buffer: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: bytes a request body may queue unread before receiving waits; None: BoundedBody.limit
+        self.body_buffer = body_buffer
+
+
+@contextlib.contextmanager
+def serving(lane: FastLane | None) -> Iterator[None]:
+    """hypercorn as the node runs it, for the duration of the block: :data:`RECV_SIZE`
+    receives, and ``lane`` (if any) in front of every plain TCP connection.  Restores both on
+    exit, so nothing outlives the node that set it (tests run several in one process)."""
+    saved_recv = hypercorn.trio.tcp_server.MAX_RECV
+    saved_server = hypercorn.trio.run.TCPServer
+    hypercorn.trio.tcp_server.MAX_RECV = RECV_SIZE
+    if lane is not None:
+        hypercorn.trio.run.TCPServer = lane.wrap(hypercorn.trio.tcp_server.TCPServer)
+    try:
+        yield
+    finally:
+        hypercorn.trio.tcp_server.MAX_RECV = saved_recv
+        hypercorn.trio.run.TCPServer = saved_server

@@ -1,0 +1,77 @@
+"""node.compose builds a whole node once, every part typed and in place before anything runs
+(in-process: the in-memory store; gossip is built but not started)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from quart import request
+
+import storage
+from membership import Membership
+from ring import RingView
+from node.cluster import Cluster, OwnerNotifier, RingClaims
+from node.compose import compose_node
+from node.config import CacheConfig, Config, Limits, NodeSpec
+from node.http import FastLane
+from node.http.routes_playback import ReadyRecords
+from node.play import SegmentCache
+from node.process import Worker
+from node.records.store import VideoStore
+from node.upload import TusUploads
+
+NODES = (NodeSpec("n1", "127.0.0.1", 9101, 9201), NodeSpec("n2", "127.0.0.1", 9102, 9202))
+
+
+def compose(tmp_path, **changes):
+    return compose_node(replace(Config(nodes=NODES), **changes), "n1", storage.MemoryStore(), tmp_path)
+
+
+def test_every_part_is_built_once_and_typed(tmp_path):
+    node = compose(tmp_path)
+    ctx = node.ctx
+    for value, kind in [(ctx.videos, VideoStore), (ctx.worker, Worker), (ctx.membership, Membership),
+                        (ctx.ring_view, RingView), (ctx.cache, SegmentCache), (ctx.tus, TusUploads),
+                        (ctx.ready_records, ReadyRecords), (ctx.owners, OwnerNotifier),
+                        (node.cluster, Cluster), (node.lane, FastLane)]:
+        assert isinstance(value, kind), (value, kind)
+    # one membership and one ring, seen alike by the context, the cluster and the worker's policy
+    assert ctx.membership is node.cluster.membership and ctx.ring_view is node.cluster.ring_view
+    assert isinstance(ctx.worker.claim_policy, RingClaims)
+    assert ctx.owners is node.owners
+    # nothing is hung on the context from outside its declared fields
+    assert set(vars(ctx)) == set(type(ctx).__dataclass_fields__)
+
+
+def test_a_membership_change_wakes_the_worker(tmp_path):
+    node = compose(tmp_path)
+    assert not node.ctx.worker._wake.is_set()
+    node.cluster.members_changed([])
+    assert node.ctx.worker._wake.is_set()
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_fast_lane_is_built_only_when_configured(tmp_path, on):
+    node = compose(tmp_path, cache=CacheConfig(fast_lane=on))
+    assert (node.lane is not None) is on
+
+
+def test_hypercorn_is_configured_for_this_node(tmp_path):
+    node = compose(tmp_path)
+    assert node.http.bind == ["127.0.0.1:9101"]
+    assert node.http.read_timeout == 120 and node.http.keep_alive_timeout == 75
+
+
+async def test_each_app_bounds_request_bodies_with_its_own_buffer(tmp_path):
+    # given two nodes in one process with different body buffers
+    small = compose(tmp_path / "a", limits=Limits(body_buffer=64 << 10)).app
+    large = compose(tmp_path / "b", limits=Limits(body_buffer=4 << 20)).app
+    for app in (small, large):
+        @app.post("/limit")
+        async def limit():
+            return {"limit": request.body.limit}
+    # when each receives a body, then each body has its own app's bound
+    for app, expected in ((small, 64 << 10), (large, 4 << 20)):
+        r = await app.test_client().post("/limit", data=b"x" * 10)
+        assert (await r.get_json()) == {"limit": expected}
