@@ -32,6 +32,7 @@ from node.context import NodeContext
 from node.http.fastlane import FastLane
 from node.play.segcache import SegmentCache
 from node.records.store import VideoStore
+from node.upload import TusUploads
 from node.process.worker import Worker
 
 STORAGE_PROBE_INTERVAL = 2.0
@@ -101,13 +102,12 @@ async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
 
 async def housekeeping(ctx: NodeContext) -> None:
     """Expire abandoned resumable uploads and abort multipart uploads no record names."""
-    from node.upload.tus_uploads import expire_uploads
     while True:
         await trio.sleep(ctx.cfg.timing.housekeeping_interval)
         if not ctx.storage_ok:
             continue
         try:
-            n = await expire_uploads(ctx)
+            n = await ctx.tus.housekeep(orphan_grace=ctx.cfg.timing.orphan_grace)
             if n:
                 log.info("uploads_expired", count=n)
         except storage.StorageError as e:
@@ -119,7 +119,6 @@ async def run_node(cfg: Config, node_id: str) -> None:
     data_dir = cfg.state_dir / "nodes" / node_id
     data_dir.mkdir(parents=True, exist_ok=True)
     log.configure(node_id)
-    storage.parts.report = log.warning  # a streamed part that had to be sent again
     log.info("node_starting", http=spec.http_addr, gossip=spec.gossip_addr, pid=os.getpid(),
              storage=cfg.storage.endpoint_url())
     async with trio_asyncio.open_loop():
@@ -129,11 +128,14 @@ async def run_node(cfg: Config, node_id: str) -> None:
                 secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                 connect_timeout=cfg.storage.connect_timeout, read_timeout=cfg.storage.read_timeout,
                 create_bucket=False, sign_payload=cfg.storage.sign_payload) as store:
-            videos = VideoStore(store, node_id, part_size=cfg.storage.part_size,
-                                parts_in_flight=cfg.storage.parts_in_flight)
+            videos = VideoStore(store, node_id)
             worker = Worker(videos, cfg, node_id, data_dir)
             ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                               data_dir=data_dir, token=cfg.token())
+            ctx.tus = TusUploads(videos, node_id, part_size=cfg.storage.part_size,
+                                 lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
+                                 parts_in_flight=cfg.storage.parts_in_flight, alive=ctx.alive,
+                                 on_uploaded=lambda _vid: worker.poke())
             ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.play.segcache)
             async with trio.open_nursery() as nursery:
                 ctx.nursery = nursery

@@ -14,7 +14,8 @@ from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
 from node.records.lifecycle import Refused
-from node.records.store import UploadError
+from node.http.errors import upload_error
+from node.upload import UploadRefused, ingest
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_FILENAME = 255
@@ -66,10 +67,11 @@ def register(app, ctx: NodeContext) -> None:
                 yield chunk
 
         try:
-            res = await ctx.videos.ingest(chunks(), content_length=length, filename=filename,
-                                          idempotency_key=idem)
-        except UploadError as e:
-            raise ApiError(e.status, e.code, e.message) from None
+            res = await ingest(ctx.videos, chunks(), content_length=length, filename=filename,
+                               idempotency_key=idem, part_size=ctx.cfg.storage.part_size,
+                               parts_in_flight=ctx.cfg.storage.parts_in_flight)
+        except UploadRefused as e:
+            raise upload_error(e) from None
         if res.created:
             ctx.count("uploads_accepted")
             ctx.count("upload_bytes", length)

@@ -14,7 +14,7 @@ from node.process.worker import Worker
 
 def make_ctx(tmp_path, store):
     cfg = Config(nodes=(NodeSpec("n1", "127.0.0.1", 1, 2),))
-    videos = VideoStore(store, "n1", part_size=5 << 20)
+    videos = VideoStore(store, "n1")
     return NodeContext(cfg=cfg, node_id="n1", store=store, videos=videos,
                        worker=Worker(videos, cfg, "n1", tmp_path), data_dir=tmp_path, token="t0k")
 
