@@ -93,7 +93,6 @@ def drains_body(fn: Callable) -> Callable:
 
 
 def register(app, ctx: NodeContext) -> None:
-    uploads = ctx.tus
     max_size = ctx.cfg.limits.max_upload_bytes
 
     @app.after_request
@@ -124,7 +123,7 @@ def register(app, ctx: NodeContext) -> None:
                 raise DeferredLengthUnsupported("send Upload-Length; deferred length is not supported")
             length = parse_length(request.headers.get("Upload-Length"), max_size)
             meta = parse_metadata(request.headers.get("Upload-Metadata"))
-            rec = await uploads.create(length, meta, clean_filename(meta.get("filename") or meta.get("name")))
+            rec = await ctx.tus.create(length, meta, clean_filename(meta.get("filename") or meta.get("name")))
             vid = rec["id"]
             ctx.count("tus_uploads_created")
             log.info("tus_created", video=vid, length=length)
@@ -135,7 +134,7 @@ def register(app, ctx: NodeContext) -> None:
                 cl = request.content_length
                 if cl is not None and cl > length:
                     raise BeyondUploadLength(f"the body goes beyond Upload-Length ({length})")
-                rec = await uploads.patch(vid, offset=0, body=_body(),
+                rec = await ctx.tus.patch(vid, offset=0, body=_body(),
                                           checksum=parse_checksum(request.headers.get("Upload-Checksum")),
                                           request=uuid.uuid4().hex[:12], content_length=cl)
                 headers.update(_expires(rec))
@@ -149,7 +148,7 @@ def register(app, ctx: NodeContext) -> None:
         _valid(vid)
         _versioned()
         try:
-            off, length, _rec = await uploads.status(vid)
+            off, length, _rec = await ctx.tus.status(vid)
         except UploadRefused as e:
             return Response("", status=upload_answer(e)[0], headers={"Cache-Control": "no-store"})
         return Response("", status=200, headers={"Upload-Offset": str(off), "Upload-Length": str(length),
@@ -165,7 +164,7 @@ def register(app, ctx: NodeContext) -> None:
             check_content_type(request.headers.get("Content-Type"))
             offset = parse_int(request.headers.get("Upload-Offset"), "Upload-Offset")
             checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-            rec = await uploads.patch(vid, offset=offset, body=_body(), checksum=checksum,
+            rec = await ctx.tus.patch(vid, offset=offset, body=_body(), checksum=checksum,
                                       request=uuid.uuid4().hex[:12], content_length=request.content_length)
             off = _offset(rec)
         except UploadRefused as e:
@@ -180,7 +179,7 @@ def register(app, ctx: NodeContext) -> None:
         _valid(vid)
         _versioned()
         try:
-            await uploads.terminate(vid)
+            await ctx.tus.terminate(vid)
         except UploadRefused as e:
             raise upload_error(e) from None
         ctx.count("tus_terminated")
