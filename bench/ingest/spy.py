@@ -23,7 +23,7 @@ MARKERS = {
     "hypercorn/h11 receive": ("h11", "hypercorn"),
     "quart request body": ("quart",),
     "node.http.body backpressure": ("body.py",),
-    "node.upload.ingest": ("ingest.py",),
+    "node.upload.one_shot ingest": ("one_shot.py",),
     "storage.multipart StreamingUpload": ("multipart.py",),
     "storage.feeder PartFeeder": ("feeder.py",),
     "StreamingUpload.write (sha256 + part copies)": ("StreamingUpload.write",),

@@ -2,7 +2,7 @@
 
 What it offers:
 - ``ingest`` (and its ``IngestResult``): the one-shot upload, a request body streamed into a new
-  video's source and its record created (``node.upload.ingest``).
+  video's source and its record created (``node.upload.one_shot``).
 - ``tus``: every rule of a resumable upload's state, pure (parsing, part plans, locks, offsets).
 - ``TusUploads``: create, HEAD, PATCH, terminate, finish and expire resumable uploads against
   storage; the node makes one at start (``TusUploads(videos, node_id, part_size=..., lock_ttl=...,
@@ -16,7 +16,7 @@ Import rule: ``storage``, ``node.records``, ``node.log``/``node.config``; never 
 
 from node.upload import errors, tus
 from node.upload.errors import UploadRefused
-from node.upload.ingest import IngestResult, ingest
+from node.upload.one_shot import IngestResult, ingest
 from node.upload.tus_uploads import TusUploads
 
 __all__ = ["errors", "tus", "UploadRefused", "ingest", "IngestResult", "TusUploads"]
