@@ -85,12 +85,8 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
                  membership: Membership | None = None) -> Node:
     """Build every part of node ``node_id`` over ``store``; nothing runs yet.  ``membership``:
     the gossip service to use (default: one over UDP, as cluster.yml says)."""
-    # The storage layer's one hook: a streamed part that had to be sent again is logged.
-    # (node.upload and storage.parts are changing this into an argument; until then, set here.)
-    storage.parts.report = log.warning
     spec = cfg.node(node_id)
-    videos = VideoStore(store, node_id, part_size=cfg.storage.part_size,
-                        parts_in_flight=cfg.storage.parts_in_flight)
+    videos = VideoStore(store, node_id)
     if membership is None:
         membership = Membership(cfg, node_id, cfg.cluster_key())
     cluster = Cluster(cfg, node_id, membership)

@@ -101,8 +101,7 @@ async def housekeeping(ctx: NodeContext, tus: TusUploads) -> None:
         if not ctx.storage_ok:
             continue
         try:
-            n = await tus.expire()
-            await tus.collect_orphan_multiparts(grace=ctx.cfg.timing.orphan_grace)
+            n = await tus.housekeep(orphan_grace=ctx.cfg.timing.orphan_grace)
             if n:
                 log.info("uploads_expired", count=n)
         except storage.StorageError as e:

@@ -8,6 +8,9 @@ Public face:
 - :mod:`cas` documents (create with If-None-Match, update by If-Match with a re-read loop);
 - :class:`StreamingUpload` (multipart with bounded memory); ``ObjectStore.part_writer`` gives a
   :class:`PartWriter` that sends one part while its bytes arrive (raw UploadPart streams on S3);
+  :class:`PartFeeder` feeds bytes into such parts (bounded parts in flight, checksum in order),
+  for the one-shot upload and a tus PATCH alike, with :class:`HeldBytes` for what is not in a part
+  yet; S3's limits ``MIN_PART`` and ``MAX_PARTS``;
 - the embedded SeaweedFS server helpers.
 """
 
@@ -16,8 +19,9 @@ from .cas import CasExhausted, Keep, Versioned
 from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 from .memory import MemoryStore
+from .feeder import FedPart, HeldBytes, PartFeeder
 from .multipart import StreamingUpload, part_size_for
-from .parts import FedPart, PartWriter, hash_pieces, joined
+from .parts import MAX_PARTS, MIN_PART, OnResend, PartWriter, hash_pieces, joined
 from .s3 import S3Store, open_store
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
@@ -25,7 +29,8 @@ __all__ = [
     "cas", "CasExhausted", "Keep", "Versioned",
     "free_port", "start_embedded", "wait_s3_ready", "weed_command",
     "NotFound", "PreconditionFailed", "StorageError", "StorageUnavailable",
-    "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "FedPart", "hash_pieces", "joined",
+    "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "OnResend", "hash_pieces", "joined",
+    "PartFeeder", "FedPart", "HeldBytes", "MAX_PARTS", "MIN_PART",
     "S3Store", "open_store",
     "MultipartInfo", "ObjectInfo", "ObjectStore", "Part",
 ]

@@ -1,19 +1,18 @@
 """Streaming multipart upload with bounded memory.
 
-Feed pieces of any size with :meth:`StreamingUpload.write`; they go to storage through part
-writers (``ObjectStore.part_writer``, :mod:`storage.parts`), never joined or copied here:
+Feed pieces of any size with :meth:`StreamingUpload.write`; they go to storage through a
+:class:`storage.feeder.PartFeeder` (the same one a tus PATCH uses), never joined or copied here:
 
 - with the object's size known (``total``), each part is opened at its first byte (``part_size``
   bytes each, the last one the rest), so storage receives a part while its bytes arrive (on S3 a
-  raw UploadPart stream); each open part has its own task, fed through a channel, so a part whose
-  answer is slow does not stop the next one from being fed;
+  raw UploadPart stream);
 - without it, a part is opened once ``part_size`` bytes are buffered (the last one at
   :meth:`~StreamingUpload.complete`).
 
-At most ``parts_in_flight`` parts are open at once besides the object's last one, and a part's
-slot is freed only once its ETag came and its bytes were hashed, so memory stays below
-``(parts_in_flight + 1) * part_size`` whatever the object's size.  The sha256 of the whole object
-is computed on a worker thread, a part's pieces at a time, in order.  The object becomes visible
+The part sizes are this module's (:func:`next_part_size`); the feeder keeps at most
+``parts_in_flight`` parts open besides the object's last one, so memory stays below
+``(parts_in_flight + 1) * part_size`` whatever the object's size, and computes the sha256 of the
+whole object on a worker thread, a part at a time, in order.  The object becomes visible
 only at :meth:`~StreamingUpload.complete`; on an error or :meth:`~StreamingUpload.abort` every
 open writer is aborted and the multipart upload with it (shielded).
 """
@@ -22,21 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import deque
-from dataclasses import dataclass, field
 
 import trio
 
 from .errors import StorageError
-from .parts import FedPart, Piece, hash_pieces
-from .store import ObjectStore, Part
-
-MAX_PARTS = 10_000
-MIN_PART = 5 * 1024 * 1024
+from .feeder import HeldBytes, PartFeeder
+from .parts import MAX_PARTS, MIN_PART, OnResend, PartWriter, Piece, no_resend_report
+from .store import ObjectStore
 
 
 def part_size_for(total: int | None, preferred: int) -> int:
-    """The part size to use: ``preferred`` unless the object would need more than 10,000 parts."""
+    """The part size to use: ``preferred`` (at least ``MIN_PART``) unless the object would need
+    more than ``MAX_PARTS`` parts."""
     if total is None or total <= preferred * MAX_PARTS:
         return max(preferred, MIN_PART)
     return max(MIN_PART, math.ceil(total / MAX_PARTS / MIN_PART) * MIN_PART)
@@ -56,17 +52,10 @@ def next_part_size(*, total: int | None, assigned: int, buffered: int, part_size
     return buffered if ended else 0
 
 
-@dataclass
-class OpenPart(FedPart):
-    """A part of the object (:class:`storage.parts.FedPart`); its slot is released once it is
-    answered *and* hashed."""
-    hashed: trio.Event = field(default_factory=trio.Event)
-    done: trio.Event = field(default_factory=trio.Event)
-
-
 class StreamingUpload:
     def __init__(self, store: ObjectStore, key: str, *, part_size: int, parts_in_flight: int = 2,
-                 content_type: str | None = None, total: int | None = None) -> None:
+                 content_type: str | None = None, total: int | None = None,
+                 on_resend: OnResend = no_resend_report) -> None:
         if total is not None and total < 0:
             raise ValueError(f"total must be >= 0, not {total}")
         self.store = store
@@ -77,39 +66,31 @@ class StreamingUpload:
         self.upload_id: str | None = None
         self.size = 0
         self.sha256 = hashlib.sha256()
-        self._buf: deque[Piece] = deque()  # received bytes not yet in a part
-        self._buf_size = 0
-        self._assigned = 0  # bytes handed to parts
-        self._parts: dict[int, Part] = {}
-        self._open: dict[int, OpenPart] = {}  # opened, not answered yet
-        self._current: OpenPart | None = None  # the part being fed
+        self._held = HeldBytes()  # received bytes not yet in a part
+        self._assigned = 0  # bytes of the parts opened so far
         self._next = 1
-        self._slots = trio.Semaphore(parts_in_flight)
-        self._hash_send, self._hash_recv = trio.open_memory_channel[OpenPart](math.inf)
-        self._nursery: trio.Nursery | None = None
-        self._error: BaseException | None = None
+        self._on_resend = on_resend
+        self._parts = PartFeeder(self._open_writer, parts_in_flight=parts_in_flight, hasher=self.sha256)
         self._ended = False
 
     async def __aenter__(self) -> "StreamingUpload":
         if self.total != 0:  # an empty object is a plain put at complete()
             self.upload_id = await self.store.create_multipart(self.key, content_type=self.content_type)
-        self._cm = trio.open_nursery()
-        self._nursery = await self._cm.__aenter__()
-        self._nursery.start_soon(self._hash_loop)
+        await self._parts.__aenter__()
         return self
 
     async def __aexit__(self, etype, exc, tb) -> bool:
         # The caller's own exception propagates as itself (not wrapped in an ExceptionGroup);
         # a failed part upload surfaces as that StorageError.
-        assert self._nursery is not None
-        if etype is not None and not isinstance(exc, trio.Cancelled):
-            self._nursery.cancel_scope.cancel()
-            etype = exc = tb = None
-        elif etype is None and not self._ended:  # left without complete(): nothing is kept
-            self._nursery.cancel_scope.cancel()
-        self._hash_send.close()
+        own_error = etype is not None and not isinstance(exc, trio.Cancelled)
+        if own_error or not self._ended:  # left without complete(): nothing is kept
+            self._parts.cancel()
+        swallowed = False
         try:
-            await self._cm.__aexit__(etype, exc, tb)
+            if own_error:
+                await self._parts.__aexit__(None, None, None)
+            else:
+                swallowed = bool(await self._parts.__aexit__(etype, exc, tb))
         except BaseExceptionGroup as eg:
             leaves = list(_leaves(eg))
             if len(leaves) == 1 and not isinstance(leaves[0], trio.Cancelled):
@@ -117,13 +98,15 @@ class StreamingUpload:
             raise
         finally:
             await self.abort()
-        return False
+        if not own_error and (etype is None or swallowed) and self._parts.error is not None:
+            raise self._parts.error
+        return swallowed
 
     async def write(self, data: Piece) -> None:
         """Append bytes (kept by reference until their part is answered); waits while too many
         parts are in flight (backpressure)."""
-        if self._error is not None:
-            raise self._error
+        if self._parts.error is not None:
+            raise self._parts.error
         if self._ended:
             raise StorageError("write after complete")
         if self.total is not None and self.size + len(data) > self.total:
@@ -132,99 +115,51 @@ class StreamingUpload:
         if not data:
             return
         self.size += len(data)
-        self._buf.append(data)
-        self._buf_size += len(data)
-        await self._feed()
+        rest = self._parts.feed(data)
+        if rest is not None:
+            self._held.add(rest)
+        await self._open_parts()
 
-    async def _feed(self) -> None:
-        """Hand the buffered bytes to parts, opening parts whose size is known now."""
-        while self._buf_size:
-            part = self._current
-            if part is None:
-                size = next_part_size(total=self.total, assigned=self._assigned, buffered=self._buf_size,
-                                      part_size=self.part_size, ended=self._ended)
-                if not size:
-                    return
-                part = await self._open_part(size)
-            piece = self._buf.popleft()
-            if len(piece) > part.left:
-                rest = memoryview(piece)[part.left:]
-                piece = memoryview(piece)[:part.left]
-                self._buf.appendleft(rest)
-            self._buf_size -= len(piece)
-            self._assigned += len(piece)
-            part.add(piece)
-            if not part.left:
-                self._close_part()
+    async def _open_parts(self) -> None:
+        """Open the parts whose size is known now and hand them the held bytes."""
+        while self._parts.current is None and self._held.size:
+            size = next_part_size(total=self.total, assigned=self._assigned, buffered=self._held.size,
+                                  part_size=self.part_size, ended=self._ended)
+            if not size:
+                return
+            last = (self._assigned + size == self.total) if self.total is not None else self._ended
+            await self._parts.open_part(size, self._held, last=last, next_number=self._take_number)
+            self._assigned += size
 
-    async def _open_part(self, size: int) -> OpenPart:
+    def _take_number(self) -> int:
         num = self._next
         if num > MAX_PARTS:
-            raise StorageError("object needs more than 10,000 parts")
-        last = (self._assigned + size == self.total) if self.total is not None else self._ended
-        slot = None if last else self._slots  # the object's last part goes at once
-        if slot is not None:
-            await slot.acquire()
+            raise StorageError(f"object needs more than {MAX_PARTS:,} parts")
         self._next += 1
-        assert self.upload_id is not None and self._nursery is not None
-        writer = self.store.part_writer(self.key, self.upload_id, num, size)
-        part = self._open[num] = self._current = OpenPart(num, writer, slot)
-        self._nursery.start_soon(self._send_part, part)
-        return part
+        return num
 
-    def _close_part(self) -> None:
-        """The part being fed got its last byte: its task sends the rest and awaits the answer."""
-        part, self._current = self._current, None
-        assert part is not None
-        part.close()
-        self._hash_send.send_nowait(part)
-
-    async def _send_part(self, part: OpenPart) -> None:
-        try:
-            etag = await part.pump()
-            await part.hashed.wait()
-            self._parts[part.num] = Part(part.num, etag, part.writer.size)
-        except BaseException as e:
-            if not isinstance(e, trio.Cancelled) and self._error is None:
-                self._error = e
-            with trio.CancelScope(shield=True):
-                await part.writer.abort()
-            raise
-        finally:
-            self._open.pop(part.num, None)
-            part.done.set()
-            if part.slot is not None:
-                part.slot.release()
-
-    async def _hash_loop(self) -> None:
-        """sha256 of the object in order, a part at a time on a worker thread (hashlib releases the
-        GIL for big buffers), while the event loop receives and uploads."""
-        async with self._hash_recv:
-            async for part in self._hash_recv:
-                await trio.to_thread.run_sync(hash_pieces, self.sha256, part.pieces)
-                part.hashed.set()
+    def _open_writer(self, number: int, size: int) -> PartWriter:
+        assert self.upload_id is not None
+        return self.store.part_writer(self.key, self.upload_id, number, size, on_resend=self._on_resend)
 
     async def complete(self, *, if_none_match: bool = False) -> str:
         """Send the last part, wait for every part, and make the object visible."""
-        if self._error is not None:
-            raise self._error
+        if self._parts.error is not None:
+            raise self._parts.error
         if self.total is not None and self.size != self.total:
             raise StorageError(f"{self.key}: ended after {self.size} of {self.total} bytes")
         self._ended = True
         if self.size == 0:  # S3 wants parts; an empty object is a plain put
             await self.abort()
-            self._hash_send.close()
             return await self.store.put(self.key, b"", if_none_match=if_none_match,
                                         content_type=self.content_type)
-        await self._feed()  # without total: the buffered rest is the last part
-        assert self._current is None and not self._buf_size
-        self._hash_send.close()
-        for part in list(self._open.values()):
-            await part.done.wait()
-        if self._error is not None:
-            raise self._error
+        await self._open_parts()  # without total: the held rest is the last part
+        assert self._parts.current is None and not self._held.size
+        await self._parts.drain()
+        if self._parts.error is not None:
+            raise self._parts.error
         assert self.upload_id is not None
-        parts = [self._parts[n] for n in sorted(self._parts)]
+        parts = [self._parts.done[n] for n in sorted(self._parts.done)]
         etag = await self.store.complete_multipart(self.key, self.upload_id, parts,
                                                    if_none_match=if_none_match)
         self.upload_id = None
@@ -233,7 +168,7 @@ class StreamingUpload:
     async def abort(self) -> None:
         """Abort every open part's writer and the multipart upload (shielded; idempotent)."""
         with trio.CancelScope(shield=True):
-            for part in list(self._open.values()):
+            for part in list(self._parts.open.values()):
                 await part.writer.abort()
             if self.upload_id is None:
                 return

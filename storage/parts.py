@@ -1,4 +1,7 @@
-"""One multipart part sent while its bytes are still arriving.
+"""One multipart part sent while its bytes are still arriving, and S3's limits on parts.
+
+``MIN_PART`` and ``MAX_PARTS`` are S3's: every part but the last is at least 5 MiB, and an upload
+has at most 10,000 parts (numbers 1..10,000).  They are defined here and nowhere else.
 
 A :class:`PartWriter` is opened with the part's exact size, fed its bytes in order with
 :meth:`PartWriter.send`, and ended with :meth:`PartWriter.finish`, which returns the part's ETag.
@@ -17,14 +20,13 @@ Two kinds:
   storing a part at its first byte rather than after the whole part was received, and no body
   is copied or hashed on the way (aiobotocore copied each part once more and spent ~2 CPU-s per
   GiB on it; this path spends ~0.5; docs/benchmarks.md).  :class:`storage.raw.RawS3` holds its
-  connections and signs the requests.
+  connections and signs the requests.  A stream that failed and was sent again is told to the
+writer's ``on_resend(what, why)`` callback, given by whoever opened the part (the node logs it).
 """
 
 from __future__ import annotations
 
 import abc
-import math
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
 import trio
@@ -32,15 +34,16 @@ import trio
 from .errors import StorageError, StorageUnavailable
 from .raw import RawS3, answer_error, read_answer
 
+MIN_PART = 5 * 1024 * 1024  # S3's smallest part (but the last)
+MAX_PARTS = 10_000  # S3's part numbers: 1..10,000
+
 Piece = bytes | memoryview
+# Told that a streamed part failed and was sent again: ``on_resend(what, why)``.
+OnResend = Callable[[str, str], None]
 
 
-def _no_report(event: str, **fields: Any) -> None:
-    return None
-
-
-# A part whose stream failed is reported here (the node points it at its log: ``log.warning``).
-report: Callable[..., None] = _no_report
+def no_resend_report(what: str, why: str) -> None:
+    """The default ``on_resend``: tell nobody."""
 
 
 class PartWriter(abc.ABC):
@@ -97,58 +100,15 @@ def hash_pieces(hasher: Any, pieces: Iterable[Piece]) -> None:
         hasher.update(piece)
 
 
-@dataclass
-class FedPart:
-    """A part opened before all its bytes are here (:meth:`ObjectStore.part_writer`).
-
-    The receiving side hands it pieces with :meth:`add` (never blocking) and :meth:`close` once
-    the part is full; the part's own task runs :meth:`pump`, which passes them on to the writer
-    and returns the ETag.  So a part whose connection is slow does not stop the next one from
-    being fed, and storage works on both.  :attr:`pieces` keeps every byte handed over (by
-    reference) for whoever must send the part again; it is at most the part's size.
-    """
-
-    num: int
-    writer: PartWriter
-    slot: trio.Semaphore | None  # the caller's, released when the part is done
-    pieces: list[Piece] = field(default_factory=list)
-    filled: int = 0
-
-    def __post_init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[Piece](math.inf)
-
-    @property
-    def left(self) -> int:
-        return self.writer.size - self.filled
-
-    @property
-    def full(self) -> bool:
-        return self.filled == self.writer.size
-
-    def add(self, piece: Piece) -> None:
-        self.pieces.append(piece)
-        self.filled += len(piece)
-        self._send.send_nowait(piece)  # bounded: a part takes at most its size
-
-    def close(self) -> None:
-        """Every byte of the part was handed over."""
-        self._send.close()
-
-    async def pump(self) -> str:
-        """Pass the pieces on as they come; after the last one, the part's ETag."""
-        async with self._receive:
-            async for piece in self._receive:
-                await self.writer.send(piece)
-        return await self.writer.finish()
-
-
 class RawPartWriter(PartWriter):
     """UploadPart streamed over a raw connection; a failed stream falls back to ``fallback``
     (one buffered ``upload_part`` with the store's retries)."""
 
     def __init__(self, raw: RawS3, key: str, upload_id: str, number: int, size: int,
-                 fallback: Callable[[bytes], Awaitable[str]]) -> None:
+                 fallback: Callable[[bytes], Awaitable[str]], on_resend: OnResend = no_resend_report,
+                 ) -> None:
         super().__init__(size)
+        self._on_resend = on_resend
         self._raw = raw
         self._what = f"upload part {number} of {key}"
         self._args = (key, upload_id, number, size)
@@ -194,7 +154,7 @@ class RawPartWriter(PartWriter):
                 self._broken = str(err)
         # The stream failed: send the part once more, buffered, through the store's own client.
         self._raw.resent += 1
-        report("storage_part_resent", what=self._what, error=self._broken)
+        self._on_resend(self._what, self._broken or "")
         return await self._fallback(joined(self.chunks))
 
     async def _drop(self, why: str) -> None:

@@ -22,7 +22,7 @@ import trio
 import trio_asyncio
 
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
-from .parts import PartWriter, RawPartWriter
+from .parts import OnResend, PartWriter, RawPartWriter, no_resend_report
 from .raw import RawS3
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
@@ -171,13 +171,16 @@ class S3Store(ObjectStore):
                                 Key=key, UploadId=upload_id, PartNumber=number, Body=body)
         return resp["ETag"]
 
-    def part_writer(self, key: str, upload_id: str, number: int, size: int) -> PartWriter:
-        """Streamed over a raw connection when bodies go unsigned; else buffered (the default)."""
+    def part_writer(self, key: str, upload_id: str, number: int, size: int, *,
+                    on_resend: OnResend = no_resend_report) -> PartWriter:
+        """Streamed over a raw connection when bodies go unsigned; else buffered (the default).
+        A stream that failed is sent again, buffered, and told to ``on_resend(what, why)``."""
         if self.raw is None:
             return super().part_writer(key, upload_id, number, size)
         self.requests += 1
         return RawPartWriter(self.raw, key, upload_id, number, size,
-                             fallback=lambda body: self.upload_part(key, upload_id, number, body))
+                             fallback=lambda body: self.upload_part(key, upload_id, number, body),
+                             on_resend=on_resend)
 
     async def frozen_credentials(self) -> Any:
         """botocore's current credentials of this client (for :class:`storage.parts.RawS3`)."""

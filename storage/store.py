@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-from .parts import BufferedPartWriter, PartWriter
+from .parts import BufferedPartWriter, OnResend, PartWriter, no_resend_report
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,11 @@ class ObjectStore(abc.ABC):
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         """Upload part ``number`` (1-based); returns its etag.  Raises NotFound for a gone upload."""
 
-    def part_writer(self, key: str, upload_id: str, number: int, size: int) -> PartWriter:
+    def part_writer(self, key: str, upload_id: str, number: int, size: int, *,
+                    on_resend: OnResend = no_resend_report) -> PartWriter:
         """Part ``number`` of exactly ``size`` bytes, sent as its bytes arrive (storage.parts).
-        This default collects them and calls :meth:`upload_part` at the end."""
+        This default collects them and calls :meth:`upload_part` at the end (it never resends:
+        ``on_resend`` is for writers that stream)."""
         return BufferedPartWriter(lambda body: self.upload_part(key, upload_id, number, body), size)
 
     @abc.abstractmethod

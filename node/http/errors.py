@@ -18,7 +18,7 @@ Routes raise :class:`ApiError` for what only the edge knows (a bad header, a mis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from quart import Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -27,8 +27,7 @@ import storage
 
 from node import log
 from node.records.lifecycle import Refused
-from node.records.store import UploadError
-from node.upload.tus import TusError
+from node.upload import errors as up
 
 
 class ApiError(Exception):
@@ -44,11 +43,10 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table.  ``status`` None: the error still carries its own ``status``
-    (upload errors, until node/records and node/upload raise meaning-only errors)."""
+    """One line of the table.  ``status`` None: the error carries its own ``status``."""
 
     status: int | None
-    code: str | None = None  # None: the error's own ``code``
+    code: str | Callable[[Any], str] | None = None  # None: the error's own ``code``; callable: made from the error
     retry_after: int | None = None  # seconds, sent as Retry-After
     message: str | None = None  # None: the error's own ``message``; "{error}" is str(error)
 
@@ -63,6 +61,11 @@ class Answer(NamedTuple):
 
 INTERNAL = Answer(500, "internal_error", "the node failed to handle this request; see its log")
 
+def _snake(header: str) -> str:
+    """A refused header's name as a code: ``Upload-Offset`` -> ``upload_offset``."""
+    return header.lower().replace("-", "_")
+
+
 # ---- the table --------------------------------------------------------------------------------
 ANSWERS: dict[type[BaseException], Row] = {
     # storage (storage/errors.py): the client may retry either
@@ -71,10 +74,31 @@ ANSWERS: dict[type[BaseException], Row] = {
     storage.StorageError: Row(503, "storage_error", 2, "object storage refused the request: {error}"),
     # records (node/records): a transition the record does not allow now
     Refused: Row(409),
-    # records (node/records/store.py): one-shot uploads; its own status until it carries meaning only
-    UploadError: Row(None),
-    # upload (node/upload): tus; its own status until it carries meaning only
-    TusError: Row(None),
+    # upload (node/upload/errors.py draws the tree; docs/api.md and docs/uploads.md list the answers)
+    **{cls: Row(status, code) for cls, (status, code) in {
+        up.TusVersionMissing: (412, "tus_version_required"),
+        up.TusVersionUnsupported: (412, "tus_version_unsupported"),
+        up.HeaderMissing: (400, lambda e: f"{_snake(e.header)}_required"),
+        up.HeaderMalformed: (400, lambda e: f"bad_{_snake(e.header)}"),
+        up.ChecksumAlgorithmUnsupported: (400, "unsupported_checksum_algorithm"),
+        up.DeferredLengthUnsupported: (400, "defer_length_unsupported"),
+        up.WrongContentType: (415, "bad_content_type"),
+        up.UploadTooLarge: (413, "too_large"),
+        up.BeyondUploadLength: (413, "beyond_upload_length"),
+        up.UploadNotFound: (404, "not_found"),
+        up.UploadGone: (410, "gone"),
+        up.OffsetMismatch: (409, "offset_mismatch"),
+        up.UploadLocked: (409, "upload_locked"),
+        up.LockLost: (409, "lock_lost"),
+        up.UploadComplete: (409, "upload_complete"),
+        up.UploadFull: (409, "upload_full"),
+        up.UploadIncomplete: (409, "upload_incomplete"),
+        up.UploadExhausted: (409, "upload_exhausted"),
+        up.ChecksumMismatch: (460, "checksum_mismatch"),
+        up.BodyTooShort: (400, "body_too_short"),
+        up.BodyTooLong: (400, "body_too_long"),
+        up.UploadInProgress: (409, "upload_in_progress"),
+    }.items()},
     # play (node/play): rows added with its errors
 }
 
@@ -100,6 +124,8 @@ def answer_for(exc: BaseException) -> Answer:
 def _apply(row: Row, exc: BaseException) -> Answer:
     status = row.status if row.status is not None else getattr(exc, "status", None)
     code = row.code if row.code is not None else getattr(exc, "code", None)
+    if callable(code):
+        code = code(exc)
     if not isinstance(status, int) or not isinstance(code, str):
         return INTERNAL  # a row that needs what the error does not carry: a bug, answered safely
     if row.message is not None:
@@ -146,5 +172,19 @@ def storage_failure(ctx: Any, e: storage.StorageError, path: str) -> ApiError:
     """The answer to a storage failure as an ApiError (counted and logged once), for the fast
     lane: 503 ``storage_unavailable`` or ``storage_error`` with Retry-After (see the table)."""
     note(ctx, e, path)
+    a = answer_for(e)
+    return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **a.extra)
+
+
+def upload_answer(e: up.UploadRefused) -> tuple[int, str]:
+    """The (status, code) of an upload refusal (its row in the table)."""
+    a = answer_for(e)
+    if a is INTERNAL:
+        raise KeyError(f"no answer for {type(e).__name__}")  # a refusal without a row: a bug
+    return a.status, a.code
+
+
+def upload_error(e: up.UploadRefused) -> ApiError:
+    """The contract's answer to an upload refusal, as an ApiError (for handlers that add headers)."""
     a = answer_for(e)
     return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **a.extra)

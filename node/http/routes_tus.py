@@ -3,7 +3,9 @@ termination, checksum with sha1, expiration).  The tus upload id is the video id
 
 Every answer here carries ``Tus-Resumable: 1.0.0``; errors keep the contract's JSON shape with
 the protocol's status (409 offset mismatch or locked, 412 version, 415 content type, 460 checksum
-mismatch, 404 unknown, 410 terminated or expired).  Browsers get CORS preflight answers.
+mismatch, 404 unknown, 410 terminated or expired): ``node.upload.errors`` refusals, mapped by
+``node.http.errors.ANSWERS``.  Browsers get CORS preflight answers.  The node's
+``TusUploads`` is ``ctx.tus``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from node import log
 from node.http.routes_videos import clean_filename
 from node.http.app import require_token
 from node.context import NodeContext
-from node.http.errors import ApiError
-from node.upload.tus import (CHECKSUM_ALGORITHMS, EXTENSIONS, OFFSET_CONTENT_TYPE, TUS_VERSION, TusError,
-                  check_content_type, check_version, parse_checksum, parse_int, parse_length,
-                  parse_metadata)
-from node.upload.tus_uploads import for_context
+from node.http.errors import ApiError, upload_answer, upload_error
+from node.upload.errors import BeyondUploadLength, DeferredLengthUnsupported, UploadRefused
+from node.upload.tus import (CHECKSUM_ALGORITHMS, EXTENSIONS, OFFSET_CONTENT_TYPE, TUS_VERSION,
+                             check_content_type, check_version, parse_checksum, parse_int, parse_length,
+                             parse_metadata)
 
 ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = ("Authorization, Content-Type, Upload-Length, Upload-Offset, Upload-Metadata, "
@@ -35,10 +37,6 @@ ALLOW_HEADERS = ("Authorization, Content-Type, Upload-Length, Upload-Offset, Upl
                  "X-HTTP-Method-Override")
 EXPOSE_HEADERS = ("Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, Tus-Resumable, "
                   "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Retry-After, X-Served-By")
-
-
-def _api(e: TusError) -> ApiError:
-    return ApiError(e.status, e.code, e.message)
 
 
 def _valid(vid: str) -> str:
@@ -62,8 +60,8 @@ def _offset(rec: dict) -> int:
 def _versioned() -> None:
     try:
         check_version(request.headers.get("Tus-Resumable"))
-    except TusError as e:
-        raise _api(e) from None
+    except UploadRefused as e:
+        raise upload_error(e) from None
 
 
 async def _body() -> AsyncIterator[bytes]:
@@ -95,7 +93,6 @@ def drains_body(fn: Callable) -> Callable:
 
 
 def register(app, ctx: NodeContext) -> None:
-    uploads = ctx.tus if ctx.tus is not None else for_context(ctx)  # for_context: a test's context
     max_size = ctx.cfg.limits.max_upload_bytes
 
     @app.after_request
@@ -123,11 +120,10 @@ def register(app, ctx: NodeContext) -> None:
         _versioned()
         try:
             if request.headers.get("Upload-Defer-Length"):
-                raise TusError(400, "defer_length_unsupported", "send Upload-Length; deferred length is not "
-                               "supported")
+                raise DeferredLengthUnsupported("send Upload-Length; deferred length is not supported")
             length = parse_length(request.headers.get("Upload-Length"), max_size)
             meta = parse_metadata(request.headers.get("Upload-Metadata"))
-            rec = await uploads.create(length, meta, clean_filename(meta.get("filename") or meta.get("name")))
+            rec = await ctx.tus.create(length, meta, clean_filename(meta.get("filename") or meta.get("name")))
             vid = rec["id"]
             ctx.count("tus_uploads_created")
             log.info("tus_created", video=vid, length=length)
@@ -137,13 +133,13 @@ def register(app, ctx: NodeContext) -> None:
             if length > 0 and ctype == OFFSET_CONTENT_TYPE:
                 cl = request.content_length
                 if cl is not None and cl > length:
-                    raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({length})")
-                rec = await uploads.patch(vid, offset=0, body=_body(),
+                    raise BeyondUploadLength(f"the body goes beyond Upload-Length ({length})")
+                rec = await ctx.tus.patch(vid, offset=0, body=_body(),
                                           checksum=parse_checksum(request.headers.get("Upload-Checksum")),
                                           request=uuid.uuid4().hex[:12], content_length=cl)
                 headers.update(_expires(rec))
-        except TusError as e:
-            raise _api(e) from None
+        except UploadRefused as e:
+            raise upload_error(e) from None
         headers["Upload-Offset"] = str(_offset(rec))
         return Response("", status=201, headers=headers)
 
@@ -152,9 +148,9 @@ def register(app, ctx: NodeContext) -> None:
         _valid(vid)
         _versioned()
         try:
-            off, length, _rec = await uploads.status(vid)
-        except TusError as e:
-            return Response("", status=e.status, headers={"Cache-Control": "no-store"})
+            off, length, _rec = await ctx.tus.status(vid)
+        except UploadRefused as e:
+            return Response("", status=upload_answer(e)[0], headers={"Cache-Control": "no-store"})
         return Response("", status=200, headers={"Upload-Offset": str(off), "Upload-Length": str(length),
                                                  "Cache-Control": "no-store", **_expires(_rec)})
 
@@ -168,11 +164,11 @@ def register(app, ctx: NodeContext) -> None:
             check_content_type(request.headers.get("Content-Type"))
             offset = parse_int(request.headers.get("Upload-Offset"), "Upload-Offset")
             checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-            rec = await uploads.patch(vid, offset=offset, body=_body(), checksum=checksum,
+            rec = await ctx.tus.patch(vid, offset=offset, body=_body(), checksum=checksum,
                                       request=uuid.uuid4().hex[:12], content_length=request.content_length)
             off = _offset(rec)
-        except TusError as e:
-            raise _api(e) from None
+        except UploadRefused as e:
+            raise upload_error(e) from None
         ctx.count("tus_patches")
         ctx.count("upload_bytes", max(0, off - offset))
         return Response("", status=204, headers={"Upload-Offset": str(off), **_expires(rec)})
@@ -183,8 +179,8 @@ def register(app, ctx: NodeContext) -> None:
         _valid(vid)
         _versioned()
         try:
-            await uploads.terminate(vid)
-        except TusError as e:
-            raise _api(e) from None
+            await ctx.tus.terminate(vid)
+        except UploadRefused as e:
+            raise upload_error(e) from None
         ctx.count("tus_terminated")
         return Response("", status=204)

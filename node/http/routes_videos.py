@@ -14,6 +14,7 @@ from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
 from node.records.lifecycle import Refused
+from node.upload import ingest
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_FILENAME = 255
@@ -64,9 +65,10 @@ def register(app, ctx: NodeContext) -> None:
             async for chunk in request.body:
                 yield chunk
 
-        # UploadError and storage errors are answered by the table in node.http.errors
-        res = await ctx.videos.ingest(chunks(), content_length=length, filename=filename,
-                                      idempotency_key=idem)
+        # upload refusals and storage errors are answered by the table in node.http.errors
+        res = await ingest(ctx.videos, chunks(), content_length=length, filename=filename,
+                           idempotency_key=idem, part_size=ctx.cfg.storage.part_size,
+                           parts_in_flight=ctx.cfg.storage.parts_in_flight)
         if res.created:
             ctx.count("uploads_accepted")
             ctx.count("upload_bytes", length)

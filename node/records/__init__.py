@@ -4,7 +4,7 @@ What it offers:
 - ``layout``: where every object of a video lives in the bucket (keys, ids, the pending index).
 - ``lifecycle``: the record's state machine, pure (``(record, now, ...) -> record`` or Refused).
 - ``VideoStore``: create, read, list and change records by compare-and-swap (one ``video_state``
-  log line per change), and the one-shot ingest of a source.
+  log line per change), delete and purge a video's objects.
 
 Import rule: ``storage`` and ``node.log``/``node.config`` only; never ``node.upload``,
 ``node.process``, ``node.play`` or ``node.http``, and never an HTTP library.
@@ -12,6 +12,6 @@ Import rule: ``storage`` and ``node.log``/``node.config`` only; never ``node.upl
 
 from node.records import layout, lifecycle
 from node.records.lifecycle import Record, Refused
-from node.records.store import IngestResult, UploadError, VideoStore
+from node.records.store import VideoStore
 
-__all__ = ["layout", "lifecycle", "Record", "Refused", "VideoStore", "UploadError", "IngestResult"]
+__all__ = ["layout", "lifecycle", "Record", "Refused", "VideoStore"]

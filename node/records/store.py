@@ -1,16 +1,14 @@
 """Video records in storage: create, read, list, change by CAS, delete.
 
 Every state change goes through :meth:`VideoStore.change`, which writes by
-compare-and-swap and emits exactly one ``video_state`` log line per change.
+compare-and-swap (:func:`storage.cas.update`) and emits exactly one ``video_state``
+log line per change.  Getting a video's bytes in is ``node.upload``'s.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
-
-import trio
+from typing import Any, Callable
 
 import storage
 from storage import cas
@@ -21,27 +19,11 @@ from node import log
 from node.records.lifecycle import Record, Refused
 
 
-class UploadError(Exception):
-    """A one-shot upload was refused; ``status``/``code`` are the API answer."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-@dataclass
-class IngestResult:
-    record: Record
-    created: bool  # False: an Idempotency-Key retry answered with the existing video
-
-
 class VideoStore:
-    def __init__(self, store: storage.ObjectStore, node_id: str, *, part_size: int,
-                 parts_in_flight: int = 2, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: storage.ObjectStore, node_id: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.node_id = node_id
-        self.part_size = part_size
-        self.parts_in_flight = parts_in_flight
         self.clock = clock
 
     # ---- reads ----------------------------------------------------------------------------
@@ -112,72 +94,6 @@ class VideoStore:
         await cas.create(self.store, layout.record_key(vid), rec)
         log.info("video_state", video=vid, epoch=0, state=rec["state"], was=None,
                  size=rec.get("size"), filename=rec.get("filename"))
-        return rec
-
-    # ---- one-shot upload ----------------------------------------------------------------------
-    async def ingest(self, body: AsyncIterator[bytes], *, content_length: int,
-                     filename: str | None, idempotency_key: str | None) -> IngestResult:
-        """Stream a request body into ``videos/<id>/source`` and create the record.
-
-        Nothing is promised (and nothing is visible) until the multipart upload is complete
-        and the record exists.  With an Idempotency-Key, a retry returns the first video.
-        """
-        if idempotency_key is not None:
-            existing = await self._idempotent_lookup(idempotency_key)
-            if existing is not None:
-                return IngestResult(existing, False)
-        vid = layout.new_id(self.clock())
-        key = layout.source_key(vid)
-        async with storage.StreamingUpload(self.store, key,
-                                           part_size=storage.part_size_for(content_length, self.part_size),
-                                           parts_in_flight=self.parts_in_flight,
-                                           total=content_length) as up:
-            async for chunk in body:
-                if up.size + len(chunk) > content_length:
-                    raise UploadError(400, "body_too_long",
-                                      f"body is longer than Content-Length ({content_length} bytes)")
-                await up.write(chunk)
-            if up.size != content_length:
-                raise UploadError(400, "body_too_short",
-                                  f"body ended after {up.size} of {content_length} bytes")
-            await up.complete(if_none_match=True)
-        sha = up.sha256.hexdigest()
-        if idempotency_key is not None:
-            try:
-                await cas.create(self.store, layout.idem_key(idempotency_key), {"id": vid, "at": self.clock()})
-            except storage.PreconditionFailed:
-                # a concurrent request with the same key won: ours is garbage
-                with trio.CancelScope(shield=True):
-                    await self.store.delete(key)
-                existing = await self._idempotent_lookup(idempotency_key)
-                if existing is None:
-                    raise UploadError(409, "upload_in_progress",
-                                      "another upload with this Idempotency-Key is finishing; retry")
-                return IngestResult(existing, False)
-        rec = lifecycle.new_record(vid, self.node_id, self.clock(), state=lifecycle.UPLOADED,
-                                   filename=filename, size=content_length, sha256=sha)
-        await self.create(rec)
-        return IngestResult(rec, True)
-
-    async def _idempotent_lookup(self, client_key: str) -> Record | None:
-        m = await cas.read(self.store, layout.idem_key(client_key))
-        if m is None:
-            return None
-        vid = m.doc["id"]
-        v = await self.get(vid)
-        if v is not None:
-            return v.doc
-        # The first request stored the source and the key, then died before the record:
-        # finish its work (the record create is itself idempotent by If-None-Match).
-        info = await self.store.head(layout.source_key(vid))
-        rec = lifecycle.new_record(vid, self.node_id, self.clock(), state=lifecycle.UPLOADED,
-                                   filename=None, size=info.size)
-        try:
-            await self.create(rec)
-        except storage.PreconditionFailed:
-            v = await self.get(vid)
-            assert v is not None
-            return v.doc
         return rec
 
     # ---- delete -------------------------------------------------------------------------------

@@ -1,16 +1,22 @@
-"""Resumable uploads (tus 1.0.0): the protocol's rules, one PATCH in progress, the upload service.
+"""Getting a video's bytes in: the one-shot upload and resumable uploads (tus 1.0.0).
 
 What it offers:
+- ``ingest`` (and its ``IngestResult``): the one-shot upload, a request body streamed into a new
+  video's source and its record created (``node.upload.one_shot``).
 - ``tus``: every rule of a resumable upload's state, pure (parsing, part plans, locks, offsets).
-- ``TusUploads``: create, HEAD, PATCH, terminate and expire uploads against storage.
-- ``expire_uploads``: the housekeeping pass over abandoned uploads.
+- ``TusUploads``: create, HEAD, PATCH, terminate, finish and expire resumable uploads against
+  storage; the node makes one at start (``TusUploads(videos, node_id, part_size=..., lock_ttl=...,
+  expiry=..., parts_in_flight=..., alive=..., on_uploaded=...)``) and calls its ``housekeep``.
+- ``errors``: why an upload request is refused (``UploadRefused`` and its tree); no HTTP status
+  here: ``node.http`` maps them.
 
 Import rule: ``storage``, ``node.records``, ``node.log``/``node.config``; never ``node.process``,
 ``node.play`` or ``node.http``, and never an HTTP library.
 """
 
-from node.upload import tus
-from node.upload.tus import TusError
-from node.upload.tus_uploads import TusUploads, expire_uploads
+from node.upload import errors, tus
+from node.upload.errors import UploadRefused
+from node.upload.one_shot import IngestResult, ingest
+from node.upload.tus_uploads import TusUploads
 
-__all__ = ["tus", "TusError", "TusUploads", "expire_uploads"]
+__all__ = ["errors", "tus", "UploadRefused", "ingest", "IngestResult", "TusUploads"]

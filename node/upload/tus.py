@@ -33,8 +33,9 @@ Invariants (checked by :func:`check_invariants`, kept by every function here):
 - At most one PATCH holds the lock; the offset moves only by a CAS made by the lock holder that
   also checks the offset it started from.
 
-Functions take the record and ``now`` and return the next record, or raise :class:`TusError`,
-which carries the protocol's answer (status, code, message).  The caller writes by CAS.
+Functions take the record and ``now`` and return the next record, or raise a refusal from
+:mod:`node.upload.errors` that says why (the HTTP edge turns it into the protocol's answer).  The
+caller writes by CAS.
 """
 
 from __future__ import annotations
@@ -44,54 +45,49 @@ import binascii
 import copy
 import math
 import re
-from collections import deque
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
+
+from storage import MAX_PARTS, MIN_PART
 
 from node.records import lifecycle
 from node.records.lifecycle import Record
+from node.upload.errors import (BeyondUploadLength, ChecksumAlgorithmUnsupported, HeaderMalformed,
+                                HeaderMissing, LockLost, OffsetMismatch, UploadComplete, UploadExhausted,
+                                UploadFull, UploadGone, UploadIncomplete, UploadLocked, UploadNotFound,
+                                UploadTooLarge, TusVersionMissing, TusVersionUnsupported, WrongContentType)
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
 CHECKSUM_ALGORITHMS = ("sha1",)
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-MIN_PART = 5 * 1024 * 1024  # S3's smallest part (but the last)
-MAX_PARTS = 10_000
 MAX_METADATA = 4096  # bytes of Upload-Metadata header we accept
 
 _INT_RE = re.compile(r"^[0-9]{1,19}$")
 
 
-class TusError(Exception):
-    """A request the protocol answers with ``status`` (and our JSON error ``code``)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 # ---- headers ------------------------------------------------------------------------------------
 
 def check_version(header: str | None) -> None:
-    """Every request but OPTIONS carries ``Tus-Resumable: 1.0.0``; anything else is 412."""
+    """Every request but OPTIONS carries ``Tus-Resumable: 1.0.0``."""
     if header is None:
-        raise TusError(412, "tus_version_required", f"send 'Tus-Resumable: {TUS_VERSION}'")
+        raise TusVersionMissing(f"send 'Tus-Resumable: {TUS_VERSION}'")
     if header.strip() != TUS_VERSION:
-        raise TusError(412, "tus_version_unsupported",
-                       f"Tus-Resumable {header.strip()!r} is not supported; this server speaks {TUS_VERSION}")
+        raise TusVersionUnsupported(f"Tus-Resumable {header.strip()!r} is not supported; "
+                                    f"this server speaks {TUS_VERSION}")
 
 
 def parse_int(header: str | None, name: str) -> int:
     if header is None:
-        raise TusError(400, f"{_snake(name)}_required", f"the {name} header is required")
+        raise HeaderMissing(name, f"the {name} header is required")
     if not _INT_RE.match(header.strip()):
-        raise TusError(400, f"bad_{_snake(name)}", f"{name} must be a non-negative integer")
+        raise HeaderMalformed(name, f"{name} must be a non-negative integer")
     return int(header.strip())
 
 
 def parse_length(header: str | None, max_size: int) -> int:
     length = parse_int(header, "Upload-Length")
     if length > max_size:
-        raise TusError(413, "too_large", f"Upload-Length {length} is beyond this cluster's limit of "
+        raise UploadTooLarge(f"Upload-Length {length} is beyond this cluster's limit of "
                        f"{max_size} bytes (Tus-Max-Size)")
     return length
 
@@ -102,49 +98,45 @@ def parse_metadata(header: str | None) -> dict[str, str | None]:
     if not header or not header.strip():
         return out
     if len(header) > MAX_METADATA:
-        raise TusError(400, "bad_upload_metadata", f"Upload-Metadata is longer than {MAX_METADATA} bytes")
+        raise HeaderMalformed("Upload-Metadata", f"Upload-Metadata is longer than {MAX_METADATA} bytes")
     for item in header.split(","):
         bits = item.strip().split(" ")
         if not bits[0] or len(bits) > 2 or bits[0] in out or not bits[0].isascii():
-            raise TusError(400, "bad_upload_metadata", f"Upload-Metadata pair {item.strip()!r} is malformed")
+            raise HeaderMalformed("Upload-Metadata", f"Upload-Metadata pair {item.strip()!r} is malformed")
         value: str | None = None
         if len(bits) == 2:
             try:
                 value = base64.b64decode(bits[1], validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
-                raise TusError(400, "bad_upload_metadata",
-                               f"Upload-Metadata value of {bits[0]!r} is not base64 of UTF-8") from None
+                raise HeaderMalformed("Upload-Metadata",
+                                      f"Upload-Metadata value of {bits[0]!r} is not base64 of UTF-8") from None
         out[bits[0]] = value
     return out
 
 
 def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
-    """``Upload-Checksum: sha1 <base64 digest>``; unsupported algorithm or bad digest -> 400."""
+    """``Upload-Checksum: sha1 <base64 digest>``; refused: an unsupported algorithm or a bad digest."""
     if header is None:
         return None
     bits = header.strip().split(" ")
     if len(bits) != 2:
-        raise TusError(400, "bad_upload_checksum", "Upload-Checksum must be '<algorithm> <base64 digest>'")
+        raise HeaderMalformed("Upload-Checksum", "Upload-Checksum must be '<algorithm> <base64 digest>'")
     algo = bits[0].lower()
     if algo not in CHECKSUM_ALGORITHMS:
-        raise TusError(400, "unsupported_checksum_algorithm",
-                       f"checksum algorithm {bits[0]!r} is not supported (use {', '.join(CHECKSUM_ALGORITHMS)})")
+        raise ChecksumAlgorithmUnsupported(
+            f"checksum algorithm {bits[0]!r} is not supported (use {', '.join(CHECKSUM_ALGORITHMS)})")
     try:
         digest = base64.b64decode(bits[1], validate=True)
     except binascii.Error:
-        raise TusError(400, "bad_upload_checksum", "the Upload-Checksum digest is not base64") from None
+        raise HeaderMalformed("Upload-Checksum", "the Upload-Checksum digest is not base64") from None
     if len(digest) != 20:
-        raise TusError(400, "bad_upload_checksum", "a sha1 digest is 20 bytes")
+        raise HeaderMalformed("Upload-Checksum", "a sha1 digest is 20 bytes")
     return algo, digest
 
 
 def check_content_type(header: str | None) -> None:
     if (header or "").split(";")[0].strip().lower() != OFFSET_CONTENT_TYPE:
-        raise TusError(415, "bad_content_type", f"PATCH bodies must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
-
-
-def _snake(name: str) -> str:
-    return name.lower().replace("-", "_")
+        raise WrongContentType(f"PATCH bodies must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
 
 
 # ---- formulas -----------------------------------------------------------------------------------
@@ -228,90 +220,6 @@ def planned_part(unassigned: int, *, part_size: int, final: bool) -> int:
     return unassigned if final or unassigned >= part_size else 0
 
 
-class Received:
-    """The bytes of one PATCH not cut into a part yet, in order: first the old tail's (not part of
-    this body, so not of its checksum), then the body's chunks as they came."""
-
-    def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.tail_bytes = 0  # leading bytes that came from the old tail
-
-    def add(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-        self.size += len(chunk)
-
-    def put_tail_first(self, tail: bytes) -> None:
-        """The old tail goes in front (it may arrive after the first body chunks)."""
-        assert self.tail_bytes == 0
-        self.chunks.appendleft(tail)
-        self.size += len(tail)
-        self.tail_bytes = len(tail)
-
-    def take(self, n: int) -> tuple[bytes, memoryview]:
-        """The first ``n`` bytes, joined (one copy), and the view of those that came with the body.
-
-        Bytes, not a bytearray: aiohttp copies a bytearray body twice on Python 3.11 (measured:
-        1.3 vs 1.05 s of CPU per GiB uploaded)."""
-        out: list[bytes] = []
-        got = 0
-        while got < n:
-            chunk = self.chunks[0]
-            if got + len(chunk) <= n:
-                out.append(self.chunks.popleft())
-                got += len(chunk)
-            else:
-                k = n - got
-                out.append(chunk[:k])
-                self.chunks[0] = chunk[k:]
-                got = n
-        self.size -= n
-        data = bytes(out[0]) if len(out) == 1 else b"".join(out)
-        skip = min(self.tail_bytes, n)
-        self.tail_bytes -= skip
-        return data, memoryview(data)[skip:]
-
-    def take_pieces(self, n: int) -> tuple[list[bytes | memoryview], list[memoryview]]:
-        """The first ``n`` bytes as the chunks they came in (no copy), and the body's among them."""
-        out: list[bytes | memoryview] = []
-        got = 0
-        while got < n:
-            chunk = self.chunks[0]
-            if got + len(chunk) <= n:
-                out.append(self.chunks.popleft())
-            else:
-                view = memoryview(chunk)
-                out.append(view[:n - got])
-                self.chunks[0] = view[n - got:]
-            got += len(out[-1])
-        self.size -= n
-        body: list[memoryview] = []
-        skip = min(self.tail_bytes, n)
-        self.tail_bytes -= skip
-        for piece in out:
-            view = memoryview(piece)[min(skip, len(piece)):]
-            skip = max(0, skip - len(piece))
-            if len(view):
-                body.append(view)
-        return out, body
-
-    def put_back(self, pieces: list[bytes | memoryview], tail_bytes: int) -> None:
-        """Pieces taken before (a part that could not be finished) go back in front, in order;
-        ``tail_bytes`` of them came from the old tail."""
-        for piece in reversed(pieces):
-            self.chunks.appendleft(piece)
-            self.size += len(piece)
-        self.tail_bytes += tail_bytes
-
-    def body_rest(self) -> Iterator[memoryview]:
-        """Views of the body bytes still held (for the checksum of a PATCH that ends in a tail)."""
-        skip = self.tail_bytes
-        for chunk in self.chunks:
-            view = memoryview(chunk)[min(skip, len(chunk)):]
-            skip = max(0, skip - len(chunk))
-            yield view
-
-
 def tail_key(video_id: str, offset: int, request: str) -> str:
     """A new key for every tail version: a stale writer can never overwrite a durable tail."""
     return f"videos/{video_id}/tus/tail-{offset:015d}-{request}"
@@ -332,18 +240,18 @@ def new_upload(upload_id: str, length: int, metadata: dict[str, str | None], par
 def upload_of(rec: Record | None) -> dict[str, Any]:
     """The upload state of a record that is still ``uploading``; otherwise the protocol's answer."""
     if rec is None:
-        raise TusError(404, "not_found", "no such upload")
+        raise UploadNotFound("no such upload")
     if rec["state"] == lifecycle.DELETED:
-        raise TusError(410, "gone", "this upload was terminated or has expired")
+        raise UploadGone("this upload was terminated or has expired")
     if rec["state"] != lifecycle.UPLOADING or not rec.get("upload"):
-        raise TusError(409, "upload_complete", f"the upload is complete (video is {rec['state']})")
+        raise UploadComplete(f"the upload is complete (video is {rec['state']})")
     return rec["upload"]
 
 
 def offset_of(rec: Record) -> tuple[int, int]:
     """(Upload-Offset, Upload-Length) as HEAD reports them; a finished upload reports its size."""
     if rec["state"] == lifecycle.DELETED:
-        raise TusError(410, "gone", "this upload was terminated or has expired")
+        raise UploadGone("this upload was terminated or has expired")
     up = rec.get("upload")
     if rec["state"] == lifecycle.UPLOADING and up:
         return up["offset"], up["length"]
@@ -363,37 +271,38 @@ def lock_live(up: dict[str, Any], now: float, alive: Callable[[str], bool]) -> b
 
 def take_lock(rec: Record | None, *, holder: str, request: str, offset: int, now: float, ttl: float,
               alive: Callable[[str], bool] = lambda _: True, body_length: int | None = None) -> Record:
-    """Start a PATCH at ``offset``: 409 when another PATCH holds a live lock or the offset differs.
+    """Start a PATCH at ``offset``: refused (UploadLocked, OffsetMismatch) when another PATCH holds
+    a live lock or the offset differs.
 
     A lock whose expiry passed, or whose holder our membership view says is dead, is taken over.
-    ``409 upload_full``: every byte is here, the upload only needs finishing (the caller does
-    that).  ``413`` when ``body_length`` (Content-Length) would go beyond Upload-Length.
+    UploadFull: every byte is here, the upload only needs finishing (the caller does
+    that).  BeyondUploadLength when ``body_length`` (Content-Length) would go beyond Upload-Length.
 
     **Fencing.** The lock comes with part numbers no lock had before: ``first..last``, right
     after ``reserved``, which moves on to ``last``.  A PATCH writes only its own numbers, so a
     writer that lost its lock (paused past its expiry, cut off while a part was still on its
     way to S3) can only stage parts nobody records: they are left out of the completion.  A
     commit (:func:`advance`) hands back the numbers its PATCH did not use (every part of it is
-    answered by then); a PATCH that failed keeps its numbers forever.  ``409 upload_exhausted``
+    answered by then); a PATCH that failed keeps its numbers forever.  UploadExhausted
     when S3's 10,000 run out (the part size leaves half of them for that).
     """
     up = upload_of(rec)
     assert rec is not None
     if is_full(up):
-        raise TusError(409, "upload_full", "every byte of this upload is here; it is being finished")
+        raise UploadFull("every byte of this upload is here; it is being finished")
     if body_length is not None and offset == up["offset"] and offset + body_length > up["length"]:
-        raise TusError(413, "beyond_upload_length", f"the body goes beyond Upload-Length ({up['length']} "
-                       "bytes); nothing of this PATCH was kept")
+        raise BeyondUploadLength(f"the body goes beyond Upload-Length ({up['length']} "
+                                 "bytes); nothing of this PATCH was kept")
     if lock_live(up, now, alive) and up["lock"]["request"] != request:
-        raise TusError(409, "upload_locked", "another PATCH to this upload is in progress; retry after it")
+        raise UploadLocked("another PATCH to this upload is in progress; retry after it")
     if offset != up["offset"]:
-        raise TusError(409, "offset_mismatch",
-                       f"Upload-Offset {offset} does not match the upload's offset {up['offset']}")
+        raise OffsetMismatch(
+            f"Upload-Offset {offset} does not match the upload's offset {up['offset']}")
     first = reserved_of(up) + 1
     last = first + parts_needed(up, body_length) - 1
     if last > MAX_PARTS:
-        raise TusError(409, "upload_exhausted", f"this upload has used up S3's {MAX_PARTS} part numbers "
-                       "on PATCHes that failed; terminate it and upload the file again")
+        raise UploadExhausted(f"this upload has used up S3's {MAX_PARTS} part numbers "
+                              "on PATCHes that failed; terminate it and upload the file again")
     new = copy.deepcopy(rec)
     new["upload"]["lock"] = {"holder": holder, "request": request, "expires": now + ttl,
                              "first": first, "last": last}
@@ -405,7 +314,7 @@ def _check_lock(rec: Record | None, request: str) -> dict[str, Any]:
     up = upload_of(rec)
     lock = up.get("lock")
     if lock is None or lock["request"] != request:
-        raise TusError(409, "lock_lost", "this PATCH lost its lock on the upload (it went stale and "
+        raise LockLost("this PATCH lost its lock on the upload (it went stale and "
                        "another request took it over); ask HEAD for the offset and resume")
     return up
 
@@ -438,8 +347,8 @@ def advance(rec: Record | None, *, request: str, start: int, parts: list[dict[st
     up = _check_lock(rec, request)
     assert rec is not None
     if up["offset"] != start:
-        raise TusError(409, "offset_mismatch", f"the upload moved on to {up['offset']} (this PATCH started "
-                       f"at {start})")
+        raise OffsetMismatch(f"the upload moved on to {up['offset']} (this PATCH started "
+                             f"at {start})")
     if not start <= offset <= up["length"]:
         raise ValueError(f"offset {offset} outside {start}..{up['length']}")
     new = copy.deepcopy(rec)
@@ -498,7 +407,7 @@ def complete(rec: Record | None, node: str, now: float) -> Record:
     up = upload_of(rec)
     assert rec is not None
     if not is_full(up):
-        raise TusError(409, "upload_incomplete", f"only {up['offset']} of {up['length']} bytes are here")
+        raise UploadIncomplete(f"only {up['offset']} of {up['length']} bytes are here")
     new = lifecycle.mark_uploaded(rec, node, now, size=up["length"])
     new["upload"] = None
     return new
@@ -526,9 +435,9 @@ def expire(rec: Record | None, node: str, now: float,
 def terminate(rec: Record | None, node: str, now: float) -> Record:
     """tus termination: any state but deleted -> ``deleted``."""
     if rec is None:
-        raise TusError(404, "not_found", "no such upload")
+        raise UploadNotFound("no such upload")
     if rec["state"] == lifecycle.DELETED:
-        raise TusError(410, "gone", "this upload was already terminated")
+        raise UploadGone("this upload was already terminated")
     new = lifecycle.delete(rec, node, now)
     new["history"][-1]["reason"] = "terminated"
     return new

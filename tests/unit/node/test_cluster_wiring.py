@@ -103,7 +103,7 @@ def test_a_dead_holder_hands_off_to_the_next_alive_node_unless_we_are_deferring(
 async def test_the_worker_asks_its_claim_policy_before_every_claim(tmp_path):
     # given a pending video nobody holds, and a worker whose policy refuses it
     store = storage.MemoryStore()
-    videos = VideoStore(store, "n1", part_size=5 << 20)
+    videos = VideoStore(store, "n1")
     vid = layout.new_id(1_700_000_000)
     await store.put(layout.record_key(vid), storage.cas.encode(
         lc.new_record(vid, "n1", 0.0, state=lc.UPLOADED, filename="a.mp4", size=1)))

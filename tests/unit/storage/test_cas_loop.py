@@ -1,4 +1,5 @@
-"""The compare-and-swap loop and the worker's commit rules, over the in-memory store (no I/O)."""
+"""The compare-and-swap loop (with and without a remembered version) and the worker's commit
+rules, over the in-memory store (no I/O)."""
 
 import pytest
 import trio
@@ -58,7 +59,7 @@ async def test_update_is_bounded():
 
 async def test_racing_claims_have_exactly_one_winner():
     st = storage.MemoryStore()
-    vs = [VideoStore(st, f"n{i}", part_size=5 << 20, clock=lambda: 0.0) for i in range(5)]
+    vs = [VideoStore(st, f"n{i}", clock=lambda: 0.0) for i in range(5)]
     rec = lc.new_record("a" * 26, "n0", 0.0, state=lc.UPLOADED, filename=None, size=1)
     await vs[0].create(rec)
     winners = []
@@ -78,24 +79,38 @@ async def test_racing_claims_have_exactly_one_winner():
     assert final["epoch"] == 1 and final["lease"]["holder"] == winners[0]
 
 
-async def test_one_shot_ingest_streams_and_rejects_short_bodies_without_a_video():
-    st = storage.MemoryStore()
-    vs = VideoStore(st, "n1", part_size=5 << 20)
+def add_one(doc):
+    if doc["n"] < 0:
+        raise ValueError("refused")
+    return {"n": doc["n"] + 1}
 
-    async def body(chunks):
-        for c in chunks:
-            yield c
 
-    from node.records.store import UploadError
-    with pytest.raises(UploadError) as e:
-        await vs.ingest(body([b"abc"]), content_length=10, filename=None, idempotency_key=None)
-    assert e.value.code == "body_too_short"
-    with pytest.raises(UploadError) as e:
-        await vs.ingest(body([b"abc", b"defgh"]), content_length=5, filename=None, idempotency_key=None)
-    assert e.value.code == "body_too_long"
-    assert not [k for k in st.objects if k.startswith(("videos/", "catalog/", "pending/"))]
-    assert st.uploads == {}  # multipart uploads aborted
-    res = await vs.ingest(body([b"x" * 7]), content_length=7, filename="f", idempotency_key="k1")
-    again = await vs.ingest(body([b"x" * 7]), content_length=7, filename="f", idempotency_key="k1")
-    assert res.created and not again.created and again.record["id"] == res.record["id"]
-    assert len([k for k in st.objects if k.endswith("record.json")]) == 1
+@pytest.mark.parametrize("given, remembered, current, decide, then_doc, then_calls", [
+    ("the remembered version is current: one write, no read",
+     "same", {"n": 1}, add_one, {"n": 2}, ["put"]),
+    ("someone wrote since: the write loses, read and decide again",
+     "stale", {"n": 5}, add_one, {"n": 6}, ["put", "get", "put"]),
+    ("decide refuses the remembered version: decided again on a fresh read, which it accepts",
+     "refused", {"n": 5}, add_one, {"n": 6}, ["get", "put"]),
+    ("Keep on the remembered version is not trusted: read, and Keep again writes nothing",
+     "same", {"n": 1}, lambda d: storage.Keep("no"), {"n": 1}, ["get"]),
+])
+async def test_update_from_a_remembered_version(given, remembered, current, decide, then_doc, then_calls):
+    st = storage.MemoryStore()  # it records its calls
+    first = await cas.create(st, KEY, {"n": 1})
+    known = {"same": first, "stale": first, "refused": cas.Versioned({"n": -1}, first.etag)}[remembered]
+    if current != {"n": 1}:
+        await st.put(KEY, cas.encode(current), if_match=first.etag)
+    st.calls.clear()
+    v, wrote = await cas.update(st, KEY, decide, known=known)
+    assert st.calls == then_calls, given
+    assert v.doc == then_doc and (await cas.read(st, KEY)).doc == then_doc, given
+    assert wrote == (then_doc != current), given
+
+
+async def test_a_refusal_on_a_fresh_read_propagates():
+    st = storage.MemoryStore()  # it records its calls
+    first = await cas.create(st, KEY, {"n": -1})
+    with pytest.raises(ValueError, match="refused"):
+        await cas.update(st, KEY, add_one, known=first)
+    assert (await cas.read(st, KEY)).doc == {"n": -1}

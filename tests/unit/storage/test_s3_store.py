@@ -155,13 +155,15 @@ async def test_a_streamed_part_whose_connection_broke_is_sent_again(s3_server):
     async with open_test_store(s3_server, bucket()) as st:
         data = os.urandom(5 * MiB)
         uid = await st.create_multipart("retry")
-        w = st.part_writer("retry", uid, 1, len(data))
+        told: list[tuple[str, str]] = []
+        w = st.part_writer("retry", uid, 1, len(data), on_resend=lambda what, why: told.append((what, why)))
         await w.send(data[:MiB])
         await trio.aclose_forcefully(w._stream_)  # the server side sees a reset mid-body
         for i in range(MiB, len(data), MiB):
             await w.send(data[i:i + MiB])
         etag = await w.finish()
         assert st.raw.resent == 1  # sent once more, whole, through aiobotocore
+        assert [what for what, _ in told] == ["upload part 1 of retry"]  # and told to on_resend
         await st.complete_multipart("retry", uid, [storage.Part(1, etag, len(data))])
         assert (await st.get("retry"))[0] == data
 

@@ -25,8 +25,8 @@ class Recording(storage.MemoryStore):
         self.gate: trio.Event | None = None  # upload_part waits for it when set
         self.fail_part: int | None = None
 
-    def part_writer(self, key, upload_id, number, size):
-        w = super().part_writer(key, upload_id, number, size)
+    def part_writer(self, key, upload_id, number, size, **kw):
+        w = super().part_writer(key, upload_id, number, size, **kw)
         self.writers.append((number, size, w))
         store = self
 

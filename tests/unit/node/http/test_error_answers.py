@@ -8,7 +8,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound as HttpNotFound
 import storage
 from node.http.errors import INTERNAL, ApiError, answer_for
 from node.records.lifecycle import Refused
-from node.records.store import UploadError
+from node.upload.errors import OffsetMismatch, UploadInProgress
 from node.records import layout
 from node.http.app import create_app
 from node.config import Config, NodeSpec
@@ -19,7 +19,7 @@ from node.process.worker import Worker
 
 def make_ctx(tmp_path, store):
     cfg = Config(nodes=(NodeSpec("n1", "127.0.0.1", 1, 2),))
-    videos = VideoStore(store, "n1", part_size=5 << 20)
+    videos = VideoStore(store, "n1")
     return NodeContext(cfg=cfg, node_id="n1", store=store, videos=videos,
                        worker=Worker(videos, cfg, "n1", tmp_path), data_dir=tmp_path, token="t0k")
 
@@ -75,7 +75,8 @@ class Meaningful(Exception):
      (503, "storage_error", "object storage refused the request: videos/x: 8 tries", {}, 2)),
     (Refused("wrong_state", "video is ready; cannot become uploaded"),
      (409, "wrong_state", "video is ready; cannot become uploaded", {}, None)),
-    (UploadError(409, "upload_in_progress", "retry"), (409, "upload_in_progress", "retry", {}, None)),
+    (UploadInProgress("retry"), (409, "upload_in_progress", "retry", {}, None)),
+    (OffsetMismatch("offset 5, not 7"), (409, "offset_mismatch", "offset 5, not 7", {}, None)),
     (ApiError(401, "unauthorized", "token", retry_after=3, hint="x"), (401, "unauthorized", "token", {"hint": "x"}, 3)),
     (HttpNotFound(), (404, "not_found", HttpNotFound.description, {}, None)),
     (MethodNotAllowed(), (405, "method_not_allowed", MethodNotAllowed.description, {}, None)),
@@ -119,7 +120,7 @@ async def test_the_one_handler_answers_domain_errors_from_the_table(tmp_path):
 
 
 async def test_a_one_shot_upload_refused_by_the_store_keeps_its_answer(tmp_path):
-    # given a body shorter than its Content-Length says (the store raises UploadError)
+    # given a body shorter than its Content-Length says (ingest raises BodyTooShort)
     client = create_app(make_ctx(tmp_path, storage.MemoryStore())).test_client()
     r = await client.post("/v1/videos", data=b"x" * 10, headers={
         "Authorization": "Bearer t0k", "Content-Length": "20"})

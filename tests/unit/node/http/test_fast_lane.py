@@ -140,7 +140,7 @@ def test_parse_response_head():
 def make_ctx(tmp_path, store) -> NodeContext:
     nodes = (NodeSpec("n1", "127.0.0.1", 1, 2),)
     cfg = replace(Config(nodes=nodes), cache=CacheConfig(max_bytes=64 << 20))
-    videos = VideoStore(store, "n1", part_size=5 << 20)
+    videos = VideoStore(store, "n1")
     ctx = NodeContext(cfg=cfg, node_id="n1", store=store, videos=videos,
                       worker=Worker(videos, cfg, "n1", tmp_path), data_dir=tmp_path, token="t0k")
     ctx.cache = SegmentCache(ctx, tmp_path / "cache")

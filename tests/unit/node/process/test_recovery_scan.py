@@ -42,7 +42,7 @@ async def test_a_failed_scan_is_a_warning_only_when_storage_is_unreachable_or_ha
     monkeypatch.setattr(log, "_stream", lines)
     store = FailingList(error)
     cfg = Config(nodes=(NodeSpec("n1", "127.0.0.1", 1, 2),))
-    worker = Worker(VideoStore(store, "n1", part_size=5 << 20), cfg, "n1", tmp_path)
+    worker = Worker(VideoStore(store, "n1"), cfg, "n1", tmp_path)
     # when it runs its first scan
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.serve)

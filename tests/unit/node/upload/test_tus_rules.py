@@ -7,10 +7,12 @@ import copy
 
 import pytest
 
+import storage
+from node.http.errors import upload_answer
 from node.records import lifecycle
 
 from node.upload import tus
-from node.upload.tus import TusError
+from node.upload.errors import UploadRefused
 
 MiB = 1024 * 1024
 
@@ -29,9 +31,10 @@ def rec_with(length=100, part_size=10, offset=0, lock=None, expires_at=1000.0, s
 
 
 def status_of(fn, *a, **kw):
-    with pytest.raises(TusError) as ei:
+    """The refusal's answer as the HTTP edge gives it: (status, code)."""
+    with pytest.raises(UploadRefused) as ei:
         fn(*a, **kw)
-    return ei.value.status, ei.value.code
+    return upload_answer(ei.value)
 
 
 # ---- headers ------------------------------------------------------------------------------------
@@ -157,34 +160,6 @@ def test_a_body_of_known_length_is_whole_parts_and_no_tail(body, pieces):
     assert cuts == pieces and buffered == body - sum(pieces)
 
 
-@pytest.mark.parametrize("given, tail, chunks, takes, parts, bodies", [
-    ("whole chunks", b"", [b"abc", b"def"], [3, 3], [b"abc", b"def"], [b"abc", b"def"]),
-    ("a part across chunks", b"", [b"ab", b"cd", b"ef"], [3, 3], [b"abc", b"def"], [b"abc", b"def"]),
-    ("the old tail first, not body", b"TT", [b"abc"], [4, 1], [b"TTab", b"c"], [b"ab", b"c"]),
-    ("a tail longer than a part", b"TTTT", [b"ab"], [3, 3], [b"TTT", b"Tab"], [b"", b"ab"]),
-])
-def test_received_takes_parts_in_order_and_tells_body_bytes(given, tail, chunks, takes, parts, bodies):
-    buf = tus.Received()
-    for c in chunks:
-        buf.add(c)
-    if tail:
-        buf.put_tail_first(tail)  # the tail may arrive after the first body chunks
-    assert buf.size == len(tail) + sum(map(len, chunks))
-    got = [buf.take(n) for n in takes]
-    assert [d for d, _ in got] == parts and [bytes(b) for _, b in got] == bodies, given
-    assert all(isinstance(d, bytes) for d, _ in got) and buf.size == 0
-
-
-def test_received_body_rest_skips_the_tail():
-    buf = tus.Received()
-    buf.add(b"xyz")
-    buf.put_tail_first(b"TTT")
-    buf.add(b"w")
-    assert b"".join(buf.body_rest()) == b"xyzw" and buf.size == 7
-    data, body = buf.take(4)
-    assert (data, bytes(body)) == (b"TTTx", b"x") and b"".join(buf.body_rest()) == b"yzw"
-
-
 def test_records_from_before_fencing_reserved_their_recorded_parts():
     assert tus.reserved_of(rec_with(offset=0)["upload"]) == 0
     assert tus.reserved_of(rec_with(offset=25)["upload"]) == 2
@@ -254,9 +229,9 @@ def test_a_commit_hands_back_the_numbers_it_did_not_use():
 
 def test_part_numbers_run_out_only_after_thousands_of_failed_patches():
     rec = rec_with(offset=10)
-    rec["upload"]["reserved"] = tus.MAX_PARTS - 1
+    rec["upload"]["reserved"] = storage.MAX_PARTS - 1
     ok = tus.take_lock(rec, holder="n1", request="a", offset=10, now=0.0, ttl=6.0, body_length=10)
-    assert ok["upload"]["lock"]["first"] == ok["upload"]["lock"]["last"] == tus.MAX_PARTS
+    assert ok["upload"]["lock"]["first"] == ok["upload"]["lock"]["last"] == storage.MAX_PARTS
     assert status_of(tus.take_lock, rec, holder="n1", request="a", offset=10, now=0.0, ttl=6.0,
                      body_length=20) == (409, "upload_exhausted")
 
@@ -479,19 +454,3 @@ def test_planned_parts_are_the_parts_cut_size_cuts(body, tail, final, length):
         planned.append(n)
         left -= n
     assert planned == cuts
-
-
-def test_received_pieces_without_copies_and_put_back():
-    buf = tus.Received()
-    buf.add(b"abc")
-    buf.add(b"defg")
-    buf.put_tail_first(b"TT")
-    pieces, body = buf.take_pieces(4)
-    assert [bytes(p) for p in pieces] == [b"TT", b"ab"] and [bytes(b) for b in body] == [b"ab"]
-    assert buf.size == 5 and buf.tail_bytes == 0
-    more, body2 = buf.take_pieces(3)
-    assert [bytes(p) for p in more] == [b"c", b"de"] and b"".join(body2) == b"cde"
-    buf.put_back(pieces + more, 2)  # the part could not be finished: its bytes are cut again
-    assert buf.size == 9 and buf.tail_bytes == 2
-    data, body3 = buf.take(9)
-    assert data == b"TTabcdefg" and bytes(body3) == b"abcdefg"

@@ -10,11 +10,11 @@ import pytest
 import trio
 
 import storage
-from node.records import layout
+from node.http.errors import upload_answer
+from node.records import VideoStore, layout
 from node.upload import tus
-from node.upload.tus import TusError
+from node.upload.errors import UploadRefused
 from node.upload.tus_uploads import TusUploads
-from node.records.store import VideoStore
 
 PART = 16
 
@@ -31,7 +31,7 @@ def make(store=None, *, clock=None, part=PART, ttl=6.0, expiry=100.0, alive=lamb
     store = store or storage.MemoryStore()
     clock = clock or Clock()
     done: list[str] = []
-    videos = VideoStore(store, "n1", part_size=5 * 1024 * 1024, clock=clock)
+    videos = VideoStore(store, "n1", clock=clock)
     tu = TusUploads(videos, "n1", part_size=part, lock_ttl=ttl, expiry=expiry, min_part=1, clock=clock,
                     alive=alive, on_uploaded=done.append)
     return tu, store, clock, done
@@ -150,7 +150,7 @@ async def test_body_received_while_locking_goes_after_the_old_tail():
     once the tail is in front of it, however late the tail arrives."""
     store = GatedTails()
     clock = Clock()
-    videos = VideoStore(store, "n1", part_size=5 * 1024 * 1024, clock=clock)
+    videos = VideoStore(store, "n1", clock=clock)
     tu = TusUploads(videos, "n1", part_size=PART, lock_ttl=6.0, expiry=100.0, min_part=PART, clock=clock)
     data = random.Random(9).randbytes(4 * PART)
     vid = (await tu.create(len(data), {}, None))["id"]
@@ -216,9 +216,9 @@ async def test_remembered_record_versions_are_bounded(monkeypatch):
     vids = [(await tu.create(len(data), {}, None))["id"] for _ in range(5)]
     for vid in vids:
         await tu.patch(vid, offset=0, body=chunks(data[:PART]), content_length=PART)  # 1 part each
-    assert list(tu._known) == vids[-3:]
+    assert list(tu._last_written) == vids[-3:]
     await tu.patch(vids[-1], offset=PART, body=chunks(data[PART:3 * PART]), content_length=2 * PART)
-    assert list(tu._known) == vids[-2:]  # 1 + 3 parts: the oldest went
+    assert list(tu._last_written) == vids[-2:]  # 1 + 3 parts: the oldest went
     store.calls.clear()  # the remembered one still needs no read
     await tu.patch(vids[-1], offset=3 * PART, body=chunks(data[3 * PART:]), content_length=PART)
     assert store.calls[:2] == ["put", "upload_part"]
@@ -237,9 +237,9 @@ async def test_two_nodes_take_turns_on_one_upload():
         tu = (a, b)[i % 2]
         await tu.patch(vid, offset=lo, body=chunks(data[lo:hi]), checksum=sha1(data[lo:hi]),
                        content_length=hi - lo)
-    with pytest.raises(TusError) as ei:  # a's remembered version is stale: the offset moved on
+    with pytest.raises(UploadRefused) as ei:  # a's remembered version is stale: the offset moved on
         await a.patch(vid, offset=20, body=chunks(b"x" * 5), content_length=5)
-    assert (ei.value.status, ei.value.code) == (409, "offset_mismatch")
+    assert upload_answer(ei.value) == (409, "offset_mismatch")
     assert source(store, vid) == data
 
 
@@ -254,9 +254,9 @@ async def test_refused_patch_changes_nothing(given, when, then):
     vid = await upload_all(tu, data, [20])  # offset 20: one part and a tail of 4
     before = await tu.get(vid)
     body = data[20:45] + when.get("extra", b"")
-    with pytest.raises(TusError) as ei:
+    with pytest.raises(UploadRefused) as ei:
         await tu.patch(vid, offset=when.get("offset", 20), body=chunks(body), checksum=when.get("checksum"))
-    assert (ei.value.status, ei.value.code) == then, given
+    assert upload_answer(ei.value) == then, given
     after = await tu.get(vid)
     # offset, parts, tail and (released) lock as they were; only the refused PATCH's part numbers
     # are gone (fencing: the next PATCH uses new ones)
@@ -286,9 +286,9 @@ async def test_two_patches_at_once_one_gets_409():
     async with trio.open_nursery() as n:
         n.start_soon(first)
         await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(TusError) as ei:
+        with pytest.raises(UploadRefused) as ei:
             await tu.patch(vid, offset=0, body=chunks(b"y" * 32))
-        assert (ei.value.status, ei.value.code) == (409, "upload_locked")
+        assert upload_answer(ei.value) == (409, "upload_locked")
         gate.set()
     assert results["first"]["upload"]["offset"] == 32
     await tu.patch(vid, offset=32, body=chunks(data[32:]))
@@ -301,9 +301,9 @@ async def test_stale_lock_of_a_dead_patch_is_taken_over():
     vid = (await tu.create(30, {}, None))["id"]
     # a PATCH on a node that then died: the lock stays in the record
     await tu._change(vid, lambda r: tus.take_lock(r, holder="n9", request="dead", offset=0, now=clock(), ttl=6.0))
-    with pytest.raises(TusError) as ei:
+    with pytest.raises(UploadRefused) as ei:
         await tu.patch(vid, offset=0, body=chunks(data))
-    assert ei.value.code == "upload_locked"
+    assert upload_answer(ei.value) == (409, "upload_locked")
     clock.t += 6.0
     await tu.patch(vid, offset=0, body=chunks(data))
     assert source(store, vid) == data
@@ -382,9 +382,9 @@ async def test_terminate_frees_everything_and_answers_410():
     assert store.uploads == {} and [k for k in store.objects if k.startswith(f"videos/{vid}/")] == \
         [layout.record_key(vid)]
     for call in (tu.status(vid), tu.patch(vid, offset=20, body=chunks(b"x")), tu.terminate(vid)):
-        with pytest.raises(TusError) as ei:
+        with pytest.raises(UploadRefused) as ei:
             await call
-        assert ei.value.status == 410
+        assert upload_answer(ei.value) == (410, "gone")
 
 
 async def test_expiry_reclaims_idle_uploads_only():

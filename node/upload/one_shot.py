@@ -1,0 +1,96 @@
+"""The one-shot upload (``POST /v1/videos``): stream a request body into ``videos/<id>/source``
+and create the video's record, ``uploaded``.
+
+Nothing is promised (and nothing is visible) until the multipart upload is complete and the record
+exists.  With an Idempotency-Key, a retry returns the first video: the key's small document
+(``layout.idem_key``) is created with If-None-Match after the source is complete and before the
+record, so of two racing requests with one key exactly one keeps its video.
+
+Refusals are :mod:`node.upload.errors` (BodyTooShort, BodyTooLong, UploadInProgress); StorageError
+passes through.  A streamed part that had to be sent again is told to ``on_resend``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import trio
+
+import storage
+from storage import cas
+
+from node.records import VideoStore, layout, lifecycle
+from node.records.lifecycle import Record
+from node.upload.errors import BodyTooLong, BodyTooShort, UploadInProgress
+from node.upload.tus_uploads import log_part_resent
+
+
+@dataclass
+class IngestResult:
+    record: Record
+    created: bool  # False: an Idempotency-Key retry answered with the existing video
+
+
+async def ingest(videos: VideoStore, body: AsyncIterator[bytes], *, content_length: int,
+                 filename: str | None, idempotency_key: str | None, part_size: int,
+                 parts_in_flight: int = 2, on_resend: storage.OnResend = log_part_resent) -> IngestResult:
+    """Stream ``body`` (exactly ``content_length`` bytes) into a new video's source, in parts of
+    ``part_size`` (larger when the object would need more than ``storage.MAX_PARTS``), at most
+    ``parts_in_flight`` in flight; then create its record.  An Idempotency-Key retry returns the
+    first video (``created`` False)."""
+    store = videos.store
+    if idempotency_key is not None:
+        existing = await _idempotent_lookup(videos, idempotency_key)
+        if existing is not None:
+            return IngestResult(existing, False)
+    vid = layout.new_id(videos.clock())
+    key = layout.source_key(vid)
+    async with storage.StreamingUpload(store, key, part_size=storage.part_size_for(content_length, part_size),
+                                       parts_in_flight=parts_in_flight, total=content_length,
+                                       on_resend=on_resend) as up:
+        async for chunk in body:
+            if up.size + len(chunk) > content_length:
+                raise BodyTooLong(f"body is longer than Content-Length ({content_length} bytes)")
+            await up.write(chunk)
+        if up.size != content_length:
+            raise BodyTooShort(f"body ended after {up.size} of {content_length} bytes")
+        await up.complete(if_none_match=True)
+    sha = up.sha256.hexdigest()
+    if idempotency_key is not None:
+        try:
+            await cas.create(store, layout.idem_key(idempotency_key), {"id": vid, "at": videos.clock()})
+        except storage.PreconditionFailed:
+            # a concurrent request with the same key won: ours is garbage
+            with trio.CancelScope(shield=True):
+                await store.delete(key)
+            existing = await _idempotent_lookup(videos, idempotency_key)
+            if existing is None:
+                raise UploadInProgress("another upload with this Idempotency-Key is finishing; retry")
+            return IngestResult(existing, False)
+    rec = lifecycle.new_record(vid, videos.node_id, videos.clock(), state=lifecycle.UPLOADED,
+                               filename=filename, size=content_length, sha256=sha)
+    await videos.create(rec)
+    return IngestResult(rec, True)
+
+
+async def _idempotent_lookup(videos: VideoStore, client_key: str) -> Record | None:
+    m = await cas.read(videos.store, layout.idem_key(client_key))
+    if m is None:
+        return None
+    vid = m.doc["id"]
+    v = await videos.get(vid)
+    if v is not None:
+        return v.doc
+    # The first request stored the source and the key, then died before the record:
+    # finish its work (the record create is itself idempotent by If-None-Match).
+    info = await videos.store.head(layout.source_key(vid))
+    rec = lifecycle.new_record(vid, videos.node_id, videos.clock(), state=lifecycle.UPLOADED,
+                               filename=None, size=info.size)
+    try:
+        await videos.create(rec)
+    except storage.PreconditionFailed:
+        v = await videos.get(vid)
+        assert v is not None
+        return v.doc
+    return rec
