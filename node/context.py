@@ -23,11 +23,12 @@ class NodeContext:
     worker: Worker
     data_dir: Path
     token: str | None
+    cluster_key: bytes | None = None  # node-to-node proof (node.peer_auth); None: hops unauthenticated
     membership: Any = None  # membership.Membership once gossip runs
     ring_view: Any = None  # ring.RingView once the ring runs
     cache: Any = None  # the owner's segment cache (node.play.segcache)
     fast_lane: Any = None  # node.http.fastlane.FastLane when cache.fast_lane is on
-    ready_records: Any = None  # node.http.routes_playback.ReadyRecords: ready records read in the last second
+    ready_records: Any = None  # node.play.ReadyRecords: ready records read in the last second
     nursery: Any = None  # the node's main nursery, for background sends
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded

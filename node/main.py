@@ -133,7 +133,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
                                 parts_in_flight=cfg.storage.parts_in_flight)
             worker = Worker(videos, cfg, node_id, data_dir)
             ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
-                              data_dir=data_dir, token=cfg.token())
+                              data_dir=data_dir, token=cfg.token(), cluster_key=cfg.cluster_key())
             ctx.cache = SegmentCache(ctx, data_dir / "cache")  # the owner's segment cache (node.play.segcache)
             async with trio.open_nursery() as nursery:
                 ctx.nursery = nursery

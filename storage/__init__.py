@@ -8,10 +8,13 @@ Public face:
 - :mod:`cas` documents (create with If-None-Match, update by If-Match with a re-read loop);
 - :class:`StreamingUpload` (multipart with bounded memory); ``ObjectStore.part_writer`` gives a
   :class:`PartWriter` that sends one part while its bytes arrive (raw UploadPart streams on S3);
-- the embedded SeaweedFS server helpers.
+- the embedded SeaweedFS server helpers;
+- :mod:`http1`, the one sans-IO HTTP/1.1 head codec, and :mod:`connections` (the kept-alive
+  connection pool and head reader) that every raw HTTP path of the project uses (raw S3 here,
+  the node's fast lane and its hop client).
 """
 
-from . import cas
+from . import cas, connections, http1
 from .cas import CasExhausted, Keep, Versioned
 from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
@@ -22,7 +25,7 @@ from .s3 import S3Store, open_store
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
 __all__ = [
-    "cas", "CasExhausted", "Keep", "Versioned",
+    "cas", "connections", "http1", "CasExhausted", "Keep", "Versioned",
     "free_port", "start_embedded", "wait_s3_ready", "weed_command",
     "NotFound", "PreconditionFailed", "StorageError", "StorageUnavailable",
     "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "FedPart", "hash_pieces", "joined",

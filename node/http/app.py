@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from node import log
 from node.context import NodeContext
-from node.http.fastlane import EXPOSE_HEADERS
+from node.http.cors import ALLOW_ORIGIN, EXPOSE_HEADERS
 from node.http.errors import ApiError, error_response, from_api_error, storage_failure
 from node.http.body import BackpressureConnection, BoundedBody, BoundedRequest
 
@@ -76,7 +76,7 @@ def create_app(ctx: NodeContext) -> ShoalApp:
 
     @app.after_request
     async def _cors(resp):
-        resp.headers.setdefault("Access-Control-Allow-Origin", "*")
+        resp.headers.setdefault("Access-Control-Allow-Origin", ALLOW_ORIGIN)
         resp.headers.setdefault("Access-Control-Expose-Headers", EXPOSE_HEADERS)
         resp.headers["X-Served-By"] = ctx.node_id
         return resp

@@ -8,7 +8,7 @@ from quart import Response, jsonify
 
 import storage
 
-from node import log
+from node import log, peer_auth, play
 
 
 class ApiError(Exception):
@@ -51,3 +51,27 @@ def storage_failure(ctx: Any, e: storage.StorageError, path: str) -> ApiError:
     ctx.count("storage_error_responses")
     log.warning("storage_error", path=path, error=str(e))
     return ApiError(503, "storage_error", f"object storage refused the request: {e}", retry_after=2)
+
+
+# ---- playback and node-to-node auth: domain errors -> statuses (node.play, node.peer_auth) -------------
+# (kept as its own block; the table of every package's errors may absorb it)
+
+PLAY_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+    play.VideoNotFound: (404, "not_found", "no such video"),
+    play.ObjectNotFound: (404, "not_found", "no such object"),
+    play.NotReady: (409, "not_ready", ""),  # the message is the error's own (it names the state)
+    peer_auth.MissingProof: (401, "unauthorized", "internal endpoints need the X-Shoal-Hop header "
+                                                  "signed with the cluster key"),
+    peer_auth.BadProof: (403, "forbidden", "the X-Shoal-Hop header is not valid for this cluster"),
+}
+
+
+def from_play_error(e: play.PlayError | peer_auth.PeerAuthError) -> ApiError:
+    """The API error for a playback or peer-auth domain error (see PLAY_ERRORS)."""
+    for cls in type(e).__mro__:
+        if cls in PLAY_ERRORS:
+            status, code, message = PLAY_ERRORS[cls]
+            if isinstance(e, play.NotReady):
+                return ApiError(status, code, str(e), state=e.state)
+            return ApiError(status, code, message)
+    raise TypeError(f"no status for {type(e).__name__}")  # pragma: no cover - a missing table entry
