@@ -333,8 +333,8 @@ class SegmentCache:
         with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
             try:
                 resp = await self._client.post(addr, EVICT_PATH, self._proof("POST", EVICT_PATH), body)
-            except HopError as e:
-                why = str(e)
+            except Exception as e:  # best effort in a background task: never take the node down
+                why = f"{type(e).__name__}: {e}"
             else:
                 if resp.status == 204:
                     return
