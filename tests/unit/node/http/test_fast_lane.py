@@ -9,6 +9,8 @@ same connection.  Real processes and the real S3 server are in test_playback.py.
 from __future__ import annotations
 
 import functools
+import json
+import time
 from dataclasses import replace
 
 import httpx
@@ -22,6 +24,7 @@ import trio
 import storage
 from node.records import layout
 from node.records import lifecycle as lc
+from node import peer_auth
 from node.http.app import create_app
 from node.config import CacheConfig, Config, NodeSpec
 from node.context import NodeContext
@@ -427,13 +430,10 @@ INTERNAL = f"/v1/internal/objects/{VID}/out/1/360p/seg_00001.ts"
 
 
 def _proof(method: str, path: str, key: bytes = KEY, now: float | None = None) -> dict[str, str]:
-    import time
-    from node import peer_auth
     return {"X-Shoal-Hop": peer_auth.sign(key, method, path, time.time() if now is None else now)}
 
 
 async def test_internal_requests_need_the_cluster_key_and_the_ready_epoch_on_both_paths(tmp_path):
-    import time
     store = storage.MemoryStore()
     await ready_video(store, b"v" * 2000)
     await store.put(layout.out_prefix(VID, 2) + "360p/seg_00001.ts", b"uncommitted")  # epoch 2: not ready
@@ -451,7 +451,7 @@ async def test_internal_requests_need_the_cluster_key_and_the_ready_epoch_on_bot
     assert [(s, b) for s, _, b in slow] == [(s, b) for s, _, b in fast]
     statuses = [s for s, _, _ in slow]
     assert statuses == [401, 403, 403, 403, 200, 404, 401]
-    codes = [b and __import__("json").loads(b)["error"]["code"] for s, _, b in slow if s != 200]
+    codes = [b and json.loads(b)["error"]["code"] for s, _, b in slow if s != 200]
     assert codes == ["unauthorized", "forbidden", "forbidden", "forbidden", "not_found", "unauthorized"]
     assert slow[4][2] == b"v" * 2000
 
