@@ -33,7 +33,7 @@ from node.config import Config
 from node.context import NodeContext
 from node.http import FastLane, create_app
 from node.http.app import ShoalApp
-from node.http.routes_playback import ReadyRecords
+from node.play import ReadyRecords
 from node.play import SegmentCache
 from node.process import Worker
 from node.records.store import VideoStore
@@ -56,6 +56,7 @@ class CacheSources:
     membership: Membership
     ring_view: RingView
     alive: Callable[[str], bool]
+    cluster_key: bytes | None  # node-to-node proof (node.peer_auth); None: hops unauthenticated
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     cluster.add_listener(worker.poke)  # a membership change may hand this node videos
     cache = SegmentCache(CacheSources(cfg=cfg, node_id=node_id, store=store, data_dir=data_dir,
                                       membership=membership, ring_view=cluster.ring_view,
-                                      alive=cluster.alive), data_dir / "cache")
+                                      alive=cluster.alive, cluster_key=cfg.cluster_key()),
+                         data_dir / "cache")
     tus = TusUploads(videos, node_id, part_size=cfg.storage.part_size,
                      lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
                      parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,
@@ -103,7 +105,7 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                       data_dir=data_dir, token=cfg.token(), membership=membership,
                       ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),
-                      tus=tus, owners=owners)
+                      tus=tus, owners=owners, cluster_key=cfg.cluster_key())
     app = create_app(ctx)
     hc = http_config(spec.http_addr)
     lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,

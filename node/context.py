@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import storage
 
 from node.config import Config
+from node.play.answers import ReadyRecords
 from node.process.worker import Worker
 from node.records.store import VideoStore
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # only for the annotations: these modules import this one
     from ring import RingView
 
     from node.cluster import OwnerNotifier
-    from node.http.routes_playback import ReadyRecords
     from node.play.segcache import SegmentCache
     from node.upload.tus_uploads import TusUploads
 
@@ -38,12 +38,13 @@ class NodeContext:
     worker: Worker
     data_dir: Path
     token: str | None
+    cluster_key: bytes | None = None  # node-to-node proof (node.peer_auth); None: hops unauthenticated
     # Invariant: membership and ring_view are both set (a composed node) or both None (a test
     # of one node without gossip, where every configured node counts as alive).
     membership: Membership | None = None
     ring_view: RingView | None = None  # rebuilt from membership by node.cluster.Cluster
     cache: SegmentCache | None = None  # the owner's segment cache (node.play)
-    ready_records: ReadyRecords | None = None  # ready records read in the last second, for playback
+    ready_records: ReadyRecords = field(default_factory=ReadyRecords)  # ready records read in the last second, for playback
     tus: TusUploads | None = None  # resumable uploads (node.upload)
     owners: OwnerNotifier | None = None  # tells a video's owner that its upload landed here
     started_at: float = field(default_factory=time.time)

@@ -129,13 +129,14 @@ async def run_node(cfg: Config, node_id: str) -> None:
 async def serve_node(node: Node, store: storage.S3Store) -> None:
     """Start the composed node's services in one nursery; on SIGTERM/SIGINT leave and stop."""
     ctx = node.ctx
-    assert ctx.tus is not None  # a composed node has every part
+    assert ctx.tus is not None and ctx.cache is not None  # a composed node has every part
     async with trio.open_nursery() as nursery:
         nursery.start_soon(probe_storage, ctx, store)
         nursery.start_soon(trim_memory)
         await nursery.start(node.cluster.serve)
         await nursery.start(ctx.worker.serve)
         await nursery.start(node.owners.serve)
+        await nursery.start(ctx.cache.serve)  # eviction notices after a DELETE
         nursery.start_soon(housekeeping, ctx, ctx.tus)
         stop = trio.Event()
         with patches.serving(node.lane):

@@ -14,7 +14,6 @@ stays with aiobotocore.
 
 from __future__ import annotations
 
-import select
 import ssl
 import time
 from typing import Any, Awaitable, Callable
@@ -25,9 +24,11 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 
+from . import http1
+from .connections import ConnectionClosed, ConnectionPool, quiet, read_head
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 
-MAX_HEAD = 16 * 1024
+MAX_HEAD = http1.MAX_HEAD
 MAX_ERROR_BODY = 64 * 1024
 IDLE_SECONDS = 15.0  # an idle connection older than this is dropped, not reused
 MAX_IDLE = 8
@@ -40,18 +41,13 @@ def canonical_query(params: dict[str, str]) -> str:
 
 
 def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
-    """Status and fields (lower-case names) of a response head without its blank line.  Pure."""
-    lines = raw.decode("latin-1").split("\r\n")
-    first = lines[0].split(" ", 2)
-    if len(first) < 2 or not first[0].startswith("HTTP/1.") or not first[1].isdigit():
-        raise StorageUnavailable(f"malformed status line {lines[0][:80]!r}")
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise StorageUnavailable(f"malformed header line {line[:80]!r}")
-        fields[name.strip().lower()] = value.strip()
-    return int(first[1]), fields
+    """Status and fields (lower-case names) of a response head without its blank line
+    (:func:`storage.http1.parse_response_head`).  Raises StorageUnavailable.  Pure."""
+    try:
+        head = http1.parse_response_head(raw)
+    except http1.ProtocolError as e:
+        raise StorageUnavailable(str(e)) from None
+    return head.status, head.headers
 
 
 def error_code(body: bytes) -> str:
@@ -102,8 +98,10 @@ class RawS3:
         self.read_timeout = read_timeout
         self._credentials = credentials
         self._frozen: tuple[float, Any] | None = None
-        self._idle: list[tuple[float, trio.abc.Stream]] = []
         self._clock = clock
+        # one address: this endpoint; is_quiet looked up at call time (tests replace _quiet)
+        self.pool = ConnectionPool(max_idle=MAX_IDLE, max_age=IDLE_SECONDS, clock=clock,
+                                   is_quiet=lambda stream: _quiet(stream))
         self._ssl = ssl.create_default_context() if self.tls else None
         self.resent = 0  # statistics: parts whose stream failed and went again buffered
 
@@ -116,9 +114,9 @@ class RawS3:
                          headers=headers)
         req.context["client_config"] = _UNSIGNED_BODY
         S3SigV4Auth(await self._creds(), "s3", self.region).add_auth(req)
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}"]
-        lines += [f"{name}: {value}" for name, value in req.headers.items() if name.lower() != "host"]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        fields = [("Host", self.netloc)]
+        fields += [(name, value) for name, value in req.headers.items() if name.lower() != "host"]
+        return http1.encode_request_head(method, target, fields)
 
     async def request_head(self, key: str, upload_id: str, number: int, size: int) -> bytes:
         """The signed head of ``PUT <key>?partNumber=&uploadId=`` (UploadPart)."""
@@ -173,14 +171,13 @@ class RawS3:
         stream = self._take_idle()
         return stream if stream is not None else await self._open()
 
+    @property
+    def _idle(self) -> list[tuple[float, trio.abc.Stream]]:
+        """The pool's idle connections to this endpoint (the live list)."""
+        return self.pool.idle(self.netloc)
+
     def _take_idle(self) -> trio.abc.Stream | None:
-        now = self._clock()
-        while self._idle:
-            since, stream = self._idle.pop()
-            if now - since < IDLE_SECONDS and _quiet(stream):
-                return stream
-            _hang_up(stream)
-        return None
+        return self.pool.take(self.netloc)
 
     async def _open(self) -> trio.abc.Stream:
         with trio.fail_after(self.connect_timeout):
@@ -192,53 +189,35 @@ class RawS3:
     async def release(self, stream: trio.abc.Stream, status: int, fields: dict[str, str]) -> None:
         """After an answer: keep the connection for the next request, unless the server closes it
         or the answer was an error (the server may not have read our whole body)."""
-        if fields.get("connection", "").lower() == "close" or status >= 300 or len(self._idle) >= MAX_IDLE:
-            await trio.aclose_forcefully(stream)
-        else:
-            self._idle.append((self._clock(), stream))
+        reusable = fields.get("connection", "").lower() != "close" and status < 300
+        await self.pool.give_back(self.netloc, stream, reusable=reusable)
 
     async def aclose(self) -> None:
-        while self._idle:
-            await trio.aclose_forcefully(self._idle.pop()[1])
+        await self.pool.aclose()
 
 
-def _socket(stream: trio.abc.Stream) -> Any:
-    return getattr(getattr(stream, "transport_stream", stream), "socket", None)
-
-
-def _hang_up(stream: trio.abc.Stream) -> None:
-    """Close a connection at once, without a checkpoint (an idle one: nothing to say goodbye to)."""
-    sock = _socket(stream)
-    if sock is not None:
-        sock.close()
-
-
-def _quiet(stream: trio.abc.Stream) -> bool:
-    """No bytes and no EOF waiting on an idle connection (else the server closed it)."""
-    sock = _socket(stream)
-    if sock is None or sock.fileno() < 0:
-        return False
-    readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    return not readable
+_quiet = quiet  # module-level so a test can pretend a closed connection still looks quiet
 
 
 async def read_answer(stream: trio.abc.Stream) -> tuple[int, dict[str, str], bytes]:
     """One response: status, fields and (bounded) body."""
-    buf = bytearray()
-    while (end := buf.find(b"\r\n\r\n")) < 0:
-        if len(buf) > MAX_HEAD:
-            raise StorageUnavailable("answer head over 16 KiB")
-        data = await stream.receive_some(64 * 1024)
-        if not data:
-            raise StorageUnavailable("connection closed before the answer")
-        buf += data
-    status, fields = parse_head(bytes(buf[:end]))
-    body = bytearray(buf[end + 4:])
+    buf = http1.HeadBuffer()
+    try:
+        raw = await read_head(stream, buf)
+    except http1.ProtocolError as e:
+        raise StorageUnavailable(f"answer {e}") from None
+    except ConnectionClosed as e:
+        raise StorageUnavailable(str(e)) from None
+    status, fields = parse_head(raw)
+    body = bytearray(buf.data)
     if fields.get("transfer-encoding", "").lower() == "chunked":
         fields["connection"] = "close"  # not worth decoding: read what fits, drop the connection
         length = MAX_ERROR_BODY
     else:
-        length = int(fields.get("content-length", "0") or 0)
+        try:
+            length = http1.content_length(fields) or 0
+        except http1.ProtocolError as e:
+            raise StorageUnavailable(f"answer {e}") from None
         if length > MAX_ERROR_BODY:
             raise StorageUnavailable(f"answer body of {length} bytes")
     with trio.move_on_after(1.0 if length == MAX_ERROR_BODY else 3600):

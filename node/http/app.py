@@ -20,7 +20,7 @@ from quart import request
 from node import log
 from node.context import NodeContext
 from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, note
-from node.http.fastlane import EXPOSE_HEADERS
+from node.http.cors import ALLOW_ORIGIN, EXPOSE_HEADERS
 from node.http.patches import BackpressureQuartTrio
 
 
@@ -64,7 +64,7 @@ def create_app(ctx: NodeContext) -> ShoalApp:
 
     @app.after_request
     async def _cors(resp):
-        resp.headers.setdefault("Access-Control-Allow-Origin", "*")
+        resp.headers.setdefault("Access-Control-Allow-Origin", ALLOW_ORIGIN)
         resp.headers.setdefault("Access-Control-Expose-Headers", EXPOSE_HEADERS)
         resp.headers["X-Served-By"] = ctx.node_id
         return resp

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 import storage
 
-from node import log
+from node import log, peer_auth, play
 from node.records.lifecycle import Refused
 from node.upload import errors as up
 
@@ -99,7 +99,13 @@ ANSWERS: dict[type[BaseException], Row] = {
         up.BodyTooLong: (400, "body_too_long"),
         up.UploadInProgress: (409, "upload_in_progress"),
     }.items()},
-    # play (node/play): rows added with its errors
+    # play (node/play) and node-to-node proofs (node/peer_auth.py)
+    play.VideoNotFound: Row(404, "not_found", message="no such video"),
+    play.ObjectNotFound: Row(404, "not_found", message="no such object"),
+    play.NotReady: Row(409, "not_ready"),  # the message is the error's own (it names the state)
+    peer_auth.MissingProof: Row(401, "unauthorized", message="internal endpoints need the X-Shoal-Hop "
+                                "header signed with the cluster key"),
+    peer_auth.BadProof: Row(403, "forbidden", message="the X-Shoal-Hop header is not valid for this cluster"),
 }
 
 #: werkzeug's own answers (routing, protocol), by status
@@ -188,3 +194,12 @@ def upload_error(e: up.UploadRefused) -> ApiError:
     """The contract's answer to an upload refusal, as an ApiError (for handlers that add headers)."""
     a = answer_for(e)
     return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **a.extra)
+
+
+def from_play_error(e: play.PlayError | peer_auth.PeerAuthError) -> ApiError:
+    """The API error for a playback or peer-auth domain error (its row in the table)."""
+    a = answer_for(e)
+    if a is INTERNAL:
+        raise TypeError(f"no status for {type(e).__name__}")  # a missing table row: a bug
+    extra = {"state": e.state} if isinstance(e, play.NotReady) else a.extra
+    return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **extra)

@@ -7,9 +7,14 @@ holds (the owner's hit, or another node's hop to us), the lane answers it itself
 Python, no ASGI, no thread).  A miss, a hop to the owner or a storage read go through the
 segment cache as in node.http.routes_playback and are sent from memory; an object storage does not
 have (404) or cannot give (503) is answered here too, since trying again would wait as long
-again.  Anything else (another path, a video unknown or not ready, HTTP/1.0, a request with a
-body, a 416) is handed to hypercorn together with the bytes already read, and the connection
-stays with hypercorn.
+again.  Anything else (another path, a video unknown or not ready, an internal request without
+a valid ``X-Shoal-Hop`` proof or for another epoch than the ready one, HTTP/1.0, a request
+with a body, a head the strict codec refuses or one with a bare-LF line, a 416) is handed to
+hypercorn together with the bytes already read, and the connection stays with hypercorn.
+
+What may be answered (the ready-record memo, the epoch check of a hop) and how (the answer
+plan) is node.play's; heads are read and written with storage.http1.  This module is the
+socket and ``sendfile`` part.
 
 Same answers either way: status, ``ETag``, ``Cache-Control``, ``Content-Type``, ``Range``
 (one range 206; several ranges 200 with the whole body), ``If-None-Match`` (304), CORS and
@@ -32,129 +37,67 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any, Awaitable, Callable
 
 import trio
 
 import storage
+from storage import http1
+from storage.http1 import RequestHead
 
 from node.records import layout
 
-from node import log
+from node import log, peer_auth, play
+from node.http.cors import ALLOW_ORIGIN, EXPOSE_HEADERS
 from node.http.errors import ApiError, error_doc, storage_failure
-from node.http.ranges import Unsatisfiable, parse_range
+from node.play import Plan, object_plan
 from node.play.segcache import internal_key
 
-MAX_HEAD = 16 * 1024  # a longer request head goes to hypercorn (which answers 431/400)
+MAX_HEAD = http1.MAX_HEAD  # a longer request head goes to hypercorn (which answers 431/400)
 RECV_SIZE = 64 * 1024
-SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
-PLAYLIST_CACHE_CONTROL = "public, max-age=5"
-# node.http.app adds these to every answer of the full path; the lane to its own
-EXPOSE_HEADERS = ("Location, ETag, Content-Range, Accept-Ranges, Upload-Offset, Upload-Length, "
-                  "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Retry-After, X-Served-By")
-_PLAYBACK = re.compile(r"^/v1/videos/([^/?#]+)/hls/([^?#]+)$")
-_INTERNAL = re.compile(r"^/v1/internal/objects/([^/?#]+)/([^?#]+)$")
+_PLAYBACK = re.compile(r"/v1/videos/([^/?#]+)/hls/([^?#]+)")
+_INTERNAL = re.compile(r"/v1/internal/objects/([^/?#]+)/([^?#]+)")
+
+Head = RequestHead  # one parsed request head (storage.http1's codec)
 
 
 # ---- pure ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Head:
-    """One parsed HTTP/1.1 request head."""
-
-    method: str
-    target: str
-    headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
-
-    @property
-    def keep_alive(self) -> bool:
-        return "close" not in self.headers.get("connection", "").lower()
-
-
 def parse_head(raw: bytes) -> Head | None:
     """The head (request line and fields, without the final blank line), or None when the fast
-    lane does not answer it: not HTTP/1.1, not GET/HEAD, a body, a folded or malformed field."""
+    lane does not answer it: malformed for the codec (storage.http1: bare LF, folded or malformed
+    field, bad Content-Length), not HTTP/1.1, not GET/HEAD, or a body."""
     try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        head = http1.parse_request_head(raw)
+    except http1.ProtocolError:
         return None
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[2] != "HTTP/1.1" or parts[0] not in ("GET", "HEAD"):
+    if head.version != "HTTP/1.1" or head.method not in ("GET", "HEAD"):
         return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or line[0] in " \t":
-            return None
-        name = name.lower()
-        value = value.strip()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    if "transfer-encoding" in headers or headers.get("content-length", "0") != "0" or "expect" in headers:
+    h = head.headers
+    if "transfer-encoding" in h or h.get("content-length", "0") != "0" or "expect" in h:
         return None
-    return Head(parts[0], parts[1], headers)
+    return head
 
 
 def route(target: str) -> tuple[str, str, str] | None:
     """``("playback", vid, hls path)`` or ``("internal", vid, "out/<epoch>/<hls path>")``, or None."""
-    m = _PLAYBACK.match(target)
+    m = _PLAYBACK.fullmatch(target)
     if m is not None:
         vid, rest = m.groups()
         if layout.valid_id(vid) and layout.valid_hls_path(rest):
             return "playback", vid, rest
         return None
-    m = _INTERNAL.match(target)
+    m = _INTERNAL.fullmatch(target)
     if m is not None and internal_key(m.group(1), m.group(2)) is not None:  # committed HLS outputs only
         return "internal", m.group(1), m.group(2)
     return None
 
 
-@dataclass(frozen=True)
-class Plan:
-    status: int
-    headers: list[tuple[str, str]]
-    start: int  # first byte of the object to send
-    length: int  # bytes of body to send (0 for HEAD and 304)
-    body: bytes | None = None  # sent instead of the object (the 416's error)
-
-
-BAD_RANGE_BODY = b'{"error":{"code":"bad_range","message":"range not satisfiable"}}'
-
-
-def object_plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool) -> Plan:
-    """The answer to ``head`` for a committed object of ``size`` bytes, for both paths (this lane
-    and node.http.routes_playback): ETag/If-None-Match (304), one Range (206/416), HEAD.  Several ranges
-    in one request are answered 200 with the whole body (see node.http.ranges)."""
-    if kind == "internal":
-        return Plan(200, [("ETag", etag), ("Content-Type", "application/octet-stream"),
-                          ("Content-Length", str(size))], 0, size)
-    headers = [("Content-Type", "video/mp2t" if is_segment else "application/vnd.apple.mpegurl"),
-               ("Cache-Control", SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL),
-               ("ETag", etag), ("Accept-Ranges", "bytes")]
-    inm = head.headers.get("if-none-match")
-    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-        return Plan(304, headers + [("Content-Length", "0")], 0, 0)  # as Quart says it
-    try:
-        rng = parse_range(head.headers.get("range"), size)
-    except Unsatisfiable:
-        headers[0] = ("Content-Type", "application/json")
-        return Plan(416, headers + [("Content-Range", f"bytes */{size}"),
-                                    ("Content-Length", str(len(BAD_RANGE_BODY)))],
-                    0, len(BAD_RANGE_BODY), BAD_RANGE_BODY)
-    status, start, length = 200, 0, size
-    if rng is not None:
-        status, start, length = 206, rng[0], rng[1] - rng[0] + 1
-        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
-    headers.append(("Content-Length", str(length)))
-    return Plan(status, headers, start, 0 if head.method == "HEAD" else length)
-
-
 def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_id: str,
          date: str) -> Plan | None:
-    """:func:`object_plan` with the headers node.http.app adds to every answer; None for a 416
-    (hypercorn answers it)."""
+    """:func:`node.play.object_plan` with the headers node.http.app adds to every answer; None
+    for a 416 (hypercorn answers it)."""
     p = object_plan(head, kind=kind, size=size, etag=etag, is_segment=is_segment)
     if p.status == 416:
         return None
@@ -162,19 +105,12 @@ def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_
 
 
 def _common(headers: list[tuple[str, str]], node_id: str, date: str) -> list[tuple[str, str]]:
-    return headers + [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", EXPOSE_HEADERS),
+    return headers + [("Access-Control-Allow-Origin", ALLOW_ORIGIN), ("Access-Control-Expose-Headers", EXPOSE_HEADERS),
                       ("X-Served-By", node_id), ("Date", date)]
 
 
-_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 404: "Not Found",
-            503: "Service Unavailable"}
-
-
 def encode_head(p: Plan, keep_alive: bool) -> bytes:
-    lines = [f"HTTP/1.1 {p.status} {_REASONS[p.status]}"] + [f"{k}: {v}" for k, v in p.headers]
-    if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return http1.encode_response_head(p.status, p.headers, keep_alive=keep_alive)
 
 
 # ---- the lane -----------------------------------------------------------------------------------------
@@ -249,26 +185,32 @@ class FastLane:
 
     async def serve(self, stream: trio.SocketStream) -> bytes | None:
         """Answer requests until one is not ours: returns the unread bytes for hypercorn, starting
-        with that request; None when the connection is done (closed, idle, or asked to close)."""
-        buf = b""
+        with that request; None when the connection is done (closed, idle, or asked to close).
+
+        Heads are framed by storage.http1 as h11 frames them; a head with a line ended by a bare
+        LF is handed to hypercorn untouched, so both read the same requests from the same bytes."""
+        buf = http1.HeadBuffer()
         while True:
-            end = buf.find(b"\r\n\r\n")
-            timeout = self._keep_alive if not buf else self._read_timeout
+            timeout = self._keep_alive if not len(buf) else self._read_timeout
+            framed = None
             with trio.move_on_after(timeout):
-                while end < 0:
-                    if len(buf) > MAX_HEAD:
-                        return buf
+                while True:
+                    try:
+                        framed = buf.peek_head()
+                    except http1.HeadTooLarge:
+                        return buf.data
+                    if framed is not None:
+                        break
                     data = await stream.receive_some(RECV_SIZE)
                     if not data:
                         return None  # the client closed (a half request is dropped, as hypercorn does)
-                    buf += data
-                    end = buf.find(b"\r\n\r\n", max(0, len(buf) - len(data) - 3))
-            if end < 0:
+                    buf.feed(data)
+            if framed is None:
                 return None  # idle or too slow
-            head = parse_head(buf[:end])
+            head = parse_head(framed.head) if framed.crlf else None
             answer = await self._answer(head) if head is not None else None
             if answer is None:
-                return buf
+                return buf.data
             p, source = answer
             try:
                 # a client that takes longer than read_timeout to take one answer is dropped
@@ -282,7 +224,7 @@ class FastLane:
             self.answered += 1
             if not head.keep_alive:
                 return None
-            buf = buf[end + 4:]
+            buf.take(framed.size)
             await trio.lowlevel.checkpoint()
 
     async def _answer(self, head: Head) -> tuple[Plan, int | bytes] | None:
@@ -290,19 +232,23 @@ class FastLane:
         answer, else None (hypercorn will, errors included)."""
         ctx = self._ctx
         r = route(head.target)
-        if r is None or ctx.cache is None or ctx.ready_records is None:
+        if r is None or ctx.cache is None:
             return None
         kind, vid, rest = r
-        if kind == "playback":
-            try:
+        try:
+            if kind == "playback":
                 rec = await ctx.ready_records.current(ctx, vid)
-            except (ApiError, storage.StorageError):
-                return None  # 404/409/503: hypercorn answers with the error body
-            key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
-            hit = ctx.cache.local_file(vid, key)
-        else:
-            key = internal_key(vid, rest)
-            hit = ctx.cache.peer_file(key)
+                key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
+                hit = ctx.cache.local_file(vid, key)
+            else:
+                cluster_key = getattr(ctx, "cluster_key", None)
+                if peer_auth.needs_proof(cluster_key):
+                    peer_auth.verify(cluster_key, head.headers.get(peer_auth.HEADER.lower()), head.method,
+                                     head.target, time.time())
+                key = await play.internal_object_key(ctx, ctx.ready_records, vid, rest)
+                hit = ctx.cache.peer_file(key)
+        except (play.PlayError, peer_auth.PeerAuthError, storage.StorageError):
+            return None  # 401/403/404/409/503: hypercorn answers with the error body (and logs)
         source: int | bytes | None = None
         if hit is not None:
             path, size, etag = hit

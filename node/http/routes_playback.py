@@ -1,87 +1,45 @@
-"""HLS playback: `GET|HEAD /v1/videos/<id>/hls/<path>`.
+"""HLS playback: `GET|HEAD /v1/videos/<id>/hls/<path>`, and the node-to-node endpoints of playback:
+`GET /v1/internal/objects/<id>/out/<epoch>/<path>` (the owner's side of a hop) and
+`POST /v1/internal/evict` (drop a deleted video's cached objects).
 
 Only the epoch that the `ready` commit names is ever read, so nothing partial is
 visible.  Objects are immutable once committed: the ETag is the stored
-object's, identical on every node, and segments are cacheable forever.
+object's, identical on every node, and segments are cacheable forever.  What may be
+answered and how is node.play's (the ready-record memo, the answer plan); this module maps it
+to HTTP, as the fast lane (node.http.fastlane) does for cache hits.
+
+Internal endpoints need ``X-Shoal-Hop`` signed with the cluster key when the cluster has one
+(node.peer_auth): without it 401 ``unauthorized``, with a wrong one 403 ``forbidden``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import storage
 from quart import Response, request
 
-from node.records import layout, lifecycle
+from node.records import layout
 
+from node import log, peer_auth, play
 from node.play import segcache
 from node.context import NodeContext
-from node.http.errors import ApiError
-from node.http.fastlane import Head, object_plan
-
-READY_CACHE_TTL = 1.0  # seconds a ready record is trusted before re-reading (bounds delete lag)
-READY_CACHE_MAX = 10_000
+from node.http.errors import ApiError, from_play_error
+from storage.http1 import RequestHead
 
 
-class ReadyRecords:
-    """A small TTL cache of ready records: playback re-reads storage at most once a second.
-
-    :meth:`current` (both playback paths use it) reads once per video at a time: while one reader renews
-    an expired record, the others keep the record of a moment ago instead of all waiting on
-    storage together.  Every answer is still from a record read at most ``READY_CACHE_TTL``
-    before the request or during it, so a deleted video stops playing within that second.
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[float, dict]] = {}
-        self._renewing: set[str] = set()
-
-    def get(self, vid: str) -> dict | None:
-        hit = self._items.get(vid)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        return None
-
-    def put(self, vid: str, rec: dict) -> None:
-        if len(self._items) >= READY_CACHE_MAX:
-            self._items.clear()
-        self._items[vid] = (time.monotonic() + READY_CACHE_TTL, rec)
-
-    def forget(self, vid: str) -> None:
-        self._items.pop(vid, None)
-
-    async def current(self, ctx: NodeContext, vid: str) -> dict:
-        """The ready record; raises as :func:`ready_record` does."""
-        rec = self.get(vid)
-        if rec is not None:
-            return rec
-        hit = self._items.get(vid)
-        if vid in self._renewing and hit is not None:
-            return hit[1]  # someone is reading it now, after it expired
-        self._renewing.add(vid)
-        try:
-            return await ready_record(ctx, self, vid)
-        except (ApiError, storage.StorageError):
-            self.forget(vid)
-            raise
-        finally:
-            self._renewing.discard(vid)
-
-
-async def ready_record(ctx: NodeContext, cache: ReadyRecords, vid: str) -> dict:
-    if not layout.valid_id(vid):
-        raise ApiError(404, "not_found", "no such video")
-    rec = cache.get(vid)
-    if rec is not None:
-        return rec
-    v = await ctx.videos.get(vid)
-    if v is None or v.doc["state"] == lifecycle.DELETED:
-        raise ApiError(404, "not_found", "no such video")
-    if v.doc["state"] != lifecycle.READY:
-        raise ApiError(409, "not_ready", f"the video is {v.doc['state']}; playback starts when it is ready",
-                       state=v.doc["state"])
-    cache.put(vid, v.doc)
-    return v.doc
+def check_peer(ctx: NodeContext, header: str | None, method: str, path: str) -> None:
+    """Raise the API error of an internal request without a valid proof of the cluster key."""
+    key = getattr(ctx, "cluster_key", None)
+    if not peer_auth.needs_proof(key):
+        return  # auth: none - hops are unauthenticated
+    try:
+        peer_auth.verify(key, header, method, path, time.time())
+    except peer_auth.PeerAuthError as e:
+        ctx.count("internal_requests_refused")
+        log.warning("internal_request_refused", path=path, reason=str(e))
+        raise from_play_error(e) from None
 
 
 async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str]:
@@ -93,11 +51,11 @@ async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str
 
 
 def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
-    """A committed object as HTTP, answered as node.http.fastlane.object_plan says (the fast lane's
+    """A committed object as HTTP, answered as node.play.object_plan says (the fast lane's
     answers come from the same plan)."""
-    head = Head(request.method, request.path, {k.lower(): v for k, v in request.headers.items()
-                                               if k.lower() in ("range", "if-none-match")})
-    p = object_plan(head, kind="playback", size=len(body), etag=etag, is_segment=is_segment)
+    head = RequestHead(request.method, request.path, {k.lower(): v for k, v in request.headers.items()
+                                                      if k.lower() in ("range", "if-none-match")})
+    p = play.object_plan(head, kind="playback", size=len(body), etag=etag, is_segment=is_segment)
     headers = [(k, v) for k, v in p.headers if k != "Content-Length"]  # Quart sets it from the body
     resp = Response(p.body if p.body is not None else body[p.start:p.start + p.length],
                     status=p.status, headers=headers)
@@ -107,11 +65,14 @@ def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
 
 
 def register(app, ctx: NodeContext) -> None:
-    records = ctx.ready_records = ReadyRecords()  # shared with the fast lane (node.http.fastlane)
+    records = ctx.ready_records  # shared with the fast lane (node.http.fastlane)
 
     @app.route("/v1/videos/<vid>/hls/<path:rest>", methods=["GET", "HEAD"])
     async def hls(vid: str, rest: str):
-        rec = await records.current(ctx, vid)
+        try:
+            rec = await records.current(ctx, vid)
+        except play.PlayError as e:
+            raise from_play_error(e) from None
         if not layout.valid_hls_path(rest):
             raise ApiError(404, "not_found", "no such playlist or segment")
         key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
@@ -127,14 +88,45 @@ def register(app, ctx: NodeContext) -> None:
     async def internal_object(vid: str, rest: str):
         """Node-to-node: a committed HLS object from this node's cache (the owner's side of a hop).
 
-        Serves only ``out/<epoch>/<hls path>`` keys, read-only, and never hops onward.
+        Serves only ``out/<ready epoch>/<hls path>`` keys of a ready, not deleted video,
+        read-only, and never hops onward.
         """
-        key = segcache.internal_key(vid, rest)
-        if key is None or ctx.cache is None:
+        check_peer(ctx, request.headers.get(peer_auth.HEADER), request.method, request.path)
+        if ctx.cache is None:
             raise ApiError(404, "not_found", "no such object")
+        try:
+            key = await play.internal_object_key(ctx, records, vid, rest)
+        except play.PlayError as e:
+            raise from_play_error(e) from None
         try:
             body, etag = await ctx.cache.serve_peer(key)
         except storage.NotFound:
             raise ApiError(404, "not_found", "no such object") from None
         ctx.count("hops_served")
         return Response(body, status=200, headers={"ETag": etag, "Content-Type": "application/octet-stream"})
+
+    @app.post(segcache.EVICT_PATH)
+    async def internal_evict():
+        """Node-to-node: a video was deleted; forget its ready record and drop its cached objects."""
+        check_peer(ctx, request.headers.get(peer_auth.HEADER), "POST", request.path)
+        length = request.content_length
+        if length is None or length > 1024:
+            raise ApiError(400, "bad_request", 'the body must be {"video": "<id>"} with a Content-Length')
+        raw = await request.get_data()  # at most 1 KiB
+        try:
+            vid = json.loads(raw[:1024])["video"]
+        except (ValueError, KeyError, TypeError):
+            vid = None
+        if not isinstance(vid, str) or not layout.valid_id(vid):
+            raise ApiError(400, "bad_request", 'the body must be {"video": "<id>"}')
+        evict_locally(ctx, vid)
+        return Response(b"", status=204)
+
+
+def evict_locally(ctx: NodeContext, vid: str) -> None:
+    """This node stops answering ``vid`` at once: its ready record and cached objects are dropped."""
+    ctx.ready_records.forget(vid)
+    if ctx.cache is not None:
+        ctx.cache.evict_video(vid)
+
+

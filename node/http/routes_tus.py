@@ -24,6 +24,7 @@ from node.records import layout
 from node import log
 from node.http.routes_videos import clean_filename
 from node.http.app import require_token
+from node.http.cors import EXPOSE_HEADERS
 from node.context import NodeContext
 from node.http.errors import ApiError, upload_answer, upload_error
 from node.upload.errors import BeyondUploadLength, DeferredLengthUnsupported, UploadRefused
@@ -35,8 +36,6 @@ ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = ("Authorization, Content-Type, Upload-Length, Upload-Offset, Upload-Metadata, "
                  "Upload-Checksum, Upload-Defer-Length, Upload-Concat, Tus-Resumable, X-Requested-With, "
                  "X-HTTP-Method-Override")
-EXPOSE_HEADERS = ("Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, Tus-Resumable, "
-                  "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Retry-After, X-Served-By")
 
 
 def _valid(vid: str) -> str:

@@ -13,6 +13,7 @@ from node import log
 from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
+from node.http.routes_playback import evict_locally
 from node.records.lifecycle import Refused
 from node.upload import ingest
 
@@ -114,8 +115,10 @@ def register(app, ctx: NodeContext) -> None:
         valid_video_id(vid)
         try:
             rec = await ctx.videos.delete(vid)
-            if ctx.ready_records is not None:
-                ctx.ready_records.forget(vid)  # this node stops playing it at once; others within 1 s
+            # this node stops playing it at once; the others when told, or within 1 s (their memo)
+            evict_locally(ctx, vid)
+            if ctx.cache is not None:
+                ctx.cache.announce_deleted(vid)
         except storage.NotFound:
             raise ApiError(404, "not_found", "no such video") from None
         except Refused as e:

@@ -1,16 +1,23 @@
-"""Playback: where a committed HLS object is read from (the owner's segment cache, one hop to the
-owner, or storage).
+"""Playback: which committed HLS object may be answered and how (the ready-record memo, the answer
+plan), and where it is read from (the owner's segment cache, one hop to the owner, or storage).
 
 What it offers:
-- ``SegmentCache``: the owner's bounded on-disk cache, single-flight storage reads, and the hop
-  from a non-owner to the owner.
-- ``HopClient``: the small kept-alive HTTP/1.1 client of that hop.
+- ``ReadyRecords``, ``ready_record``, ``internal_object_key`` and the errors ``PlayError`` >
+  ``VideoNotFound``, ``NotReady``, ``ObjectNotFound`` (node.http maps them to statuses);
+- ``Plan`` / ``object_plan``: one object's answer (ETag, Range, HEAD) for both HTTP paths;
+- ``SegmentCache``: the owner's bounded on-disk cache, single-flight storage reads, the hop from
+  a non-owner to the owner, and the eviction of a deleted video on every node;
+- ``HopClient``: the small kept-alive HTTP/1.1 client of that hop (storage.http1's codec).
 
-Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config``; never
-``node.upload``, ``node.process`` or ``node.http``, and never quart.
+Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config`` and the pure
+``node.peer_auth``; never ``node.upload``, ``node.process`` or ``node.http``, and never quart.
 """
 
+from node.play.answers import (NotReady, ObjectNotFound, Plan, PlayError, ReadyRecords, VideoNotFound,
+                               internal_object_key, object_plan, ready_record)
 from node.play.hop import HopClient, HopError
 from node.play.segcache import CacheStatistics, SegmentCache
 
-__all__ = ["SegmentCache", "CacheStatistics", "HopClient", "HopError"]
+__all__ = ["SegmentCache", "CacheStatistics", "HopClient", "HopError",
+           "ReadyRecords", "ready_record", "internal_object_key", "Plan", "object_plan",
+           "PlayError", "VideoNotFound", "NotReady", "ObjectNotFound"]

@@ -28,6 +28,16 @@ eviction (:class:`LruIndex`, pure).  The index lives in memory: the directory is
 emptied when the node starts.  An object larger than the whole cache is served
 but not kept.
 
+Deleting a video: the node answering the DELETE drops the video's objects from its
+cache (:meth:`SegmentCache.evict_video`) and tells every other alive member to do
+the same (:meth:`SegmentCache.tell_peers_evict`, ``POST /v1/internal/evict``, best
+effort, each within ``cfg.cache.hop_timeout``).  That notice only frees space
+early: every path that answers from the cache asks the ready-record memo
+(node.play.answers) first, so a lost notice does not make a deleted video playable.
+
+Node-to-node requests carry ``X-Shoal-Hop`` signed with the cluster key
+(node.peer_auth) when the cluster has one.
+
 Errors: :class:`storage.NotFound` and :class:`storage.StorageUnavailable` from
 the storage read pass through; hop failures never surface (they fall back).
 """
@@ -35,9 +45,11 @@ the storage read pass through; hop failures never surface (they fall back).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +62,16 @@ import storage
 
 from node.records import layout
 
-from node import log
+from node import log, peer_auth
 from node.play.hop import HopClient, HopError
 
-HOP_HEADER = "X-Shoal-Hop"  # names the asking node; the owner never hops on such a request
+HOP_HEADER = peer_auth.HEADER  # proves the cluster key; the owner never hops on such a request
 INTERNAL_PREFIX = "/v1/internal/objects"
-_INTERNAL_REST = re.compile(r"^out/\d{1,12}/(.+)$")
-_PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+EVICT_PATH = "/v1/internal/evict"
+EVICT_QUEUE = 256  # eviction notices waiting to be sent
+EVICT_CONCURRENCY = 4  # videos whose notices are sent at once
+_INTERNAL_REST = re.compile(r"out/([0-9]{1,12})/(.+)")
+_PLAIN_MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
 
 
 # ---- pure LRU index ---------------------------------------------------------------------------------
@@ -110,6 +125,9 @@ class LruIndex:
         self.bytes += size
         return evicted
 
+    def keys_under(self, prefix: str) -> list[str]:
+        return [k for k in self._items if k.startswith(prefix)]
+
     def discard(self, key: str) -> bool:
         item = self._items.pop(key, None)
         if item is None:
@@ -133,6 +151,7 @@ class CacheStatistics:
     entries: int
     bytes_cached: int
     max_bytes: int
+    deleted_evictions: int = 0  # objects dropped because their video was deleted
 
 
 class _Flight:
@@ -150,7 +169,7 @@ def _file_name(key: str) -> str:
 
 def etag_matches_body(etag: str, body: bytes) -> bool:
     """False only when the ETag is a plain MD5 that the body does not have (multipart ETags pass)."""
-    m = _PLAIN_MD5_ETAG.match(etag)
+    m = _PLAIN_MD5_ETAG.fullmatch(etag)
     return m is None or hashlib.md5(body).hexdigest() == m.group(1)
 
 
@@ -164,10 +183,16 @@ def internal_path(vid: str, key: str) -> str:
 
 def internal_key(vid: str, rest: str) -> str | None:
     """The storage key an internal request names, or None unless it is a committed-output HLS path."""
-    m = _INTERNAL_REST.match(rest)
-    if not layout.valid_id(vid) or m is None or not layout.valid_hls_path(m.group(1)):
+    m = _INTERNAL_REST.fullmatch(rest)
+    if not layout.valid_id(vid) or m is None or not layout.valid_hls_path(m.group(2)):
         return None
     return layout.video_prefix(vid) + rest
+
+
+def internal_epoch(rest: str) -> int | None:
+    """The epoch an internal request's ``out/<epoch>/...`` names, or None.  Pure."""
+    m = _INTERNAL_REST.fullmatch(rest)
+    return int(m.group(1)) if m is not None else None
 
 
 # ---- the cache ----------------------------------------------------------------------------------------
@@ -186,9 +211,12 @@ class SegmentCache:
         self._index = LruIndex(ctx.cfg.cache.max_bytes)
         self._flights: dict[str, _Flight] = {}
         self._client: HopClient | None = None
+        self._key: bytes | None = getattr(ctx, "cluster_key", None)  # None: hops unauthenticated
+        # eviction notices after a DELETE, sent by serve(); bounded (a dropped one costs disk space)
+        self._notices_send, self._notices_receive = trio.open_memory_channel[str](EVICT_QUEUE)
         self._config_ring: ring.Ring | None = None
         self._n = dict(hits=0, misses=0, coalesced=0, storage_reads=0, owner_hops=0, hop_fallbacks=0,
-                       peer_requests=0, evictions=0)
+                       peer_requests=0, evictions=0, deleted_evictions=0)
 
     # ---- public ----------------------------------------------------------------------------------------
     def statistics(self) -> CacheStatistics:
@@ -273,6 +301,79 @@ class SegmentCache:
                 continue  # the filling reader was cancelled: one of us fills instead
             return await self._fill(key)
 
+    def evict_video(self, vid: str) -> int:
+        """Drop every cached object of ``vid`` (after its DELETE); returns how many."""
+        keys = self._index.keys_under(layout.video_prefix(vid))
+        for key in keys:
+            self._index.discard(key)
+            try:
+                (self.dir / _file_name(key)).unlink()
+            except FileNotFoundError:
+                pass
+        self._n["deleted_evictions"] += len(keys)
+        log.info("cache_video_evicted", video=vid, objects=len(keys))
+        return len(keys)
+
+    def announce_deleted(self, vid: str) -> None:
+        """Never waits: :meth:`serve` tells the other members to evict ``vid``.  A full queue
+        drops the notice (logged): the 1 s ready-record memo still bounds what they serve."""
+        try:
+            self._notices_send.send_nowait(vid)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            log.warning("evict_notice_dropped", video=vid, reason="queue full")
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Send the eviction notices :meth:`announce_deleted` queued, a few videos at a time."""
+        limit = trio.Semaphore(EVICT_CONCURRENCY)
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for vid in self._notices_receive:
+                await limit.acquire()
+                nursery.start_soon(self._tell_and_release, limit, vid)
+
+    async def _tell_and_release(self, limit: trio.Semaphore, vid: str) -> None:
+        try:
+            await self.tell_peers_evict(vid)
+        finally:
+            limit.release()
+
+    async def tell_peers_evict(self, vid: str) -> None:
+        """Ask every other alive member to evict ``vid`` (best effort: each within hop_timeout;
+        a lost notice costs space, never correctness)."""
+        ctx = self._ctx
+        if ctx.membership is not None:
+            peers = [m.id for m in ctx.membership.members() if m.id != ctx.node_id and ctx.alive(m.id)]
+        else:
+            peers = [n.id for n in ctx.cfg.nodes if n.id != ctx.node_id]
+        body = json.dumps({"video": vid}).encode()
+        async with trio.open_nursery() as n:
+            for peer in peers:
+                n.start_soon(self._tell_one, peer, vid, body)
+
+    async def _tell_one(self, peer: str, vid: str, body: bytes) -> None:
+        addr = self._peer_addr(peer)
+        if addr is None:
+            return
+        if self._client is None:
+            self._client = HopClient()
+        why = "timeout"
+        with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
+            try:
+                resp = await self._client.post(addr, EVICT_PATH, self._proof("POST", EVICT_PATH), body)
+            except Exception as e:  # best effort in a background task: never take the node down
+                why = f"{type(e).__name__}: {e}"
+            else:
+                if resp.status == 204:
+                    return
+                why = f"status {resp.status}"
+        log.info("cache_evict_notice_failed", video=vid, peer=peer, reason=why)
+
+    def _proof(self, method: str, path: str) -> dict[str, str]:
+        """The X-Shoal-Hop header of a request to another node (none without a cluster key)."""
+        if not peer_auth.needs_proof(self._key):
+            return {}
+        return {HOP_HEADER: peer_auth.sign(self._key, method, path, time.time())}
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -353,9 +454,10 @@ class SegmentCache:
         if self._client is None:
             self._client = HopClient()
         why = "timeout"
+        path = internal_path(vid, key)
         with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
             try:
-                resp = await self._client.get(addr, internal_path(vid, key), {HOP_HEADER: self._ctx.node_id})
+                resp = await self._client.get(addr, path, self._proof("GET", path))
             except HopError as e:
                 why = str(e)
             else:
@@ -369,6 +471,6 @@ class SegmentCache:
 
 async def _etag_matches(etag: str, body: bytes) -> bool:
     """:func:`etag_matches_body` on another core for bodies big enough to be worth the thread."""
-    if len(body) < (64 << 10) or _PLAIN_MD5_ETAG.match(etag) is None:
+    if len(body) < (64 << 10) or _PLAIN_MD5_ETAG.fullmatch(etag) is None:
         return etag_matches_body(etag, body)
     return await trio.to_thread.run_sync(etag_matches_body, etag, body)

@@ -20,9 +20,10 @@ import os
 import re
 import time
 
-ID_RE = re.compile(r"^[a-z2-7]{26}$")
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}/seg_\d{5}\.ts$")
-PLAYLIST_RE = re.compile(r"^(master\.m3u8|[A-Za-z0-9_-]{1,32}/index\.m3u8)$")
+# Matched whole (fullmatch): "$" would also accept a trailing newline.
+ID_RE = re.compile(r"[a-z2-7]{26}")
+SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]{1,32}/seg_[0-9]{5}\.ts")
+PLAYLIST_RE = re.compile(r"master\.m3u8|[A-Za-z0-9_-]{1,32}/index\.m3u8")
 
 
 def new_id(now: float | None = None) -> str:
@@ -32,11 +33,11 @@ def new_id(now: float | None = None) -> str:
 
 
 def valid_id(video_id: str) -> bool:
-    return bool(ID_RE.match(video_id))
+    return ID_RE.fullmatch(video_id) is not None
 
 
 def valid_hls_path(path: str) -> bool:
-    return bool(PLAYLIST_RE.match(path) or SEGMENT_RE.match(path))
+    return PLAYLIST_RE.fullmatch(path) is not None or SEGMENT_RE.fullmatch(path) is not None
 
 
 def record_key(vid: str) -> str:

@@ -21,6 +21,7 @@ import media
 import ring
 from conftest import TEST_LADDER
 from harness import Cluster, upload, wait_state
+from node import peer_auth
 from node.records import layout
 from node.process import ffmpeg_exe
 
@@ -219,9 +220,13 @@ def test_range_requests(cl, node_role):
     pl = httpx.get(hls_url(cl, node, vid, "240p/index.m3u8"))
     assert pl.headers["content-type"].startswith("application/vnd.apple.mpegurl")
     assert "immutable" not in pl.headers["cache-control"] and "max-age=" in pl.headers["cache-control"]
-    # the internal route serves only committed HLS outputs
-    assert httpx.get(cl.url(owner) + f"/v1/internal/objects/{vid}/record.json").status_code == 404
-    assert httpx.get(cl.url(owner) + f"/v1/internal/objects/{vid}/source").status_code == 404
+    # the internal route serves only committed HLS outputs, and only to nodes (docs/security.md)
+    key = cl.launcher.secrets().cluster_key.encode()
+    for rest in ("record.json", "source"):
+        path = f"/v1/internal/objects/{vid}/{rest}"
+        assert httpx.get(cl.url(owner) + path).status_code == 401  # anonymous
+        proof = {peer_auth.HEADER: peer_auth.sign(key, "GET", path, time.time())}
+        assert httpx.get(cl.url(owner) + path, headers=proof).status_code == 404
 
 
 def test_owner_killed_during_playback_the_rest_still_arrives(cl):

@@ -15,7 +15,7 @@ from node.cluster import Cluster, OwnerNotifier, RingClaims
 from node.compose import compose_node
 from node.config import CacheConfig, Config, Limits, NodeSpec
 from node.http import FastLane
-from node.http.routes_playback import ReadyRecords
+from node.play import ReadyRecords
 from node.play import SegmentCache
 from node.process import Worker
 from node.records.store import VideoStore

@@ -9,6 +9,8 @@ same connection.  Real processes and the real S3 server are in test_playback.py.
 from __future__ import annotations
 
 import functools
+import json
+import time
 from dataclasses import replace
 
 import httpx
@@ -22,6 +24,7 @@ import trio
 import storage
 from node.records import layout
 from node.records import lifecycle as lc
+from node import peer_auth
 from node.http.app import create_app
 from node.config import CacheConfig, Config, NodeSpec
 from node.context import NodeContext
@@ -346,3 +349,140 @@ async def test_hop_client_refused_is_a_hop_error():
     port = storage.free_port()
     with pytest.raises(HopError):
         await HopClient().get(f"127.0.0.1:{port}", "/x", {})
+
+
+# ---- parsing edges and the owner hop: both paths answer alike (docs/security.md) ------------------------
+
+HUGE = "9" * 5000
+
+
+async def _both(tmp_path, store, requests, *, key: bytes | None = None, warm: list[str] = ()):
+    """Each request's (status, headers, body) from the full path and from the lane (one
+    connection each), after ``warm`` paths were fetched (filling the lane node's cache)."""
+    out = []
+    async with trio.open_nursery() as n:
+        for name, lane in (("slow", False), ("fast", True)):
+            ctx = make_ctx(tmp_path / name, store)
+            ctx.cluster_key = key
+            url, _ = await serve(n, ctx, lane=lane)
+            async with httpx.AsyncClient(base_url=url) as client:
+                for path in warm:
+                    assert (await client.get(path)).status_code == 200
+                got = []
+                for method, path, headers in requests:
+                    with trio.fail_after(10):
+                        r = await client.request(method, path, headers=headers)
+                    got.append((r.status_code, {k: v for k, v in r.headers.items() if k not in ("date", "server")},
+                                r.content))
+                out.append(got)
+        n.cancel_scope.cancel()
+    return out
+
+
+async def test_a_range_with_a_5000_digit_number_gets_the_same_clean_answer_from_both_paths(tmp_path):
+    store = storage.MemoryStore()
+    await ready_video(store, b"z" * 1000)
+    requests = [("GET", SEG, {"Range": f"bytes={HUGE}-"}), ("GET", SEG, {"Range": f"bytes=0-{HUGE}"}),
+                ("GET", SEG, {"Range": f"bytes=-{HUGE}"}), ("GET", SEG, {})]
+    slow, fast = await _both(tmp_path, store, requests, warm=[SEG])
+    assert slow == fast
+    (s416, h416, b416), (s1, h1, b1), (s2, h2, b2), (s3, _, _) = slow
+    assert s416 == 416 and h416["content-range"] == "bytes */1000" and b"bad_range" in b416
+    assert (s1, h1["content-range"], b1) == (206, "bytes 0-999/1000", b"z" * 1000)
+    assert (s2, h2["content-range"], b2) == (206, "bytes 0-999/1000", b"z" * 1000)
+    assert s3 == 200  # and the connection is still good afterwards
+
+
+async def test_a_head_with_a_bare_lf_is_framed_alike_by_both_paths(tmp_path):
+    """h11 ends lines (and heads) at a bare LF; the lane hands such a head to hypercorn untouched,
+    so both read two requests from these bytes."""
+    store = storage.MemoryStore()
+    await ready_video(store, b"w" * 3000)
+    wire = (f"GET {SEG} HTTP/1.1\r\nHost: x\n\n"
+            f"GET {SEG} HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n").encode()
+    answers = {}
+    async with trio.open_nursery() as n:
+        for name, lane in (("slow", False), ("fast", True)):
+            ctx = make_ctx(tmp_path / name, store)
+            url, fast = await serve(n, ctx, lane=lane)
+            host, port = url.removeprefix("http://").split(":")
+            async with httpx.AsyncClient(base_url=url) as client:  # a cache hit for the lane
+                assert (await client.get(SEG)).status_code == 200
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(wire)
+            got = b""
+            with trio.fail_after(10):  # two whole answers (a lane that frames one request waits here)
+                while got.count(b"w" * 3000) < 2:
+                    got += await stream.receive_some(1 << 16)
+            with trio.move_on_after(0.3):  # and nothing more
+                while chunk := await stream.receive_some(1 << 16):
+                    got += chunk
+            await stream.aclose()
+            answers[name] = got.count(b"HTTP/1.1 200 "), got.count(b"w" * 3000)
+            if fast is not None:
+                assert fast.handed_over == 1
+        n.cancel_scope.cancel()
+    assert answers["slow"] == answers["fast"] == (2, 2)
+
+
+KEY = b"cluster-key-for-tests"
+INTERNAL = f"/v1/internal/objects/{VID}/out/1/360p/seg_00001.ts"
+
+
+def _proof(method: str, path: str, key: bytes = KEY, now: float | None = None) -> dict[str, str]:
+    return {"X-Shoal-Hop": peer_auth.sign(key, method, path, time.time() if now is None else now)}
+
+
+async def test_internal_requests_need_the_cluster_key_and_the_ready_epoch_on_both_paths(tmp_path):
+    store = storage.MemoryStore()
+    await ready_video(store, b"v" * 2000)
+    await store.put(layout.out_prefix(VID, 2) + "360p/seg_00001.ts", b"uncommitted")  # epoch 2: not ready
+    stale = f"/v1/internal/objects/{VID}/out/2/360p/seg_00001.ts"
+    requests = [
+        ("GET", INTERNAL, {}),  # anonymous: 401
+        ("GET", INTERNAL, _proof("GET", INTERNAL, b"another key")),  # 403
+        ("GET", INTERNAL, _proof("GET", INTERNAL, now=time.time() - 600)),  # too old: 403
+        ("GET", INTERNAL, {"X-Shoal-Hop": "n2"}),  # the old header (a node id): 403
+        ("GET", INTERNAL, _proof("GET", INTERNAL)),  # 200
+        ("GET", stale, _proof("GET", stale)),  # not the ready epoch: 404
+        ("GET", INTERNAL, {}),  # anonymous again, the object cached now: still 401
+    ]
+    slow, fast = await _both(tmp_path, store, requests, key=KEY, warm=[SEG])
+    assert [(s, b) for s, _, b in slow] == [(s, b) for s, _, b in fast]
+    statuses = [s for s, _, _ in slow]
+    assert statuses == [401, 403, 403, 403, 200, 404, 401]
+    codes = [b and json.loads(b)["error"]["code"] for s, _, b in slow if s != 200]
+    assert codes == ["unauthorized", "forbidden", "forbidden", "forbidden", "not_found", "unauthorized"]
+    assert slow[4][2] == b"v" * 2000
+
+
+async def test_a_cluster_without_a_key_keeps_unauthenticated_hops(tmp_path):
+    store = storage.MemoryStore()
+    await ready_video(store, b"u" * 100)
+    slow, fast = await _both(tmp_path, store, [("GET", INTERNAL, {})], key=None)
+    assert slow[0][0] == fast[0][0] == 200 and slow[0][2] == fast[0][2] == b"u" * 100
+
+
+async def test_a_deleted_video_is_not_served_from_the_cache_of_either_path(tmp_path):
+    """The ready record is asked (through the 1 s memo) before any cache hit, so a node that
+    never heard of the DELETE stops serving within the memo's second."""
+    store = storage.MemoryStore()
+    await ready_video(store, b"t" * 500)
+    async with trio.open_nursery() as n:
+        urls = {}
+        for name, lane in (("slow", False), ("fast", True)):
+            ctx = make_ctx(tmp_path / name, store)
+            urls[name], _ = await serve(n, ctx, lane=lane)
+            async with httpx.AsyncClient(base_url=urls[name]) as client:
+                assert (await client.get(SEG)).status_code == 200  # cached now
+                assert (await client.get(INTERNAL)).status_code == 200
+        # another node deletes it (only the record changes here: the cached copies stay)
+        deleter = VideoStore(store, "n2")
+        await deleter.change(VID, lambda r: lc.delete(r, "n2", 5.0))
+        await trio.sleep(1.1)  # the memo's second
+        for name, url in urls.items():
+            async with httpx.AsyncClient(base_url=url) as client:
+                assert (await client.get(SEG)).status_code == 404, name
+                assert (await client.get(INTERNAL)).status_code == 404, name
+                assert (await client.get(f"/v1/videos/{VID}/hls/master.m3u8")).status_code == 404, name
+        n.cancel_scope.cancel()

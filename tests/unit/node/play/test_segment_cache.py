@@ -4,7 +4,9 @@ the hop's fallbacks and the internal-path mapping.  Real clusters: test_playback
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -267,3 +269,55 @@ async def test_non_owner_falls_back_when_the_owner_hangs(tmp_path):
         await cache.aclose()
         await listener.aclose()
     assert cache.statistics().hop_fallbacks == 1
+
+
+# ---- a deleted video: evicted here, and the others told (signed) ----------------------------------------
+
+async def test_evict_video_drops_only_that_videos_objects(tmp_path):
+    store = storage.MemoryStore()
+    other = layout.new_id(1_700_000_123)
+    keys = [KEY, layout.out_prefix(VID, 3) + "master.m3u8", layout.out_prefix(other, 1) + "master.m3u8"]
+    for k in keys:
+        await store.put(k, b"body of " + k.encode())
+    cache = SegmentCache(make_ctx(tmp_path, store))
+    for k in keys:
+        await cache.fetch_local(k)
+    assert cache.statistics().entries == 3
+    assert cache.evict_video(VID) == 2
+    st = cache.statistics()
+    assert st.entries == 1 and st.deleted_evictions == 2 and len(list(cache.dir.iterdir())) == 1
+    assert cache.local_file(other, keys[2]) is not None and cache.local_file(VID, KEY) is None
+
+
+async def test_peers_are_told_to_evict_with_a_signed_notice_and_a_dead_peer_costs_one_timeout(tmp_path):
+    from node import peer_auth
+    from storage import http1
+
+    heard: list[tuple[str, bytes]] = []
+
+    async def peer(stream):
+        buf = http1.HeadBuffer()
+        async with stream:
+            while (raw := buf.next_head()) is None:
+                buf.feed(await stream.receive_some(4096))
+            head = http1.parse_request_head(raw)
+            while len(buf) < http1.content_length(head.headers):
+                buf.feed(await stream.receive_some(4096))
+            peer_auth.verify(b"key", head.headers.get("x-shoal-hop"), head.method, head.target, time.time())
+            heard.append((head.target, buf.data))
+            await stream.send_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    async with trio.open_nursery() as n:
+        listeners = await n.start(functools.partial(trio.serve_tcp, peer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        ctx = make_ctx(tmp_path, storage.MemoryStore())
+        nodes = (NodeSpec("n1", "127.0.0.1", 1, 2), NodeSpec("n2", "127.0.0.1", port, 4),
+                 NodeSpec("n3", "127.0.0.1", storage.free_port(), 6))  # n3: nothing listens
+        ctx.cfg = replace(ctx.cfg, nodes=nodes)
+        ctx.cluster_key = b"key"
+        cache = SegmentCache(ctx)
+        with trio.fail_after(ctx.cfg.cache.hop_timeout + 2):
+            await cache.tell_peers_evict(VID)
+        await cache.aclose()
+        n.cancel_scope.cancel()
+    assert heard == [("/v1/internal/evict", f'{{"video": "{VID}"}}'.encode())]
