@@ -148,9 +148,9 @@ class MediaLimits:
     max_height: int = 8192  # coded and display height in pixels (portrait 8K is 7680)
     max_pixels: int = 36_000_000  # width * height of one frame (8192x4320 is 35.4 Mpx)
     max_fps: float = 240.0  # average frame rate of the video stream
-    max_frames: int | None = None  # video frames; None = max_duration_s * max_fps
+    max_frames: int | None = None  # video frames (header count, else duration * fps); None = max_duration_s * max_fps
     wall_time_factor: float = 10.0  # ffmpeg is killed after factor * duration + wall_time_base_s
-    wall_time_base_s: float = 60.0
+    wall_time_base_s: float = 60.0  # seconds added to every ffmpeg deadline (formulas: node/process/limits.py)
     probe_timeout_s: float = 120.0  # the probe child is killed after this
     probe_memory: int = 1 * GiB  # RLIMIT_DATA of the probe child (8K source needs ~150 MiB)
     ffmpeg_memory: int = 2 * GiB  # RLIMIT_DATA of ffmpeg (default ladder: ~0.7 GiB 1080p, ~1.05 GiB 8K)
