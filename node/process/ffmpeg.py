@@ -112,7 +112,8 @@ STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for a TranscodeError (the lo
 # ffmpeg's words when an allocation failed (under RLIMIT_DATA): x264, libavutil, the h264 decoder
 OUT_OF_MEMORY = re.compile(r"Cannot allocate memory|malloc of size \d+ failed|out of memory", re.I)
 # ffmpeg's words when the input itself was refused or unreadable: the user's bytes
-INPUT_REFUSED = re.compile(r"not on whitelist|Invalid data found when processing input")
+# (a decode error mid-stream does not end ffmpeg; a failure to open the input does)
+INPUT_REFUSED = re.compile(r"not on whitelist|Error opening input: Invalid data found when processing input")
 SEGMENT_NAME = "seg_%05d.ts"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -297,7 +298,8 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                 raise bounds.memory_exceeded()
             refused = INPUT_REFUSED.search(tail)
             if refused:
-                raise UndecodableInput(f"ffmpeg could not read the file ({refused.group(0)})")
+                why = "not on whitelist" if "whitelist" in refused.group(0) else "invalid data"
+                raise UndecodableInput(f"ffmpeg could not read the file ({why})")
             how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
             raise TranscodeError(f"ffmpeg {how}", tail)
     playlists = await trio.to_thread.run_sync(check_aligned, out, plans)

@@ -289,3 +289,13 @@ async def test_any_other_ffmpeg_failure_is_retried_and_its_stderr_stays_out_of_t
         await _transcode(tmp_path / "in.mkv", tmp_path / "out", _lying(1.0), ffmpeg=fake)
     assert "/srv/shoal" in e.value.stderr_tail  # kept for the log
     assert classify(e.value).message == "transcoding failed: ffmpeg exited with status 1"
+
+
+async def test_ffmpeg_refusing_to_open_the_input_is_the_users_file_not_a_retry(tmp_path):
+    # given bytes the probe accepted but ffmpeg cannot open as the named demuxer
+    junk = media.make_random_bytes(tmp_path / "source", 4096)
+    p = Probe(duration=1.0, width=64, height=64, fps=25.0, has_audio=False, video_codec="h264",
+              container="matroska")
+    with pytest.raises(UndecodableInput) as e:
+        await _transcode(junk, tmp_path / "out", p)
+    assert e.value.reason == "ffmpeg could not read the file (invalid data)"
