@@ -104,7 +104,7 @@ from node.process.master_playlist import (MASTER_NAME, MEDIA_NAME, MediaPlaylist
                              measured_bandwidth, parse_media_playlist)
 from node.process.ladder import RenditionPlan, plan_ladder
 from node.config import MediaLimits
-from node.process.errors import MediaError, MediaLimitExceeded, TranscodeError, UndecodableInput
+from node.process.errors import MediaError, TranscodeError, UndecodableInput
 from node.process.limits import RunBounds, run_bounds
 from node.process.probe import Probe
 

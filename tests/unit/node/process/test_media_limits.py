@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-import trio
 
 import media
 import storage
-from node.config import Config, ConfigError, GiB, MediaLimits, MiB, NodeSpec
+from node.config import Config, ConfigError, GiB, MediaLimits, MiB, Rendition
 from node.process import (MediaLimitExceeded, Probe, TranscodeError, UndecodableInput, classify,
                           plan_ladder, probe, probe_isolated, public_message, run_bounds, transcode)
 from node.process.limits import check_duration, check_fps, check_frame_size, check_frames
-from node.config import Rendition
 
 LADDER = (Rendition("64p", 64, 100, 32),)
 DEFAULT = MediaLimits()
