@@ -132,6 +132,51 @@ class Limits:
     body_buffer: int = 1 * MiB  # request body bytes queued before we stop reading the socket
 
 
+# Container formats (libavformat demuxer names) a video platform accepts; a format is accepted
+# when any of its names is listed ("mov" admits "mov,mp4,m4a,3gp,3g2,mj2"). Not listed on
+# purpose: concat/ffconcat, hls, dash (they open other files and URLs), image2 and the image
+# pipes (a single huge picture), bare elementary streams (random bytes probe as H.263).
+MEDIA_FORMATS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "flv", "ogg", "mpeg", "asf", "mxf")
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What a source may be and cost (docs/security.md "Media: resource limits")."""
+
+    max_duration_s: float = 6 * 3600.0  # longer sources fail with media_limit (header or timestamp span)
+    max_width: int = 8192  # coded and display width in pixels (8K UHD is 7680)
+    max_height: int = 8192  # coded and display height in pixels (portrait 8K is 7680)
+    max_pixels: int = 36_000_000  # width * height of one frame (8192x4320 is 35.4 Mpx)
+    max_fps: float = 240.0  # average frame rate of the video stream
+    max_frames: int | None = None  # video frames (header count, else duration * fps); None = max_duration_s * max_fps
+    wall_time_factor: float = 10.0  # ffmpeg is killed after factor * duration + wall_time_base_s
+    wall_time_base_s: float = 60.0  # seconds added to every ffmpeg deadline (formulas: node/process/limits.py)
+    probe_timeout_s: float = 120.0  # the probe child is killed after this
+    probe_memory: int = 1 * GiB  # RLIMIT_DATA of the probe child (8K source needs ~150 MiB)
+    ffmpeg_memory: int = 2 * GiB  # RLIMIT_DATA of ffmpeg (default ladder: ~0.7 GiB 1080p, ~1.05 GiB 8K)
+    formats: tuple[str, ...] = MEDIA_FORMATS  # demuxers ffmpeg and PyAV may use (format_whitelist)
+
+    @property
+    def frame_limit(self) -> int:
+        """``max_frames``, or ``max_duration_s * max_fps`` when not set."""
+        if self.max_frames is not None:
+            return self.max_frames
+        return int(self.max_duration_s * self.max_fps)
+
+    def validate(self) -> None:
+        """Raise ConfigError for a limit that cannot work."""
+        positive = ("max_duration_s", "max_width", "max_height", "max_pixels", "max_fps",
+                    "wall_time_factor", "probe_timeout_s", "probe_memory", "ffmpeg_memory")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"media.{name} must be a positive number, got {value!r}")
+        if self.wall_time_base_s < 0 or (self.max_frames is not None and self.max_frames <= 0):
+            raise ConfigError("media.wall_time_base_s must be >= 0 and media.max_frames positive")
+        if not self.formats or not all(re.fullmatch(r"[a-z0-9_]{1,32}", f) for f in self.formats):
+            raise ConfigError(f"media.formats: a list of demuxer names, got {self.formats!r}")
+
+
 @dataclass(frozen=True)
 class CacheConfig:
     max_bytes: int = 512 * MiB  # owner's segment cache on local disk
@@ -157,6 +202,7 @@ class Config:
     processing: Processing = field(default_factory=Processing)
     limits: Limits = field(default_factory=Limits)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    media: MediaLimits = field(default_factory=MediaLimits)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     # ---- lookups -----------------------------------------------------------------
@@ -253,6 +299,7 @@ class Config:
         kw["limits"] = _section(Limits, raw.get("limits"), base.limits, sizes={"max_upload_bytes", "body_buffer"})
         kw["cache"] = _section(CacheConfig, raw.get("cache"), base.cache, sizes={"max_bytes"})
         kw["auth"] = _section(AuthConfig, raw.get("auth"), base.auth)
+        kw["media"] = _media_section(raw.get("media"), base.media)
         cfg = cls(**kw)
         if cfg.storage.part_size < 5 * MiB:
             raise ConfigError("storage.part_size must be at least 5 MiB (S3's minimum part)")
@@ -264,6 +311,16 @@ class Config:
         d = dataclasses.asdict(self)
         d["state_dir"] = str(self.state_dir)
         return d
+
+
+def _media_section(raw: Any, base: MediaLimits) -> MediaLimits:
+    media = _section(MediaLimits, raw, base, sizes={"probe_memory", "ffmpeg_memory"})
+    formats = media.formats
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    media = replace(media, formats=tuple(str(f).strip() for f in formats))
+    media.validate()
+    return media
 
 
 def _section(cls: type, raw: Any, base: Any, sizes: set[str] = frozenset()) -> Any:

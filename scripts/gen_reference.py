@@ -74,7 +74,7 @@ def human(v: object) -> str:
 
 def main() -> None:
     sections = [(c.StorageConfig, "storage"), (c.Timing, "timing"), (c.Processing, "processing"),
-                (c.Limits, "limits"), (c.CacheConfig, "cache"), (c.AuthConfig, "auth")]
+                (c.Limits, "limits"), (c.CacheConfig, "cache"), (c.MediaLimits, "media"), (c.AuthConfig, "auth")]
     local = c.Config(nodes=(c.NodeSpec("a", "127.0.0.1", 1, 2),)).local()
     rows = []
     for cls, sec in sections:

@@ -7,6 +7,13 @@
     make_rotated(path, src, degrees=90)
     make_empty(path)
 
+Hostile media (docs/security.md "Media: resource limits and what ffmpeg may open"):
+
+    make_timestamp_gap(path, gap=36000, fmt="matroska", seekable=True)  two frames `gap` s apart
+    make_huge_png(path, width=16000, height=16000)   a ~40 KB PNG that decodes to 256 Mpx
+    make_ffconcat(path, *targets)                    an ffconcat list naming local files
+    make_hls_playlist(path, *uris)                   a VOD playlist naming file:// and http:// URIs
+
 Each returns the path it wrote. A 4 s 320x240 clip takes ~0.1 s to make.
 The video is ffmpeg's ``testsrc2`` pattern (moving, so every frame differs) and
 the audio a 440 Hz sine, encoded with x264 ``ultrafast``, a keyframe every
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 from node.process import ffmpeg_exe
@@ -83,4 +92,55 @@ def make_rotated(path: PathLike, src: PathLike, degrees: int = 90) -> Path:
 def make_empty(path: PathLike) -> Path:
     path = Path(path)
     path.write_bytes(b"")
+    return path
+
+
+def make_timestamp_gap(path: PathLike, gap: float = 36000, fmt: str = "matroska", *,
+                       seekable: bool = True) -> Path:
+    """Two 64x64 H.264 frames ``gap`` seconds apart (a few KB). ``seekable=False`` writes the
+    file through a pipe, so Matroska gets no Duration and no Cues: only the timestamps tell."""
+    path = Path(path)
+    args = ["-f", "lavfi", "-i", "testsrc=size=64x64:rate=1", "-frames:v", "2",
+            "-vf", f"setpts=N*{gap:g}/TB", "-c:v", "libx264", "-preset", "ultrafast",
+            "-pix_fmt", "yuv420p", "-fps_mode", "passthrough", "-f", fmt]
+    if seekable:
+        _run(args + [str(path)])
+        return path
+    with open(path, "wb") as out:
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args,
+                               "pipe:1"], stdout=out, stderr=subprocess.PIPE, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed making test media: {proc.stderr.decode()[-2000:]}")
+    return path
+
+
+def make_huge_png(path: PathLike, width: int = 16000, height: int = 16000) -> Path:
+    """A valid black 1-bit greyscale PNG, written directly (never decoded here): ~40 KB on disk,
+    ``width * height`` pixels once decoded (1 GB as RGBA at the default size)."""
+    path = Path(path)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)  # filter byte "none", then the packed bits
+    idat = zlib.compress(row * height, 1)
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def make_ffconcat(path: PathLike, *targets: PathLike) -> Path:
+    """An ffconcat list: the concat demuxer would read each named local file."""
+    path = Path(path)
+    path.write_text("ffconcat version 1.0\n" + "".join(f"file '{t}'\n" for t in targets))
+    return path
+
+
+def make_hls_playlist(path: PathLike, *uris: str) -> Path:
+    """A finished HLS media playlist whose segments are ``uris`` (file://, http://, ...)."""
+    path = Path(path)
+    body = "".join(f"#EXTINF:2.0,\n{u}\n" for u in uris)
+    path.write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                    "#EXT-X-PLAYLIST-TYPE:VOD\n" + body + "#EXT-X-ENDLIST\n")
     return path

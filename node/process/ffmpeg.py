@@ -10,6 +10,18 @@ and, in this module, the ffmpeg command, its progress, the run and the check of
 its output.  ffmpeg and OSError failures of a transcode are translated here and
 nowhere else (PyAV's, of a probe, in node/process/probe.py).
 
+Bounds (node/process/limits.py ``run_bounds``, from ``media:``): ffmpeg reads nothing past
+``-t READ_SECONDS`` of input, writes at most ``-frames:v MAX_FRAMES`` per rendition, opens only
+local files (``-protocol_whitelist file``) through the demuxer the probe accepted
+(``-format_whitelist``, ``-f``), runs under ``RLIMIT_DATA`` = ``media.ffmpeg_memory`` (set in
+the child before exec) and is killed at its wall-clock deadline (``MediaLimitExceeded``). A
+non-zero exit whose stderr says memory ran out is ``MediaLimitExceeded("ffmpeg_memory")``; one
+that says the input was refused or unreadable is ``UndecodableInput``; anything else is
+``TranscodeError`` (retried). Measured on this 2-core machine (default ladder, preset
+veryfast, 44 ffmpeg threads): the smallest RLIMIT_DATA that let ffmpeg finish was 683 MiB for
+a 720p source, 699 MiB for 1080p, 730 MiB for 2160p and 1048 MiB for 4320p (8K); RLIMIT_AS
+needed 1.6-1.8 GiB, mostly reserved and never touched, which is why the limit is on data.
+
 ``trio.Cancelled`` is never caught; a cancelled ``transcode`` kills ffmpeg and
 reaps it before the cancellation propagates. On Linux ffmpeg also gets SIGKILL
 from the kernel if the node process dies (``PR_SET_PDEATHSIG``), so a node
@@ -26,6 +38,8 @@ The ffmpeg command (``ffmpeg_command``), for a source with audio and three
 renditions, segment 2 s::
 
     ffmpeg -hide_banner -nostdin -y -loglevel warning -nostats -progress pipe:1
+      -protocol_whitelist file -format_whitelist mov,mp4,matroska,...   (media.formats)
+      -f mov -t READ_SECONDS                       (the demuxer the probe found; the read limit)
       -i SRC
       -filter_complex "[0:v:0]split=3[s0][s1][s2];
                        [s0]scale=w=256:h=144,setsar=1,format=yuv420p[v0];
@@ -36,7 +50,7 @@ renditions, segment 2 s::
       -sc_threshold 0 -force_key_frames "expr:gte(t,n_forced*2)"
       -b:v:0 200k -maxrate:v:0 220k -bufsize:v:0 400k -level:v:0 3.0   (one set per rendition)
       -c:a aac -ac 2 -ar 48000 -b:a:0 64k ...                          (omitted without audio)
-      -map_metadata -1 -sn -dn -max_muxing_queue_size 1024
+      -frames:v MAX_FRAMES -map_metadata -1 -sn -dn -max_muxing_queue_size 1024
       -f hls -hls_time 2 -hls_playlist_type vod -hls_list_size 0
       -hls_segment_type mpegts -start_number 0
       -hls_segment_filename OUT/%v/seg_%05d.ts
@@ -74,6 +88,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
@@ -87,10 +103,17 @@ import trio
 from node.process.master_playlist import (MASTER_NAME, MEDIA_NAME, MediaPlaylist, master_playlist,
                              measured_bandwidth, parse_media_playlist)
 from node.process.ladder import RenditionPlan, plan_ladder
+from node.config import MediaLimits
 from node.process.errors import MediaError, TranscodeError, UndecodableInput
+from node.process.limits import RunBounds, run_bounds
 from node.process.probe import Probe
 
-STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for a TranscodeError
+STDERR_TAIL = 4096  # bytes of ffmpeg's stderr kept for a TranscodeError (the log, never the record)
+# ffmpeg's words when an allocation failed (under RLIMIT_DATA): x264, libavutil, the h264 decoder
+OUT_OF_MEMORY = re.compile(r"Cannot allocate memory|malloc of size \d+ failed|out of memory", re.I)
+# ffmpeg's words when the input itself was refused or unreadable: the user's bytes
+# (a decode error mid-stream does not end ffmpeg; a failure to open the input does)
+INPUT_REFUSED = re.compile(r"not on whitelist|Error opening input: Invalid data found when processing input")
 SEGMENT_NAME = "seg_%05d.ts"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -111,11 +134,15 @@ def ffmpeg_command(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                    plans: Sequence[RenditionPlan], *, segment_seconds: int | float,
                    preset: str, threads: int, has_audio: bool,
                    video_stream: int | None = None, audio_stream: int | None = None,
-                   ffmpeg: str | None = None) -> list[str]:
+                   ffmpeg: str | None = None, formats: Sequence[str] = MediaLimits().formats,
+                   input_format: str | None = None, read_seconds: float | None = None,
+                   max_frames: int | None = None) -> list[str]:
     """The argv of the single ffmpeg run producing every rendition (see module docstring).
 
     ``video_stream``/``audio_stream`` are absolute stream indexes from the probe; by
-    default the first video and first audio stream. Pure: raises ValueError on bad
+    default the first video and first audio stream. ``formats`` is the input format
+    whitelist, ``input_format`` the demuxer the probe found, ``read_seconds`` and
+    ``max_frames`` the read and frame limits. Pure: raises ValueError on bad
     arguments, touches nothing.
     """
     if not plans:
@@ -133,9 +160,16 @@ def ffmpeg_command(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                + (f"fps={p.fps_limit}," if p.fps_limit else "") + f"format=yuv420p[v{i}]"
                for i, p in enumerate(plans)]
     seg = f"{segment_seconds:g}"
+    if not formats:
+        raise ValueError("no input formats allowed")
     cmd = [ffmpeg or ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "warning",
-           "-nostats", "-progress", "pipe:1", "-i", str(src),
-           "-filter_complex", ";".join(chains)]
+           "-nostats", "-progress", "pipe:1",
+           "-protocol_whitelist", "file", "-format_whitelist", ",".join(formats)]
+    if input_format:
+        cmd += ["-f", input_format]
+    if read_seconds is not None:
+        cmd += ["-t", f"{read_seconds:.3f}"]
+    cmd += ["-i", str(src), "-filter_complex", ";".join(chains)]
     for i in range(n):
         cmd += ["-map", f"[v{i}]"]
     if has_audio:
@@ -153,6 +187,8 @@ def ffmpeg_command(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
             cmd += [f"-b:a:{i}", f"{p.audio_kbps or 64}k"]
     var_map = " ".join(f"v:{i},a:{i},name:{p.name}" if has_audio else f"v:{i},name:{p.name}"
                        for i, p in enumerate(plans))
+    if max_frames is not None:
+        cmd += ["-frames:v", str(max_frames)]
     cmd += ["-map_metadata", "-1", "-sn", "-dn", "-max_muxing_queue_size", "1024",
             "-f", "hls", "-hls_time", seg, "-hls_playlist_type", "vod", "-hls_list_size", "0",
             "-hls_segment_type", "mpegts",
@@ -202,40 +238,51 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                     preset: str, threads: int, has_audio: bool, duration: float | None,
                     on_progress: Callable[[float], None] | None = None,
                     video_stream: int | None = None, audio_stream: int | None = None,
-                    ffmpeg: str | None = None) -> list[Path]:
+                    ffmpeg: str | None = None, limits: MediaLimits = MediaLimits(),
+                    input_format: str | None = None) -> list[Path]:
     """Run ffmpeg, verify alignment, write master.m3u8; return the files written.
 
     Order of the returned paths is the safe upload order: every segment, then every
     media playlist, then the master last. ``on_progress(fraction)`` is called with
     non-decreasing fractions in [0, 1], the last one 1.0 after verification.
+    ``limits`` bound the run (``run_bounds(duration, limits)``; an unknown duration
+    counts as ``max_duration_s``).
 
-    Raises TranscodeError (ffmpeg missing, non-zero exit, misaligned or missing
-    output). On cancellation ffmpeg is killed and reaped before Cancelled propagates.
+    Raises MediaLimitExceeded (wall-clock deadline, memory), UndecodableInput (ffmpeg
+    refused or could not read the input), TranscodeError (ffmpeg missing, any other
+    non-zero exit, misaligned or missing output). On cancellation ffmpeg is killed and
+    reaped before Cancelled propagates.
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     for p in plans:
         (out / p.name).mkdir(exist_ok=True)
+    length = duration if duration is not None and duration >= 0 else limits.max_duration_s
+    bounds = run_bounds(length, limits)
     cmd = ffmpeg_command(src, out, plans, segment_seconds=segment_seconds, preset=preset,
                          threads=threads, has_audio=has_audio, video_stream=video_stream,
-                         audio_stream=audio_stream, ffmpeg=ffmpeg)
+                         audio_stream=audio_stream, ffmpeg=ffmpeg, formats=limits.formats,
+                         input_format=input_format, read_seconds=bounds.read_seconds,
+                         max_frames=bounds.max_frames)
     parser = ProgressParser(duration)
+    rc: int | None = None
     # stderr goes to an unnamed temporary file: no pipe to drain, no concurrent task.
     with tempfile.TemporaryFile() as errfile:
         try:
-            proc = _spawn(cmd, errfile)
+            proc = _spawn(cmd, errfile, bounds)
         except OSError as e:
-            raise TranscodeError(f"cannot start ffmpeg ({cmd[0]}): {e}") from e
+            raise TranscodeError(f"cannot start ffmpeg ({type(e).__name__})", str(e)) from e
         assert proc.stdout is not None
         stdout = trio.lowlevel.FdStream(os.dup(proc.stdout.fileno()))
         proc.stdout.close()
         try:
-            while chunk := await stdout.receive_some(4096):
-                for fraction in parser.feed(chunk):
-                    if on_progress is not None and fraction < 1.0:
-                        on_progress(fraction)
-            while (rc := proc.poll()) is None:  # stdout closed: ffmpeg is exiting
-                await trio.sleep(0.01)
+            with trio.move_on_after(bounds.wall_seconds):
+                while chunk := await stdout.receive_some(4096):
+                    for fraction in parser.feed(chunk):
+                        if on_progress is not None and fraction < 1.0:
+                            on_progress(fraction)
+                while (rc := proc.poll()) is None:  # stdout closed: ffmpeg is exiting
+                    await trio.sleep(0.01)
         finally:
             stdout.close()
             if proc.poll() is None:  # cancelled, or on_progress raised
@@ -243,9 +290,18 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                 with trio.CancelScope(shield=True):
                     while proc.poll() is None:  # reap it: no zombie, no orphan
                         await trio.sleep(0.01)
+        if rc is None:  # the deadline passed: ffmpeg was killed and reaped above
+            raise bounds.wall_time_exceeded(length, limits)
         if rc != 0:
+            tail = _tail(errfile)
+            if OUT_OF_MEMORY.search(tail):
+                raise bounds.memory_exceeded()
+            refused = INPUT_REFUSED.search(tail)
+            if refused:
+                why = "not on whitelist" if "whitelist" in refused.group(0) else "invalid data"
+                raise UndecodableInput(f"ffmpeg could not read the file ({why})")
             how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
-            raise TranscodeError(f"ffmpeg {how}", _tail(errfile))
+            raise TranscodeError(f"ffmpeg {how}", tail)
     playlists = await trio.to_thread.run_sync(check_aligned, out, plans)
     files = await trio.to_thread.run_sync(_write_master, out, plans, playlists)
     if on_progress is not None:
@@ -253,7 +309,7 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
     return files
 
 
-def _spawn(cmd: list[str], errfile) -> subprocess.Popen[bytes]:
+def _spawn(cmd: list[str], errfile, bounds: RunBounds) -> subprocess.Popen[bytes]:
     """Start ffmpeg from *this* thread, set to die with it.
 
     Not trio.lowlevel.open_process: that forks from a worker thread, and Linux's
@@ -261,19 +317,19 @@ def _spawn(cmd: list[str], errfile) -> subprocess.Popen[bytes]:
     10 s idle. Forking here ties ffmpeg to the thread running trio: if the node
     is killed (kill -9 included), the kernel SIGKILLs ffmpeg too, so no orphan
     keeps burning CPU after a crash. The fork blocks the loop for a few ms.
+    ffmpeg's memory is bounded before exec (``RLIMIT_DATA``).
     """
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=errfile, preexec_fn=_die_with_parent(os.getpid()))
+                            stderr=errfile, preexec_fn=_child_setup(os.getpid(), bounds.memory_bytes))
 
 
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    if _libc is None:
-        return None
-
+def _child_setup(parent: int, memory_bytes: int) -> Callable[[], None]:
     def preexec() -> None:  # runs in the child between fork and exec
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
+        resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
 
     return preexec
 

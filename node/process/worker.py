@@ -5,13 +5,15 @@ One attempt of one video, on one node:
 1. claim    CAS: state processing, epoch+1, lease {holder: me, expires}, attempts+1
 2. renew    CAS every lease/3 while working; a refusal means the video was handed off,
             deleted or failed: the attempt is cancelled at once (``lost_lease``)
-3. work     download the source to a temp dir, probe (undecodable -> `failed`, no retry),
-            ffmpeg to the ladder, upload everything under ``out/<epoch>/``
+3. work     download the source to a temp dir, probe in a child process, ffmpeg to the
+            ladder (both bounded by ``media:``), upload everything under ``out/<epoch>/``
 4. commit   CAS to `ready` naming the epoch; refused -> ``commit_lost``, our outputs are garbage
             and we delete them (never when the record names our epoch)
 
-Infrastructure failures release the lease with a backoff (``release_for_retry``);
-``attempts`` is bounded by ``processing.max_attempts``.  Which videos to look at
+The user's file failing (undecodable, over a media limit) makes the video `failed` at once, no
+retry; infrastructure failures release the lease with a backoff (``release_for_retry``);
+``attempts`` is bounded by ``processing.max_attempts``.  Which one, and the public error
+message, is decided by node/process/failure.py.  Which videos to look at
 comes from the small ``pending/`` index, scanned every ``recovery_interval`` and
 at once when an upload lands on this node (:meth:`Worker.poke`).
 """
@@ -35,7 +37,8 @@ from node.records import layout, lifecycle
 from node import log
 
 from node.process import ffmpeg
-from node.process.errors import TranscodeError, UndecodableInput
+from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
+from node.process.failure import classify
 from node.process.ladder import plan_ladder
 from node.config import Config
 from node.records.lifecycle import Record, Refused
@@ -275,11 +278,7 @@ class Worker:
             job.phase = "downloading"
             await self.store.download_to(layout.source_key(vid), src)
             job.phase = "probing"
-            try:
-                probe = await probe_isolated(src)
-            except UndecodableInput as e:
-                await self._fail(job, "undecodable_input", f"input cannot be decoded: {e}")
-                return
+            probe = await probe_isolated(src, self.cfg.media)
             plans = plan_ladder(probe, self.cfg.ladder)
             job.phase = "transcoding"
             out = tmp / "out"
@@ -296,7 +295,8 @@ class Worker:
                                           preset=p.preset, threads=p.ffmpeg_threads,
                                           has_audio=probe.has_audio, duration=probe.duration,
                                           on_progress=progress, video_stream=probe.video_stream,
-                                          audio_stream=probe.audio_stream)
+                                          audio_stream=probe.audio_stream, limits=self.cfg.media,
+                                          input_format=probe.container or None)
             job.phase = "uploading"
             await self._upload_outputs(vid, epoch, out, files)
             job.phase = "committing"
@@ -304,6 +304,8 @@ class Worker:
             renditions = [{"name": pl.name, "width": pl.width, "height": pl.height,
                            "bandwidth": stated.get(pl.name, pl.bandwidth)} for pl in plans]
             await self._commit(job, renditions)
+        except (UndecodableInput, MediaLimitExceeded) as e:  # the user's file: fail now
+            await self._fail(job, e)
         except (TranscodeError, storage.StorageError, OSError) as e:
             await self._release(job, e)
 
@@ -384,10 +386,13 @@ class Worker:
                 except storage.StorageError as e:
                     log.warning("cleanup_failed", video=job.video, epoch=job.epoch, error=str(e))
 
-    async def _fail(self, job: Job, code: str, message: str) -> None:
+    async def _fail(self, job: Job, err: UndecodableInput | MediaLimitExceeded) -> None:
+        f = classify(err)
+        log.warning("input_refused", video=job.video, epoch=job.epoch, code=f.code,
+                    limit=getattr(err, "limit", None), error=f.message)
         try:
             rec = await self.videos.change(job.video, lambda r: lifecycle.fail(
-                r, self.node_id, job.epoch, self.clock(), code, message))
+                r, self.node_id, job.epoch, self.clock(), f.code, f.message))
             self.stats.failures += 1
             await self._settle(rec)
         except Refused as e:
@@ -395,11 +400,12 @@ class Worker:
 
     async def _release(self, job: Job, err: BaseException) -> None:
         p = self.cfg.processing
-        code = "transcode_error" if isinstance(err, TranscodeError) else "storage_error" \
-            if isinstance(err, storage.StorageError) else "io_error"
-        message = f"{type(err).__name__}: {err}"[:500]
+        f = classify(err)
+        code, message = f.code, f.message
         delay = lifecycle.backoff(job.attempts, p.backoff_base, p.backoff_max, self._rng)
-        log.warning("attempt_failed", video=job.video, epoch=job.epoch, error=message, retry_in=round(delay, 2))
+        detail = f"{type(err).__name__}: {err}"[:500]  # private: the log may hold paths, stderr
+        log.warning("attempt_failed", video=job.video, epoch=job.epoch, error=detail,
+                    stderr=getattr(err, "stderr_tail", "")[-1000:] or None, retry_in=round(delay, 2))
         self.stats.retries += 1
         await self._discard_outputs(job, "attempt failed")
         with trio.CancelScope(shield=True):

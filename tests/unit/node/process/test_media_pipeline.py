@@ -22,7 +22,7 @@ import trio
 
 from media import (make_audio_only, make_empty, make_random_bytes, make_rotated,
                    make_truncated_mp4, make_video)
-from node.config import DEFAULT_LADDER, Rendition
+from node.config import DEFAULT_LADDER, MediaLimits, Rendition
 from node.process.master_playlist import master_playlist, measured_bandwidth, parse_media_playlist
 from node.process.ladder import avc1_codec, even_width, h264_level, plan_ladder
 from node.process import (MediaError, Probe, ProgressParser, TranscodeError, UndecodableInput,
@@ -92,7 +92,11 @@ def test_probe_refuses_random_bytes_that_read_as_a_bare_h263_stream(tmp_path, se
     path = tmp_path / "noise.bin"
     path.write_bytes(random.Random(f"raw:{seed}").randbytes(8192))
     with pytest.raises(UndecodableInput) as e:
-        probe(path)
+        probe(path)  # the format whitelist refuses the bare stream before reading it
+    assert "not in a video container we accept" in e.value.reason
+    # and should a config whitelist h263, the second line still names what it read
+    with pytest.raises(UndecodableInput) as e:
+        probe(path, MediaLimits(formats=("h263",)))
     assert "not in a video container" in e.value.reason and "h263" in e.value.reason
 
 
