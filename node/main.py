@@ -27,7 +27,7 @@ import storage
 
 from node import log
 from node.http.app import create_app
-from node.config import Config, ConfigError
+from node.config import Config, ConfigError, check_secrets
 from node.context import NodeContext
 from node.http.fastlane import FastLane
 from node.play.segcache import SegmentCache
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = Config.load(args.config)
         cfg.node(args.node)
+        check_secrets(cfg, args.node)  # token and cluster key, or `auth: none` (node.config)
     except ConfigError as e:
         print(f"shoal node: {e}", file=sys.stderr)
         return 2
