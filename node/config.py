@@ -150,7 +150,7 @@ class AuthConfig:
     token_env: str = "SHOAL_TOKEN"  # environment variable holding the bearer token
     cluster_key_env: str = "SHOAL_CLUSTER_KEY"  # environment variable holding the gossip HMAC key
     # Invariant: False only when cluster.yml says `auth: none` explicitly.
-    required: bool = True
+    required: bool = True  # not a key: `auth: none` (the string, top level) sets it False; see Top level
 
 
 class SecretsMissing(ConfigError):
