@@ -151,3 +151,22 @@ def test_data_files_are_private(s3_server, stored):
         assert mode & 0o077 == 0, f"{path.relative_to(root)} has mode {mode:o}"
         checked.append(path.suffix)
     assert {".dat", ".idx", ".toml", ".key"} <= set(checked)  # object bytes, index, keys
+
+
+def test_security_config_is_fresh_private_and_needs_openssl(tmp_path, monkeypatch):
+    from storage import embedded
+    first = embedded.write_security_config(tmp_path).read_text()
+    second_path = embedded.write_security_config(tmp_path)
+    second = second_path.read_text()
+    assert stat.S_IMODE(second_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "tls" / "grpc.key").stat().st_mode) == 0o600
+    keys = [ln for ln in second.splitlines() if ln.startswith("key = ") and "grpc" not in ln]
+    assert len(keys) == 4 and len(set(keys)) == 4  # four distinct JWT keys ...
+    assert not set(keys) & set(first.splitlines())  # ... new at every start
+    for section in ("[jwt.signing]", "[jwt.signing.read]", "[jwt.filer_signing]",
+                    "[jwt.filer_signing.read]", "[grpc.master]", "[grpc.volume]", "[grpc.filer]",
+                    "[grpc.s3]", "[grpc.client]"):
+        assert section in second
+    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="openssl"):
+        embedded.write_security_config(tmp_path)
