@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 __all__ = ["weed_binary", "weed_command", "start_embedded", "wait_s3_ready", "free_port",
-           "die_with_this_thread", "write_security_config", "PRIVATE_UMASK"]
+           "die_with_this_thread", "write_security_config", "gateway_command", "PRIVATE_UMASK"]
 
 _PR_SET_PDEATHSIG = 1
 PRIVATE_UMASK = 0o077  # weed's files 0600, folders 0700, Unix sockets owner-only
@@ -164,15 +164,28 @@ def _port_plan(s3_port: int, pick_free: bool) -> dict[str, int]:
     return {n: s3_port + 100 + i for i, n in enumerate(names)}
 
 
+S3_SOCKET = "s3.sock"  # weed's S3 Unix socket in the data folder: the gateway's upstream
+_CODE_ROOT = Path(__file__).resolve().parent.parent  # holds storage/
+
+
 def weed_command(data_dir: Path, s3_port: int, *, pick_free_ports: bool = False) -> list[str]:
+    """``weed mini`` as it runs inside its own network namespace (see :mod:`storage.s3_gateway`)."""
     ports = _port_plan(s3_port, pick_free_ports)
     cmd = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-admin.ui=false", "-master.telemetry=false", "-webdav=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.port={s3_port}",
+        f"-s3.localSocket={data_dir / S3_SOCKET}",
     ]
     cmd += [f"-{name}={port}" for name, port in ports.items()]
     return cmd
+
+
+def gateway_command(data_dir: Path, s3_port: int, *, pick_free_ports: bool = False) -> list[str]:
+    """The process the caller starts: the S3 gateway on ``127.0.0.1:s3_port``, which runs weed."""
+    return [sys.executable, "-m", "storage.s3_gateway", "--port", str(s3_port),
+            "--socket", str(data_dir / S3_SOCKET), "--",
+            *weed_command(data_dir, s3_port, pick_free_ports=pick_free_ports)]
 
 
 def start_embedded(data_dir: Path, s3_port: int, log_path: Path, *, access_key: str,
@@ -187,10 +200,11 @@ def start_embedded(data_dir: Path, s3_port: int, log_path: Path, *, access_key: 
     os.chmod(data_dir, 0o700)  # also a folder made by an older Shoal (weed made it 0755)
     write_security_config(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEED_")}  # no outside override
-    env.update(AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
+    env.update(AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key,
+               PYTHONPATH=os.pathsep.join(p for p in (str(_CODE_ROOT), env.get("PYTHONPATH")) if p))
     log = open(log_path, "ab")
     try:
-        return subprocess.Popen(weed_command(data_dir, s3_port, pick_free_ports=pick_free_ports),
+        return subprocess.Popen(gateway_command(data_dir, s3_port, pick_free_ports=pick_free_ports),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, cwd=data_dir,
                                 preexec_fn=_preexec(die_with_parent))

@@ -1,25 +1,74 @@
 """The embedded S3 server is reachable only through S3 with its keys (docs/security.md).
 
 Real SeaweedFS (the session's ``s3_server``): objects are written through S3, then every other
-port of ``weed mini`` is asked, without credentials, to list, read, write and delete them.
+port of ``weed mini`` is tried.  From this machine they do not exist (weed runs in a network
+namespace of its own, behind ``storage.s3_gateway``); and even from inside that namespace they
+give no object access without credentials (JWT on volume and filer, mutual TLS on gRPC).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import socket
 import ssl
 import stat
+import threading
 import uuid
 
 import boto3
 import botocore.config
 import botocore.exceptions
 import httpx
+import psutil
 import pytest
 
 from conftest import ACCESS_KEY, SECRET_KEY
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+CLONE_NEWNET = 0x40000000
+
+
+def weed_pid(server) -> int:
+    """The ``weed mini`` process: the one child of the gateway."""
+    (child,) = psutil.Process(server.proc.pid).children()
+    assert "mini" in child.cmdline()
+    return child.pid
+
+
+def inside_weed_namespace(server, fn):
+    """Run ``fn()`` on a thread that entered weed's network namespace (sockets it opens live there)."""
+    out: dict = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        fd = os.open(f"/proc/{weed_pid(server)}/ns/net", os.O_RDONLY)
+        try:
+            assert libc.setns(fd, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            os.close(fd)
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # handed to the test's thread
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports in LISTEN state in the network namespace of ``pid`` (/proc/<pid>/net/tcp)."""
+    ports = set()
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":
+                ports.add(int(local.split(":")[1], 16))
+    return ports
 
 
 def side_ports(server) -> dict[str, int]:
@@ -69,19 +118,44 @@ def test_s3_with_keys_works_and_without_or_wrong_keys_is_refused(s3_server, stor
     assert "evil" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
 
 
+def test_no_side_port_is_reachable_from_this_machine(s3_server, stored):
+    s3, bucket = stored
+    ports = side_ports(s3_server)
+    assert {"master.port", "volume.port", "filer.port", "master.port.grpc", "volume.port.grpc",
+            "filer.port.grpc", "s3.port.grpc"} <= set(ports)
+    # They exist, in weed's own network namespace ...
+    assert set(ports.values()) - {ports["admin.port.grpc"]} <= listening_ports(weed_pid(s3_server))
+    assert s3_server.port in listening_ports(weed_pid(s3_server))
+    # ... and from here nothing answers on them, not even the master's unauthenticated admin calls
+    # (only the S3 port does: there the gateway forwards to weed's S3 socket).
+    for name, port in ports.items():
+        if name == "s3.port":
+            continue
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with httpx.Client(timeout=10) as http:
+        with pytest.raises(httpx.ConnectError):
+            http.post(f"http://127.0.0.1:{ports['master.port']}/col/delete", params={"collection": bucket})
+    assert len(s3.list_objects_v2(Bucket=bucket)["Contents"]) == 2
+
+
 def test_filer_http_refuses_list_read_write_delete(s3_server, stored):
     s3, bucket = stored
     filer = f"http://127.0.0.1:{side_ports(s3_server)['filer.port']}"
-    with httpx.Client(timeout=10) as http:
-        answers = {
-            "list bucket": http.get(f"{filer}/buckets/{bucket}/videos/a/", headers={"Accept": "application/json"}),
-            "list all": http.get(f"{filer}/buckets/", headers={"Accept": "application/json"}),
-            "read": http.get(f"{filer}/buckets/{bucket}/videos/a/record.json"),
-            "write": http.put(f"{filer}/buckets/{bucket}/videos/a/record.json", content=b"forged"),
-            "post": http.post(f"{filer}/buckets/{bucket}/evil", files={"file": ("evil", b"x")}),
-            "delete": http.delete(f"{filer}/buckets/{bucket}/videos/a/record.json"),
-            "delete folder": http.delete(f"{filer}/buckets/{bucket}/videos/", params={"recursive": "true"}),
-        }
+
+    def probe():
+        with httpx.Client(timeout=10) as http:
+            return {
+                "list bucket": http.get(f"{filer}/buckets/{bucket}/videos/a/", headers={"Accept": "application/json"}),
+                "list all": http.get(f"{filer}/buckets/", headers={"Accept": "application/json"}),
+                "read": http.get(f"{filer}/buckets/{bucket}/videos/a/record.json"),
+                "write": http.put(f"{filer}/buckets/{bucket}/videos/a/record.json", content=b"forged"),
+                "post": http.post(f"{filer}/buckets/{bucket}/evil", files={"file": ("evil", b"x")}),
+                "delete": http.delete(f"{filer}/buckets/{bucket}/videos/a/record.json"),
+                "delete folder": http.delete(f"{filer}/buckets/{bucket}/videos/", params={"recursive": "true"}),
+            }
+
+    answers = inside_weed_namespace(s3_server, probe)
     assert {k: r.status_code for k, r in answers.items()} == {k: 401 for k in answers}
     assert all(b"ready" not in r.content for r in answers.values())
     assert s3.get_object(Bucket=bucket, Key="videos/a/record.json")["Body"].read() == b'{"state": "ready"}'
@@ -92,21 +166,25 @@ def test_volume_and_master_http_give_no_object_access(s3_server, stored):
     s3, bucket = stored
     ports = side_ports(s3_server)
     master, volume = f"http://127.0.0.1:{ports['master.port']}", f"http://127.0.0.1:{ports['volume.port']}"
-    with httpx.Client(timeout=10) as http:
-        # The master hands out a file id and where volumes are, but never a token to use them.
-        assign = http.get(f"{master}/dir/assign").json()
-        assert "fid" in assign and "auth" not in assign
-        lookup = http.get(f"{master}/dir/lookup", params={"fileId": assign["fid"]}).json()
-        assert "auth" not in lookup and "jwt" not in str(lookup).lower()
-        fid = assign["fid"]
-        vid = fid.split(",")[0]
-        answers = {
-            "write": http.post(f"{volume}/{fid}", files={"file": ("x", b"forged")}),
-            "read": http.get(f"{volume}/{fid}"),
-            "read other": http.get(f"{volume}/{vid},01637037d6"),
-            "delete": http.delete(f"{volume}/{fid}"),
-            "ui": http.get(f"{volume}/ui/index.html"),
-        }
+
+    def probe():
+        with httpx.Client(timeout=10) as http:
+            # The master hands out a file id and where volumes are, but never a token to use them.
+            assign = http.get(f"{master}/dir/assign").json()
+            assert "fid" in assign and "auth" not in assign
+            lookup = http.get(f"{master}/dir/lookup", params={"fileId": assign["fid"]}).json()
+            assert "auth" not in lookup and "jwt" not in str(lookup).lower()
+            fid = assign["fid"]
+            vid = fid.split(",")[0]
+            return {
+                "write": http.post(f"{volume}/{fid}", files={"file": ("x", b"forged")}),
+                "read": http.get(f"{volume}/{fid}"),
+                "read other": http.get(f"{volume}/{vid},01637037d6"),
+                "delete": http.delete(f"{volume}/{fid}"),
+                "ui": http.get(f"{volume}/ui/index.html"),
+            }
+
+    answers = inside_weed_namespace(s3_server, probe)
     assert {k: r.status_code for k, r in answers.items()} == {k: 401 for k in answers}
     assert s3.get_object(Bucket=bucket, Key="videos/a/source")["Body"].read() == b"v" * (5 << 20)
 
@@ -114,7 +192,10 @@ def test_volume_and_master_http_give_no_object_access(s3_server, stored):
 @pytest.mark.parametrize("name", ["master.port.grpc", "volume.port.grpc", "filer.port.grpc",
                                   "s3.port.grpc"])
 def test_grpc_ports_need_the_client_certificate(s3_server, name):
-    port = side_ports(s3_server)[name]
+    inside_weed_namespace(s3_server, lambda: grpc_refuses(side_ports(s3_server)[name]))
+
+
+def grpc_refuses(port: int) -> None:
     # Plain (the way weed's gRPC clients talk without TLS): closed without an HTTP/2 answer.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(H2_PREFACE)
