@@ -10,16 +10,14 @@ port derived from, or chosen beside, the S3 port so tests can run several
 servers side by side.
 
 Only S3 with its keys may touch the objects (docs/security.md, "Embedded storage").
-Every start writes a fresh ``security.toml`` into the data folder (weed reads it from
-its working directory): random JWT keys, so the volume server takes reads and writes
-and the filer takes reads and writes over HTTP only with a token that weed's own
-components mint; and mutual TLS on every gRPC port with a self-signed certificate made
-by ``openssl`` for this start, so a gRPC client without its key is refused at the
-handshake.  The filer hides directory metadata; the data folder is 0700 and weed runs
-under umask 077 (files 0600, its Unix sockets in /tmp owner-only).
-Not closed (weed 4.48 has no switch for it): the master's HTTP admin calls
-(``/col/delete``, ``/vol/grow``, ``/vol/vacuum``) are checked only against an IP
-white list, and weed's own components reach the volume server from 127.0.0.1 too.
+weed runs in a network namespace of its own, started by :mod:`storage.s3_gateway`, which
+forwards ``127.0.0.1:<s3 port>`` to weed's S3 Unix socket: the side ports exist only inside
+that namespace.  As a second layer, every start writes a fresh ``security.toml`` into the
+data folder (weed reads it from its working directory): random JWT keys, so the volume
+server and the filer take reads and writes over HTTP only with a token weed's own components
+mint, and mutual TLS on every gRPC port with a self-signed certificate made by ``openssl``
+for this start.  The filer hides directory metadata; the data folder is 0700 and weed runs
+under umask 077 (files 0600, its Unix sockets owner-only).
 """
 
 from __future__ import annotations
