@@ -163,6 +163,7 @@ def _port_plan(s3_port: int, pick_free: bool) -> dict[str, int]:
 
 
 S3_SOCKET = "s3.sock"  # weed's S3 Unix socket in the data folder: the gateway's upstream
+_MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)
 _CODE_ROOT = Path(__file__).resolve().parent.parent  # holds storage/
 
 
@@ -194,6 +195,9 @@ def start_embedded(data_dir: Path, s3_port: int, log_path: Path, *, access_key: 
     The data folder is made private (0700) and gets a fresh ``security.toml``
     (:func:`write_security_config`); raises RuntimeError when that cannot be written.
     """
+    if len(os.fsencode(data_dir / S3_SOCKET)) > _MAX_UNIX_PATH:
+        raise RuntimeError(f"the S3 socket path {data_dir / S3_SOCKET} is longer than a Unix "
+                           f"socket allows ({_MAX_UNIX_PATH} bytes): use a shorter state_dir")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)  # also a folder made by an older Shoal (weed made it 0755)
     write_security_config(data_dir)

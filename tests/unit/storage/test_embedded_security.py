@@ -251,3 +251,11 @@ def test_security_config_is_fresh_private_and_needs_openssl(tmp_path, monkeypatc
     monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="openssl"):
         embedded.write_security_config(tmp_path)
+
+
+def test_a_data_folder_too_deep_for_the_s3_socket_is_refused_before_anything_starts(tmp_path):
+    from storage import embedded
+    deep = tmp_path / ("d" * 120)
+    with pytest.raises(RuntimeError, match="shorter state_dir"):
+        embedded.start_embedded(deep, 1, tmp_path / "log", access_key="a", secret_key="b")
+    assert not deep.exists()
