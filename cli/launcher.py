@@ -6,7 +6,7 @@ Everything the launcher owns lives under the config's ``state_dir``::
     pids/<node>.pid     one per running node; pids/storage.pid for the embedded S3 server
     logs/<node>.log     the node's stdout+stderr (JSON lines); logs/storage.log
     nodes/<node>/       the node's local data dir (caches, temporary files)
-    s3/                 the embedded S3 server's data
+    s3/                 the embedded S3 server's data (0700; security.toml and tls/ fresh each start)
 
 Every process runs in its own session (``start_new_session``), so its pid is also its process
 group: SIGKILL reaches a node's ffmpeg children too, SIGTERM goes to the node alone so it can
@@ -231,9 +231,13 @@ class Launcher:
         self._prepare_dirs()
         self._say(f"starting embedded S3 on 127.0.0.1:{port}")
         self._mark(STORAGE)
-        proc = start_embedded(self.s3_dir, port, self.log_path(STORAGE),
-                              access_key=secrets.s3_access_key, secret_key=secrets.s3_secret_key,
-                              pick_free_ports=self.pick_free_ports, die_with_parent=self.die_with_parent)
+        try:
+            proc = start_embedded(self.s3_dir, port, self.log_path(STORAGE),
+                                  access_key=secrets.s3_access_key, secret_key=secrets.s3_secret_key,
+                                  pick_free_ports=self.pick_free_ports,
+                                  die_with_parent=self.die_with_parent)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # security.toml, certificate
+            raise LaunchError(f"embedded S3 server: {e}") from None
         self._register(STORAGE, proc)
         try:
             wait_s3_ready(port, timeout=timeout, proc=proc)

@@ -61,13 +61,14 @@ class PacketTooLarge(CodecError):
     """An outgoing packet would exceed the datagram limit."""
 
 
-def derive_key(key: bytes | None, cluster: str) -> bytes:
-    """The MAC key: the cluster key, or (no key configured) one derived from the
-    cluster name, which protects against corruption and foreign clusters but not
-    against an attacker."""
+def derive_key(key: bytes | None, cluster: str = "") -> bytes:
+    """The MAC key: derived from the cluster key only.  Without a key (a node starts so
+    only under ``auth: none``) it is a public constant: it catches corruption, it
+    authenticates nothing.  ``cluster`` is not used any more (no key is derived from
+    the public cluster name); it stays so callers need not change."""
     if key:
         return hashlib.sha256(b"shoal-gossip-v1\0" + key).digest()
-    return hashlib.sha256(b"shoal-gossip-unkeyed-v1\0" + cluster.encode()).digest()
+    return hashlib.sha256(b"shoal-gossip-open-v1").digest()
 
 
 def _update_row(u: Update) -> list[Any]:

@@ -133,7 +133,7 @@ class Membership:
         self._wake_scope: trio.CancelScope | None = None
         self._wake_at = float("inf")
         if key is None:
-            log.warning("gossip_unkeyed", detail="no cluster key: packets are checked, not authenticated")
+            log.warning("gossip_unkeyed", detail="no cluster key (auth: none): packets are checked, not authenticated")
 
     # ---- reading ---------------------------------------------------------------------------------
     def members(self) -> list[Member]:

@@ -186,8 +186,20 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
+    """Where the node's two secrets come from, and whether they are required.
+
+    ``auth: none`` (the string, at the top level of cluster.yml) is the only way to run
+    without them; the mapping form names the environment variables and keeps them required.
+    """
+
     token_env: str = "SHOAL_TOKEN"  # environment variable holding the bearer token
     cluster_key_env: str = "SHOAL_CLUSTER_KEY"  # environment variable holding the gossip HMAC key
+    # Invariant: False only when cluster.yml says `auth: none` explicitly.
+    required: bool = True  # not a key: `auth: none` (the string, top level) sets it False; see Top level
+
+
+class SecretsMissing(ConfigError):
+    """The token or the cluster key is not set and cluster.yml does not say `auth: none`."""
 
 
 @dataclass(frozen=True)
@@ -221,11 +233,33 @@ class Config:
         return [self.node(s) for s in self.seeds] if self.seeds else list(self.nodes)
 
     def token(self) -> str | None:
+        """The bearer token from ``$<auth.token_env>``; None when unset or empty."""
         return os.environ.get(self.auth.token_env) or None
 
     def cluster_key(self) -> bytes | None:
+        """The gossip and hop key from ``$<auth.cluster_key_env>``; None when unset or empty."""
         v = os.environ.get(self.auth.cluster_key_env)
         return v.encode() if v else None
+
+    def missing_secrets(self) -> list[str]:
+        """The environment variables a node needs but does not have (empty: all there)."""
+        return [env for env, value in ((self.auth.token_env, self.token()),
+                                       (self.auth.cluster_key_env, self.cluster_key()))
+                if value is None]
+
+    def require_secrets(self) -> list[str]:
+        """Check the secrets at start; return what runs open (only under ``auth: none``).
+
+        Raises :class:`SecretsMissing` when a secret is missing and cluster.yml does not
+        say ``auth: none``: a node never falls back to an open or name-derived key.
+        """
+        missing = self.missing_secrets()
+        if missing and self.auth.required:
+            raise SecretsMissing(
+                f"{' and '.join('$' + m for m in missing)} not set: a node needs the bearer token "
+                f"and the cluster key (`shoal up` generates both into <state_dir>/secrets.json). "
+                f"To run without them on purpose, put `auth: none` in cluster.yml")
+        return missing
 
     # ---- profiles ------------------------------------------------------------------
     def local(self) -> "Config":
@@ -298,7 +332,7 @@ class Config:
         kw["processing"] = _section(Processing, raw.get("processing"), base.processing)
         kw["limits"] = _section(Limits, raw.get("limits"), base.limits, sizes={"max_upload_bytes", "body_buffer"})
         kw["cache"] = _section(CacheConfig, raw.get("cache"), base.cache, sizes={"max_bytes"})
-        kw["auth"] = _section(AuthConfig, raw.get("auth"), base.auth)
+        kw["auth"] = _auth_section(raw.get("auth"), base.auth)
         kw["media"] = _media_section(raw.get("media"), base.media)
         cfg = cls(**kw)
         if cfg.storage.part_size < 5 * MiB:
@@ -321,6 +355,31 @@ def _media_section(raw: Any, base: MediaLimits) -> MediaLimits:
     media = replace(media, formats=tuple(str(f).strip() for f in formats))
     media.validate()
     return media
+
+
+def check_secrets(cfg: Config, node_id: str) -> None:
+    """A node's start-up check: raise :class:`SecretsMissing`, or, under ``auth: none``,
+    log one warning line saying what runs open (the node then starts)."""
+    missing = cfg.require_secrets()
+    if not cfg.auth.required:
+        from node import log
+        log.warning("auth_none", node=node_id, missing=missing,
+                    writes="open" if cfg.auth.token_env in missing else "token",
+                    gossip="unauthenticated" if cfg.auth.cluster_key_env in missing else "cluster key",
+                    detail="cluster.yml says `auth: none`: anyone who reaches the node may write "
+                           "and speak gossip with what is missing")
+
+
+def _auth_section(raw: Any, base: AuthConfig) -> AuthConfig:
+    """``auth: none`` (secrets not required), or the mapping of environment variable names."""
+    if raw == "none":
+        return replace(base, required=False)
+    if isinstance(raw, str):
+        raise ConfigError(f"auth: {raw!r}: say `auth: none` to run without secrets, or give a "
+                          "mapping with token_env / cluster_key_env")
+    if isinstance(raw, dict) and "required" in raw:
+        raise ConfigError("auth: unknown key 'required' (to run without secrets say `auth: none`)")
+    return _section(AuthConfig, raw, base)
 
 
 def _section(cls: type, raw: Any, base: Any, sizes: set[str] = frozenset()) -> Any:

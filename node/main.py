@@ -25,7 +25,7 @@ import storage
 
 from node import log
 from node.compose import Node, compose_node
-from node.config import Config, ConfigError
+from node.config import Config, ConfigError, check_secrets
 from node.context import NodeContext
 from node.http import patches
 from node.upload import TusUploads
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = Config.load(args.config)
         cfg.node(args.node)
+        check_secrets(cfg, args.node)  # token and cluster key, or `auth: none` (node.config)
     except ConfigError as e:
         print(f"shoal node: {e}", file=sys.stderr)
         return 2

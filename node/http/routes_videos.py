@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import AsyncIterator
 
 import storage
@@ -19,6 +20,11 @@ from node.upload import ingest
 
 MAX_IDEMPOTENCY_KEY = 255
 MAX_FILENAME = 255
+# What one GET /v1/videos may cost (docs/security.md, "Amplification"): records read per request.
+LIST_SCAN_TOKEN = 2000  # token holders: limit up to 1000
+LIST_SCAN_ANONYMOUS = 100  # anonymous: at most 100 record reads + 1 catalog page per request
+LIST_LIMIT_ANONYMOUS = 50
+LIST_STATES_ANONYMOUS = (None, "ready")  # other state filters need the token
 
 
 def clean_filename(raw: str | None) -> str | None:
@@ -40,6 +46,13 @@ def view(ctx: NodeContext, rec: dict) -> dict:
         owner = ctx.ring_view.ring.owner(rec["id"])
         out["owner"] = owner if owner is not None else out["owner"]
     return out
+
+
+def bearer_ok(ctx: NodeContext) -> bool:
+    """The request carries this cluster's token (False when the cluster has none: `auth: none`)."""
+    auth = request.headers.get("Authorization", "")
+    return bool(ctx.token) and auth.startswith("Bearer ") and hmac.compare_digest(
+        auth[7:].strip().encode(), ctx.token.encode())
 
 
 def register(app, ctx: NodeContext) -> None:
@@ -89,16 +102,24 @@ def register(app, ctx: NodeContext) -> None:
         state = request.args.get("state")
         if state is not None and state not in lifecycle.STATES:
             raise ApiError(400, "bad_state", f"state must be one of {', '.join(lifecycle.STATES)}")
+        privileged = bearer_ok(ctx)
+        if not privileged and ctx.token and state not in LIST_STATES_ANONYMOUS:
+            raise ApiError(401, "unauthorized", f"listing videos by state {state!r} needs "
+                           "'Authorization: Bearer <token>'; anonymous listings show all or 'ready'")
+        max_limit = 1000 if privileged else LIST_LIMIT_ANONYMOUS
         try:
             limit = int(request.args.get("limit", "50"))
         except ValueError:
             raise ApiError(400, "bad_limit", "limit must be an integer") from None
-        if not 1 <= limit <= 1000:
-            raise ApiError(400, "bad_limit", "limit must be between 1 and 1000")
+        if not 1 <= limit <= max_limit:
+            raise ApiError(400, "bad_limit", f"limit must be between 1 and {max_limit}"
+                           + ("" if privileged else " (up to 1000 with the token)"))
         cursor = request.args.get("cursor") or None
         if cursor is not None and not layout.valid_id(cursor):
             raise ApiError(400, "bad_cursor", "cursor is not one this API returned")
-        recs, nxt = await ctx.videos.list(state=state, limit=limit, cursor=cursor)
+        recs, nxt = await ctx.videos.list(
+            state=state, limit=limit, cursor=cursor,
+            scan_limit=LIST_SCAN_TOKEN if privileged else LIST_SCAN_ANONYMOUS)
         return jsonify({"videos": [view(ctx, r) for r in recs], "next": nxt})
 
     @app.get("/v1/videos/<vid>")

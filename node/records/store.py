@@ -34,12 +34,15 @@ class VideoStore:
                    scan_limit: int = 2000) -> tuple[list[Record], str | None]:
         """Videos in creation order after ``cursor``; reads at most ``scan_limit`` records a call.
 
+        Invariant: one call costs at most ``scan_limit + ceil(scan_limit / 200)`` storage reads
+        (record GETs plus catalog LIST pages), whatever the catalog holds.
         Returns ``(videos, next_cursor)``; ``next_cursor`` is None at the end of the catalog.
         """
         out: list[Record] = []
         after = layout.catalog_key(cursor) if cursor else None
-        scanned, page_size = 0, 200
+        scanned = 0
         while scanned < scan_limit:
+            page_size = min(200, scan_limit - scanned)
             page = await self.store.list("catalog/", start_after=after, limit=page_size)
             for info in page:
                 after = info.key
