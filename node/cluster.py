@@ -32,7 +32,12 @@ WAKE_TIMEOUT = 1.0
 async def attach(ctx: NodeContext, nursery: trio.Nursery) -> None:
     cfg = ctx.cfg
     weights = {n.id: n.weight for n in cfg.nodes}
-    m = Membership(cfg, ctx.node_id, cfg.cluster_key())
+    spec = cfg.node(ctx.node_id)
+    m = Membership(ctx.node_id, gossip_addr=spec.gossip_addr, http_addr=spec.http_addr,
+                   cluster=cfg.cluster, key=cfg.cluster_key(),
+                   seeds={n.id: n.gossip_addr for n in cfg.seed_nodes},
+                   peers={n.id: n.gossip_addr for n in cfg.nodes},
+                   config=cfg.membership, log=log.emit)
     view = RingView({ctx.node_id: weights.get(ctx.node_id, 1)})
     ctx.membership = m
     ctx.ring_view = view

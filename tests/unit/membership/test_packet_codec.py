@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from membership.codec import (MAC_SIZE, MAX_DATAGRAM, Decoder, Encoder, PacketDropped,
+from membership.codec import (MAC_SIZE, MAX_DATAGRAM, WINDOW, Decoder, Encoder, PacketDropped,
                               PacketTooLarge, derive_key)
 from membership.messages import ACK, ALIVE, PING, SUSPECT, Message, Update
 
@@ -74,7 +74,7 @@ def test_replayed_and_stale_packets_are_dropped():
     assert _drop(dec, first) == "replayed"
     assert _drop(dec, second) == "replayed"
     late = enc.encode(Message(ACK, "n1", 3))
-    clock[0] += 120
+    clock[0] += WINDOW + 1
     assert _drop(dec, late) == "stale"
 
 
