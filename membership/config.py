@@ -12,10 +12,9 @@ Derived values (formulas, with the function that computes each):
   (``suspicion.suspicion_timeout``); max = ``suspicion_max_mult * min``.
 * piggyback retransmits = ``retransmit_mult * ceil(log10(N + 1))``
   (``dissemination.retransmit_limit``).
-* largest push-pull frame = ``frames.frame_limit(max_members)`` =
-  ``ENVELOPE_MAX + UPDATE_MAX * max_members + MAC_SIZE`` bytes (about 665 bytes a member:
-  ~681 KB for the default 1,024 members), so at most ``max_streams * frame_limit`` bytes of
-  stream bodies are buffered at once (~11 MB by default).
+* largest push-pull frame = ``284 + 2 + 664 * max_members + 32`` bytes (``codec.push_pull_limit``: the envelope, the
+  largest update row, the MAC): 664 KiB for the default 1,024 members, so at most
+  ``max_streams * frame_limit`` bytes of stream bodies are buffered at once (~10.4 MiB).
 
 Errors: ``ValueError`` from the constructor (and ``replace``) when a value is out of range.
 """
