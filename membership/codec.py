@@ -18,8 +18,8 @@ boot) is heard whatever its clock did, as long as that clock is within the windo
 ``truncated`` (shorter than a MAC), ``forged`` (MAC mismatch; checked before any
 decoding), ``undecodable`` (authentic but not a valid body: only a key holder
 running other code can send these; wire version 1 packets land here too),
-``stale`` (sent more than ``window`` from our clock, or before what a full
-seen-set had to forget), ``replayed`` (its name was already accepted).
+``stale`` (sent more than ``window`` from our clock), ``replayed`` (its name was
+already accepted inside the window).
 
 Errors: ``PacketDropped(reason)`` from ``Decoder.decode``;
 ``PacketTooLarge`` from ``Encoder.encode`` when a packet would exceed the limit

@@ -1,24 +1,24 @@
 """Replay protection that no single packet can poison: a time window and a bounded seen-set.
 
-The rule (pure: the caller passes ``now``, seconds on the wall clock):
+The rule (pure: the caller passes ``now``, seconds on its wall clock):
 
-* A packet carries its identity (``key``: sender, boot id, per-boot counter for datagrams; a
-  random nonce for stream headers) and the sender's clock when it was sent (``sent_at``).
-* It is accepted only if ``|sent_at - now| <= window`` and its key is not in the seen-set;
-  accepting records it.  An entry is kept while its ``sent_at`` is inside the window; after
-  that the window check alone refuses the packet, so the entry is dropped.
-* There is no high-water mark per sender: a packet only ever adds its own key, so one packet
-  (a far-future counter, a node restarted with its clock stepped back, a forged boot id) can
-  refuse nothing but exact copies of itself.
+* A packet carries its name (``key``: sender, boot id and per-boot counter for datagrams; a
+  random nonce for TCP frame headers) and the sender's clock when it was sent (``sent_at``).
+* It is accepted only if ``|sent_at - now| <= window`` and its name is not in the seen-set;
+  accepting it adds the name.  A name is kept while its ``sent_at`` is inside the window;
+  after that the window alone refuses the packet, and the name is dropped.
+* There is no high-water mark: a packet only ever adds its own name, so one packet (a
+  far-future counter, a node restarted with its clock stepped back, a made-up boot id) can
+  refuse nothing but exact copies of itself, and only while it is inside the window.
 
-Bound: at most ``capacity`` keys.  When a new packet finds the set full, the entry with the
-oldest ``sent_at`` is forgotten and ``floor`` rises to its ``sent_at``: from then on packets sent
-at or before the floor are refused as ``stale`` (a replay of a forgotten packet must not pass);
-a new packet older than every entry is refused as ``stale`` without forgetting anything.
-The floor only refuses the past and falls out of use once ``now - window`` passes it, so even a
-flood by a key holder (the only one who can mint packets) shrinks the window while it lasts;
-it never silences anyone after it stops.  Genuine traffic is a few packets per probe interval
-per member, far below the default capacity (see docs/membership.md).
+Bound: at most ``capacity`` names.  A new name that finds the set full pushes out the name
+sent longest ago (counted in ``forgotten``); an exact copy of that packet, still inside the
+window, would then be accepted once more.  This fails open on purpose: refusing instead would
+let whoever fills the set (a key holder flooding: nobody else can make names the set keeps,
+since copies are refused and forgeries fail the MAC first) silence every member for the
+whole window, while a replayed gossip fact is at worst stale and loses to newer
+incarnations, exactly as after a receiver restarts and forgets everything.  Genuine traffic
+stays far below the default capacity (docs/membership.md).
 
 ``check`` returns ``None`` (accepted) or the drop reason: ``"stale"`` or ``"replayed"``.
 """
@@ -38,9 +38,9 @@ class ReplayGuard:
             raise ValueError("window must be > 0 and capacity >= 1")
         self.window = window
         self.capacity = capacity
-        self.floor = float("-inf")  # Invariant: every forgotten entry was sent at or before this
-        self._seen: dict[Hashable, float] = {}  # key -> sent_at
-        self._by_time: list[tuple[float, int, Hashable]] = []  # heap of (sent_at, n, key)
+        self.forgotten = 0  # names pushed out by a full set before their window ended
+        self._seen: dict[Hashable, float] = {}  # name -> sent_at
+        self._by_time: list[tuple[float, int, Hashable]] = []  # heap of (sent_at, n, name)
         self._n = itertools.count()
 
     def __len__(self) -> int:
@@ -49,16 +49,14 @@ class ReplayGuard:
     def check(self, key: Hashable, sent_at: float, now: float) -> str | None:
         """Accept (``None``, and remember ``key``) or refuse with a reason."""
         self._expire(now)
-        if abs(sent_at - now) > self.window or sent_at <= self.floor:
+        if abs(sent_at - now) > self.window:
             return "stale"
         if key in self._seen:
             return "replayed"
         if len(self._seen) >= self.capacity:
-            if sent_at <= self._by_time[0][0]:
-                return "stale"  # older than all we remember: forgetting one for it would not help
-            old_at, _, old_key = heapq.heappop(self._by_time)
-            del self._seen[old_key]
-            self.floor = max(self.floor, old_at)
+            _, _, old = heapq.heappop(self._by_time)
+            del self._seen[old]
+            self.forgotten += 1
         self._seen[key] = sent_at
         heapq.heappush(self._by_time, (sent_at, next(self._n), key))
         return None

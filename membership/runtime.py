@@ -86,7 +86,8 @@ class MembershipStatistics:
     bytes_sent: int
     bytes_received: int
     push_pulls: int
-    dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> packets
+    dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> packets or streams
+    replay_forgotten: int = 0  # names a full replay seen-set pushed out early (replay.py)
 
 
 class UdpTransport:
@@ -205,7 +206,8 @@ class Membership:
             health_score=c.health_score if c else 0,
             packets_sent=self._packets_sent, packets_received=self._packets_received,
             bytes_sent=self._bytes_sent, bytes_received=self._bytes_received,
-            push_pulls=self._push_pulls, dropped=MappingProxyType(dict(self._drops)))
+            push_pulls=self._push_pulls, dropped=MappingProxyType(dict(self._drops)),
+            replay_forgotten=self._decoder.replay.forgotten + self._headers.forgotten)
 
     # ---- change notification -----------------------------------------------------------------
     def add_listener(self, callback: Callable[[list[Member]], None]) -> None:
@@ -440,7 +442,7 @@ class Membership:
         """One inbound connection: a slot of the gate, the header within ``header_timeout``,
         then at most one frame each way within ``stream_timeout``."""
         scope = trio.CancelScope(deadline=trio.current_time() + self._cfg.stream_timeout)
-        outcome, token = self._gate.enter(scope.cancel)
+        outcome, token = self._gate.enter(scope.cancel, trio.current_time())
         if outcome == REFUSED:
             self._drop("stream_refused")
             await trio.aclose_forcefully(stream)

@@ -4,11 +4,12 @@ Inbound connections hold a slot of ``StreamGate`` (``max_streams`` slots) from a
 
 * A connection that has not yet sent a valid header is *pending*; one whose header passed
   ``frames.open_header`` is *authenticated* (only key holders get there).
-* A new connection finding every slot taken evicts the oldest pending one (closed at once,
-  counted ``stream_evicted``); if every slot is authenticated, the new connection itself is
-  closed at once (``stream_refused``).  So idle or trickling connections from anyone cannot
-  keep a genuine peer out: its header arrives within a round trip of its connect, and the
-  attacker would have to open ``max_streams`` connections inside that round trip, over and over.
+* A new connection finding every slot taken evicts the oldest pending one if that one has
+  been pending for ``PENDING_GRACE`` seconds (it is closed at once, counted
+  ``stream_evicted``); otherwise the new connection itself is closed at once
+  (``stream_refused``).  So idle or trickling connections cannot keep a genuine peer out:
+  they age past the grace and give way, and a newcomer, once in, has the grace to send its
+  header (a genuine peer sends it with its first segment) before anyone can push it out.
 * Deadlines: ``header_timeout`` for the header, ``stream_timeout`` for the whole exchange.
 
 Memory: at most ``max_streams`` connections are held (the rest wait in the kernel's accept
@@ -28,6 +29,7 @@ from .frames import HEADER_SIZE, open_header, seal_header
 from .replay import ReplayGuard
 
 ADMITTED, EVICTED_OLDEST, REFUSED = "admitted", "evicted_oldest", "refused"
+PENDING_GRACE = 0.25  # seconds a pending connection is safe from eviction (>> a LAN round trip)
 
 
 class FrameError(Exception):
@@ -35,14 +37,16 @@ class FrameError(Exception):
 
 
 class StreamGate:
-    """At most ``limit`` inbound connections at once (pure: no trio, no clock).
+    """At most ``limit`` inbound connections at once (pure: no trio; ``now`` is passed in).
 
     Invariant: ``pending + authenticated <= limit``; pending tokens are kept oldest first.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, grace: float = PENDING_GRACE) -> None:
         self.limit = limit
-        self._pending: OrderedDict[int, Callable[[], None]] = OrderedDict()  # token -> evict
+        self.grace = grace
+        # token -> (entered at, evict callback), oldest first
+        self._pending: OrderedDict[int, tuple[float, Callable[[], None]]] = OrderedDict()
         self._authenticated: set[int] = set()
         self._tokens = itertools.count(1)
 
@@ -54,18 +58,19 @@ class StreamGate:
     def authenticated(self) -> int:
         return len(self._authenticated)
 
-    def enter(self, evict: Callable[[], None]) -> tuple[str, int | None]:
+    def enter(self, evict: Callable[[], None], now: float) -> tuple[str, int | None]:
         """Admit a new connection: ``(ADMITTED | EVICTED_OLDEST, token)`` or ``(REFUSED, None)``.
         ``evict`` is called if this connection is later pushed out while still pending."""
         outcome = ADMITTED
         if len(self._pending) + len(self._authenticated) >= self.limit:
-            if not self._pending:
+            oldest = next(iter(self._pending.values()), None)
+            if oldest is None or now - oldest[0] < self.grace:
                 return REFUSED, None
-            _, oldest_evict = self._pending.popitem(last=False)
-            oldest_evict()
+            self._pending.popitem(last=False)
+            oldest[1]()
             outcome = EVICTED_OLDEST
         token = next(self._tokens)
-        self._pending[token] = evict
+        self._pending[token] = (now, evict)
         return outcome, token
 
     def authenticate(self, token: int) -> bool:
