@@ -17,7 +17,8 @@ Inside: the pure SWIM machine in ``state.py`` (probe cycle, gossip, push-pull),
 actions); ``suspicion.py``, ``dissemination.py`` and ``awareness.py`` (formulas),
 ``codec.py`` (wire format, HMAC), ``replay.py`` (the replay rule), ``frames.py`` (TCP
 frame headers), ``streams.py`` (bounded inbound TCP), ``sim.py`` (deterministic simulator),
-``runtime.py`` (trio UDP + TCP), ``config.py``, ``log.py``.
+``runtime.py`` (trio UDP + TCP), ``transport.py`` (the datagram interface), ``config.py``,
+``log.py``.
 
 Imports nothing from the node (or any other package of this repository).
 """

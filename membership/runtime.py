@@ -54,8 +54,9 @@ from .replay import ReplayGuard
 from .state import (LeaveRequested, Member, MemberChanged, PushPullReceived, PushPullWith,
                     Received, Send, StreamAck, StreamAckReceived, StreamPing, StreamPingReceived,
                     Swim, Tick, WakeAt)
-from .streams import (EVICTED_OLDEST, REFUSED, FrameError, StreamGate, receive_exactly,
-                      receive_frame, receive_header, send_frame)
+from .streams import (EVICTED_OLDEST, REFUSED, FrameError, StreamGate, peer_name,
+                      receive_exactly, receive_frame, receive_header, send_frame)
+from .transport import UdpTransport
 
 DROP_LOG_INTERVAL = 10.0  # seconds between two log lines about drops of one reason
 _STREAM_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, PacketTooLarge,
@@ -90,28 +91,6 @@ class MembershipStatistics:
     replay_forgotten: int = 0  # names a full replay seen-set pushed out early (replay.py)
 
 
-class UdpTransport:
-    """Datagrams over a trio UDP socket.  The interface a test transport implements."""
-
-    def __init__(self) -> None:
-        self._sock: trio.socket.SocketType | None = None
-
-    async def bind(self, host: str, port: int) -> None:
-        self._sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-        await self._sock.bind((host, port))
-
-    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        await self._sock.sendto(data, addr)
-
-    async def receive(self) -> tuple[bytes, tuple[str, int]]:
-        data, addr = await self._sock.recvfrom(65536)
-        return data, (addr[0], addr[1])
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-
-
 class Membership:
     """One node's gossip membership.
 
@@ -133,7 +112,6 @@ class Membership:
         self.gossip_addr = gossip_addr
         self.http_addr = http_addr
         self.config = config
-        self._cfg = config
         self._log = log
         self._seeds = {i: a for i, a in seeds.items() if i != node_id}
         self._peers = {i: a for i, a in (seeds if peers is None else peers).items()
@@ -246,10 +224,10 @@ class Membership:
             raise BindError(f"gossip port {host}:{port}: {e}") from None
         self._clock0, self._wall0 = self._clock(), self._wall()
         self._core = Swim(self.id, self.gossip_addr, self.http_addr,
-                          config=self._cfg, incarnation=self._incarnation,
+                          config=self.config, incarnation=self._incarnation,
                           now=self._clock(), rng=random.Random(self._rng.random()))
         self._log("info", "gossip_listening", addr=self.gossip_addr, incarnation=self._incarnation,
-                  boot=self._encoder.boot, max_streams=self._cfg.max_streams,
+                  boot=self._encoder.boot, max_streams=self.config.max_streams,
                   frame_limit=self._frame_limit)
         try:
             async with trio.open_nursery() as nursery:
@@ -271,7 +249,7 @@ class Membership:
         if self._core is None or self._nursery is None:
             return
         self._feed(LeaveRequested())
-        await trio.sleep(self._cfg.probe_interval)
+        await trio.sleep(self.config.probe_interval)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -416,7 +394,7 @@ class Membership:
         except PacketTooLarge:
             self._drop("too_large_out")
             return False
-        reply = await self._exchange(addr, request, self._clock() + self._cfg.stream_timeout)
+        reply = await self._exchange(addr, request, self._clock() + self.config.stream_timeout)
         if reply is None:
             return False
         msg = self._open(reply, self._frame_limit, addr)
@@ -441,7 +419,7 @@ class Membership:
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
         """One inbound connection: a slot of the gate, the header within ``header_timeout``,
         then at most one frame each way within ``stream_timeout``."""
-        scope = trio.CancelScope(deadline=trio.current_time() + self._cfg.stream_timeout)
+        scope = trio.CancelScope(deadline=trio.current_time() + self.config.stream_timeout)
         outcome, token = self._gate.enter(scope.cancel, trio.current_time())
         if outcome == REFUSED:
             self._drop("stream_refused")
@@ -459,10 +437,10 @@ class Membership:
             await trio.aclose_forcefully(stream)
 
     async def _answer_stream(self, stream: trio.SocketStream, token: int) -> None:
-        peer = _peer_name(stream)
+        peer = peer_name(stream)
         try:
             length = None
-            with trio.move_on_after(self._cfg.header_timeout):
+            with trio.move_on_after(self.config.header_timeout):
                 length = await receive_header(stream, self._mac_key, limit=self._frame_limit,
                                               guard=self._headers, now=self._wall)
             if length is None:
@@ -510,8 +488,8 @@ class Membership:
             if self._core.joined():  # someone reached us meanwhile
                 return
             attempt += 1
-            delay = join_backoff(attempt, self._cfg.probe_interval,
-                                 10 * self._cfg.probe_interval, self._rng.random())
+            delay = join_backoff(attempt, self.config.probe_interval,
+                                 10 * self.config.probe_interval, self._rng.random())
             if attempt in (1, 5) or attempt % 20 == 0:
                 self._log("info", "gossip_join_retry", attempt=attempt, delay=round(delay, 3))
             await trio.sleep(delay)
@@ -525,7 +503,7 @@ class Membership:
         """
         seeds = sorted(self._seeds.items())
         while seeds:
-            await trio.sleep(self._cfg.push_pull_interval * (0.5 + self._rng.random()))
+            await trio.sleep(self.config.push_pull_interval * (0.5 + self._rng.random()))
             if self._core is None or self._core.leaving:
                 return
             unknown = [(sid, addr) for sid, addr in seeds if self._core.member(sid) is None]
@@ -537,11 +515,3 @@ class Membership:
     def _unix(self, m: Member) -> Member:
         return Member(m.id, m.gossip_addr, m.http_addr, m.state, m.incarnation,
                       round(self._wall0 + (m.since - self._clock0), 3))
-
-
-def _peer_name(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        return f"{host}:{port}"
-    except (OSError, AttributeError):
-        return "?"

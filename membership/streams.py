@@ -111,3 +111,12 @@ async def receive_frame(stream: trio.abc.Stream, key: bytes, *, limit: int, guar
 
 async def send_frame(stream: trio.abc.Stream, key: bytes, packet: bytes, sent_at: float) -> None:
     await stream.send_all(seal_header(key, len(packet), sent_at) + packet)
+
+
+def peer_name(stream: trio.SocketStream) -> str:
+    """``host:port`` of the other end, for logs ("?" when the socket is already gone)."""
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except (OSError, AttributeError):
+        return "?"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import trio
 
 from membership import ALIVE, DEAD, LEFT, Membership, MembershipConfig
-from membership.runtime import UdpTransport
+from membership.transport import UdpTransport
 from membership.codec import Encoder, derive_key
 from membership.messages import PING, Message
 
