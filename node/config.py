@@ -2,7 +2,9 @@
 
 Keys of the YAML file map one-to-one onto the dataclasses below; every field
 has a documented default (docs/reference.md holds the same table).  Sizes
-accept ``"8 MiB"`` style strings, times are seconds.
+accept ``"8 MiB"`` style strings, times are seconds.  The ``membership:``
+section is gossip's own ``membership.MembershipConfig`` (that package owns its
+timers and limits; the node only composes it).
 
 ``Config.local()`` is the profile tests use: the defaults with fast timers,
 written as changes to the default (memberlist's DefaultLocalConfig does the
