@@ -12,9 +12,10 @@ Derived values (formulas, with the function that computes each):
   (``suspicion.suspicion_timeout``); max = ``suspicion_max_mult * min``.
 * piggyback retransmits = ``retransmit_mult * ceil(log10(N + 1))``
   (``dissemination.retransmit_limit``).
-* largest push-pull frame = ``284 + 2 + 664 * max_members + 32`` bytes (``codec.push_pull_limit``: the envelope, the
-  largest update row, the MAC): 664 KiB for the default 1,024 members, so at most
-  ``max_streams * frame_limit`` bytes of stream bodies are buffered at once (~10.4 MiB).
+* largest push-pull frame = ``284 + 2 + 664 * max_members + 32`` bytes
+  (``codec.push_pull_limit``: the envelope, the largest update row, the MAC): 664 KiB for the
+  default 1,024 members, so at most ``max_streams * frame_limit`` bytes of stream bodies are
+  buffered at once (~10.4 MiB).
 
 Errors: ``ValueError`` from the constructor (and ``replace``) when a value is out of range.
 """
@@ -45,12 +46,12 @@ class MembershipConfig:
                      "stream_timeout", "header_timeout"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                raise ValueError(f"membership.{name} must be a positive number of seconds, not {v!r}")
+                raise ValueError(f"membership.{name} must be a positive number of seconds, "
+                                 f"not {v!r}")
         for name in ("indirect_probes", "replay_memory", "max_members", "max_streams"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "indirect_probes" else 1):
-                raise ValueError(f"membership.{name} must be a whole number >= "
-                                 f"{0 if name == 'indirect_probes' else 1}, not {v!r}")
+            v, least = getattr(self, name), 0 if name == "indirect_probes" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                raise ValueError(f"membership.{name} must be a whole number >= {least}, not {v!r}")
         for name in ("suspicion_mult", "suspicion_max_mult", "retransmit_mult"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 1:

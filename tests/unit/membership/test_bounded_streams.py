@@ -27,8 +27,8 @@ NOW = 1_700_000_000.0
 # ---- the header, pure ----------------------------------------------------------------------
 def _open(header: bytes, *, limit: int = 10_000, guard: ReplayGuard | None = None,
           now: float = NOW) -> int:
-    return open_header(MAC_KEY, header, limit=limit, guard=ReplayGuard(120, 100) if guard is None else guard,
-                       now=now)
+    guard = ReplayGuard(120, 100) if guard is None else guard
+    return open_header(MAC_KEY, header, limit=limit, guard=guard, now=now)
 
 
 def _refusal(header: bytes, **kw) -> str:
