@@ -1,46 +1,59 @@
-"""The wire format: msgpack packets authenticated with HMAC-SHA256.
+"""The wire format: msgpack packets authenticated with HMAC-SHA256, and their replay check.
 
 A packet is ``body || mac`` where ``mac = HMAC-SHA256(key, body)`` (32 bytes)
 and ``body`` is the msgpack array::
 
-    [VERSION, sender_counter, timestamp_ms, kind, sender, seq, target,
+    [VERSION, boot, counter, sent_at_ms, kind, sender, seq, target,
      target_addr, join, [[kind, id, incarnation, addr, http, origin], ...]]
 
-``sender_counter`` grows by one per packet a sender emits (seeded from the wall
-clock at start, so a restarted process continues above its old values) and
-``timestamp_ms`` is the sender's wall clock.  ``Decoder`` rejects, and counts
-by reason: ``oversized`` (> ``max_size``), ``truncated`` (shorter than a MAC),
-``forged`` (MAC mismatch), ``undecodable`` (authentic but not a valid body:
-only a key holder running other code can send these), ``stale`` (timestamp
-more than ``max_skew`` away from our clock), ``replayed`` (a counter already
-seen from that sender, or older than its replay window).
+``boot`` is a random 32-bit id the sender draws when it starts, ``counter`` counts
+the packets of that boot (from 1, wrapping at 2**32) and ``sent_at_ms`` is the
+sender's wall clock.  ``(sender, boot, counter)`` names the packet; the
+receiver's ``ReplayGuard`` (``replay.py``) accepts it once, and only while
+``sent_at`` is within ``window`` seconds of its own clock.  Nothing a sender
+sends moves a mark that refuses its later packets, so a restarted sender (new
+boot) is heard whatever its clock did, as long as that clock is within the window.
+
+``Decoder`` rejects, and counts by reason: ``oversized`` (> ``max_size``),
+``truncated`` (shorter than a MAC), ``forged`` (MAC mismatch; checked before any
+decoding), ``undecodable`` (authentic but not a valid body: only a key holder
+running other code can send these; wire version 1 packets land here too),
+``stale`` (sent more than ``window`` from our clock), ``replayed`` (its name was
+already accepted inside the window).
 
 Errors: ``PacketDropped(reason)`` from ``Decoder.decode``;
-``PacketTooLarge`` from ``Encoder.encode`` when a datagram would exceed the limit
-(the state machine budgets its piggyback so this does not happen).
+``PacketTooLarge`` from ``Encoder.encode`` when a packet would exceed the limit
+(the state machine budgets its piggyback so this does not happen for datagrams).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from typing import Any
 
 import msgpack
 
 from .messages import KINDS, STATES, Message, Update
+from .replay import ReplayGuard
 
-VERSION = 1
+VERSION = 2  # 1: one counter per sender seeded from the clock (replaced: one packet could poison it)
 MAC_SIZE = 32
 MAX_DATAGRAM = 1400  # bytes on the wire, MAC included
-MAX_STREAM = 4 * 1024 * 1024  # push-pull frames
-MAX_SKEW = 60.0  # seconds of clock difference tolerated between members
-REPLAY_WINDOW = 1024  # per-sender counters remembered below the highest seen
-# Bytes the envelope can take around the updates: fixed fields and three strings
-# (sender, target: ids of <= 64 chars; target_addr <= 100 chars) with msgpack headers.
-ENVELOPE_MAX = 1 + 9 + 9 + 10 + 66 + 9 + 66 + 102 + 1 + 3 + 8
+WINDOW = 120.0  # default seconds of clock difference tolerated (MembershipConfig.packet_window)
+MEMORY = 32768  # default packets remembered against replay (MembershipConfig.replay_memory)
+# Bytes the envelope can take around the updates: array header 1, version 1, boot 5 and
+# counter 5 (uint32), sent_at_ms 9, kind 10, sender 66 (ids <= 64 chars), seq 9, target 66,
+# target_addr 102 (<= 100 chars), join 1, updates array header 3: 278 at most.  Budgeted as 284,
+# the figure of wire version 1, so the piggyback budget (and every seeded simulation) is unchanged.
+ENVELOPE_MAX = 1 + 1 + 5 + 5 + 9 + 10 + 66 + 9 + 66 + 102 + 1 + 3 + 6
 UPDATES_BUDGET = MAX_DATAGRAM - MAC_SIZE - ENVELOPE_MAX
+# The largest update row: array header 1, kind 8 ("suspect"), id 66, incarnation 9,
+# addr 257 and http 257 (<= 255 chars), origin 66.
+UPDATE_MAX = 1 + 8 + 66 + 9 + 257 + 257 + 66
+_U32 = 2**32
 
 DROP_REASONS = ("oversized", "truncated", "forged", "undecodable", "stale", "replayed")
 
@@ -80,25 +93,32 @@ def update_size(u: Update) -> int:
     return len(msgpack.packb(_update_row(u)))
 
 
-def body_bytes(msg: Message, counter: int, timestamp_ms: int) -> bytes:
-    return msgpack.packb([VERSION, counter, timestamp_ms, msg.kind, msg.sender, msg.seq,
+def body_bytes(msg: Message, boot: int, counter: int, sent_at_ms: int) -> bytes:
+    return msgpack.packb([VERSION, boot, counter, sent_at_ms, msg.kind, msg.sender, msg.seq,
                           msg.target, msg.target_addr, msg.join,
                           [_update_row(u) for u in msg.updates]])
 
 
-class Encoder:
-    """Seals messages for one sender.  ``wall`` is the wall clock (seconds)."""
+def push_pull_limit(max_members: int) -> int:
+    """Bytes of the largest packet carrying a table of ``max_members`` members (push-pull)."""
+    return ENVELOPE_MAX + 2 + UPDATE_MAX * max_members + MAC_SIZE  # + 2: array32 header
 
-    def __init__(self, key: bytes, *, wall=time.time) -> None:
+
+class Encoder:
+    """Seals messages for one sender.  ``wall`` is the wall clock (seconds); ``boot`` is
+    this process's random boot id (drawn here unless given, as the simulator does)."""
+
+    def __init__(self, key: bytes, *, wall=time.time, boot: int | None = None) -> None:
         self._key = key
         self._wall = wall
-        # Invariant: strictly increasing across packets and across restarts
-        # (microseconds since the epoch at start, plus one per packet).
-        self._counter = int(wall() * 1_000_000)
+        self.boot = secrets.randbits(32) if boot is None else boot % _U32
+        # Invariant: unique per packet within a boot (wraps after 2**32 packets, far outside
+        # any window in which the previous use is remembered).
+        self._counter = 0
 
     def encode(self, msg: Message, *, max_size: int = MAX_DATAGRAM) -> bytes:
-        self._counter += 1
-        body = body_bytes(msg, self._counter, int(self._wall() * 1000))
+        self._counter = self._counter % (_U32 - 1) + 1
+        body = body_bytes(msg, self.boot, self._counter, int(self._wall() * 1000))
         packet = body + hmac.new(self._key, body, hashlib.sha256).digest()
         if len(packet) > max_size:
             raise PacketTooLarge(f"{len(packet)} bytes > {max_size}")
@@ -128,14 +148,13 @@ def _parse_update(row: Any) -> Update:
 
 
 class Decoder:
-    """Checks and opens packets; remembers counters per sender to reject replays."""
+    """Checks and opens packets: size, MAC, then body, then the replay guard (``replay.py``)."""
 
-    def __init__(self, key: bytes, *, wall=time.time, max_skew: float = MAX_SKEW) -> None:
+    def __init__(self, key: bytes, *, wall=time.time, window: float = WINDOW,
+                 memory: int = MEMORY) -> None:
         self._key = key
         self._wall = wall
-        self._max_skew = max_skew
-        # sender -> (highest counter, set of counters seen within the window below it)
-        self._seen: dict[str, tuple[int, set[int]]] = {}
+        self.replay = ReplayGuard(window, memory)
 
     def decode(self, data: bytes, *, max_size: int = MAX_DATAGRAM) -> Message:
         """The message in ``data``; raises ``PacketDropped`` and nothing else."""
@@ -149,37 +168,26 @@ class Decoder:
         try:
             raw = msgpack.unpackb(body, raw=False, strict_map_key=True,
                                   max_bin_len=0, max_ext_len=0)
-            msg, counter, ts_ms = self._parse(raw)
+            msg, boot, counter, sent_at_ms = self._parse(raw)
         except Exception as e:  # authentic yet malformed: never let it escape
             raise PacketDropped("undecodable", type(e).__name__) from None
-        if abs(ts_ms / 1000.0 - self._wall()) > self._max_skew:
-            raise PacketDropped("stale", f"timestamp {ts_ms}")
-        self._check_replay(msg.sender, counter)
+        reason = self.replay.check((msg.sender, boot, counter), sent_at_ms / 1000.0, self._wall())
+        if reason is not None:
+            raise PacketDropped(reason, f"{msg.sender} boot {boot} #{counter} sent {sent_at_ms}")
         return msg
 
     @staticmethod
-    def _parse(raw: Any) -> tuple[Message, int, int]:
-        if not isinstance(raw, list) or len(raw) != 10 or raw[0] != VERSION:
+    def _parse(raw: Any) -> tuple[Message, int, int, int]:
+        if not isinstance(raw, list) or len(raw) != 11 or raw[0] != VERSION:
             raise ValueError("bad envelope")
-        _, counter, ts_ms, kind, sender, seq, target, target_addr, join, updates = raw
+        _, boot, counter, sent_at_ms, kind, sender, seq, target, target_addr, join, updates = raw
         if kind not in KINDS or not isinstance(join, bool) or not isinstance(updates, list):
             raise ValueError("bad envelope fields")
+        if _int(boot) >= _U32 or _int(counter) >= _U32:
+            raise ValueError("bad boot or counter")
         msg = Message(kind=kind, sender=_str(sender, 64), seq=_int(seq), target=_str(target, 64),
                       target_addr=_str(target_addr, 100),
                       updates=tuple(_parse_update(u) for u in updates), join=join)
         if not msg.sender:
             raise ValueError("no sender")
-        return msg, _int(counter), _int(ts_ms)
-
-    def _check_replay(self, sender: str, counter: int) -> None:
-        highest, window = self._seen.get(sender, (0, set()))
-        if counter > highest:
-            window.add(counter)
-            if len(window) > REPLAY_WINDOW:
-                floor = counter - REPLAY_WINDOW
-                window = {c for c in window if c > floor}
-            self._seen[sender] = (counter, window)
-            return
-        if counter <= highest - REPLAY_WINDOW or counter in window:
-            raise PacketDropped("replayed", f"{sender}#{counter}")
-        window.add(counter)
+        return msg, boot, counter, _int(sent_at_ms)

@@ -1,18 +1,25 @@
 """The running service: the SWIM core over trio UDP, with TCP push-pull and TCP pings.
 
-``Membership(config, self_id, key).serve()`` binds UDP on the node's
-``gossip_port`` (host from its NodeSpec) and a TCP listener on the same port
-number for push-pull and for the fallback ping (a PING frame answered by an ACK
-frame on the same connection: the core's ``StreamPing``); joins through ``config.seed_nodes`` (every seed in turn,
-rounds separated by ``join_backoff`` until one answers); then runs the core's
-timers.  All protocol decisions are the core's (``state.py``); this module
-only moves bytes, keeps time and reports.
+``Membership(node_id, gossip_addr=..., http_addr=..., cluster=..., key=..., seeds=...,
+config=MembershipConfig(), log=...)`` binds UDP on ``gossip_addr`` and a TCP listener on the
+same port for push-pull and for the fallback ping (a PING frame answered by an ACK frame on
+the same connection: the core's ``StreamPing``); joins through ``seeds`` (every seed in turn,
+rounds separated by ``join_backoff`` until one answers); then runs the core's timers.  All
+protocol decisions are the core's (``state.py``); this module only moves bytes, keeps time
+and reports (through the ``log`` seam, ``log.py``).  It takes nothing from the node: what
+it needs is passed in.
 
-Incarnation on start: ``int(time.time() * 1000)`` (milliseconds since the
-epoch).  Nodes keep no durable state, and a restarted process must come back
-with an incarnation above anything its previous life announced: a
-wall-clock seed does this as long as the clock does not step back by more
-than the refutations of the previous life (each refutation adds one).
+Inbound TCP is bounded (``streams.py``): ``max_streams`` connections at once, an
+authenticated header before any body is read (``frames.py``), frames of at most
+``push_pull_limit(max_members)`` bytes, ``header_timeout`` and ``stream_timeout`` deadlines.
+Every refusal is counted in ``statistics().dropped`` and logged (at most one line per
+reason every ``DROP_LOG_INTERVAL`` seconds, with the running count).
+
+Incarnation on start: ``int(time.time() * 1000)`` (milliseconds since the epoch).  Nodes keep
+no durable state, and a restarted process must come back with an incarnation above anything
+its previous life announced: a wall-clock seed does this as long as the clock does not step
+back by more than the refutations of the previous life (each refutation adds one); if it
+does, the others' "you are dead" answers make it refute above them.
 
 Fault injection for tests: ``SHOAL_GOSSIP_DROP="n2,n3"`` in the environment,
 or ``set_blocked({"n2", "n3"})`` at runtime, drops every gossip packet and
@@ -28,7 +35,6 @@ from __future__ import annotations
 
 import os
 import random
-import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,18 +43,24 @@ from typing import Callable, Mapping
 
 import trio
 
-from node import log
-from node.config import Config
-
-from .codec import (MAX_DATAGRAM, MAX_STREAM, Decoder, Encoder, PacketDropped, PacketTooLarge,
-                    derive_key)
+from .codec import (MAX_DATAGRAM, Decoder, Encoder, PacketDropped, PacketTooLarge, derive_key,
+                    push_pull_limit)
+from .config import MembershipConfig
+from .frames import FrameRefused
 from .join import join_backoff
+from .log import Log, stdlib_log
 from .messages import ACK, PING, PUSH_PULL, Message, parse_addr
+from .replay import ReplayGuard
 from .state import (LeaveRequested, Member, MemberChanged, PushPullReceived, PushPullWith,
                     Received, Send, StreamAck, StreamAckReceived, StreamPing, StreamPingReceived,
                     Swim, Tick, WakeAt)
+from .streams import (EVICTED_OLDEST, REFUSED, FrameError, StreamGate, peer_name,
+                      receive_exactly, receive_frame, receive_header, send_frame)
+from .transport import UdpTransport
 
-_FRAME = struct.Struct(">I")
+DROP_LOG_INTERVAL = 10.0  # seconds between two log lines about drops of one reason
+_STREAM_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, PacketTooLarge,
+                  FrameError, FrameRefused)
 
 
 class MembershipError(Exception):
@@ -75,45 +87,45 @@ class MembershipStatistics:
     bytes_sent: int
     bytes_received: int
     push_pulls: int
-    dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> packets
-
-
-class UdpTransport:
-    """Datagrams over a trio UDP socket.  The interface a test transport implements."""
-
-    def __init__(self) -> None:
-        self._sock: trio.socket.SocketType | None = None
-
-    async def bind(self, host: str, port: int) -> None:
-        self._sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-        await self._sock.bind((host, port))
-
-    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        await self._sock.sendto(data, addr)
-
-    async def receive(self) -> tuple[bytes, tuple[str, int]]:
-        data, addr = await self._sock.recvfrom(65536)
-        return data, (addr[0], addr[1])
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
+    dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> packets or streams
+    replay_forgotten: int = 0  # names a full replay seen-set pushed out early (replay.py)
 
 
 class Membership:
-    def __init__(self, config: Config, self_id: str, key: bytes | None, *,
+    """One node's gossip membership.
+
+    ``gossip_addr`` ("host:port") is bound (UDP and TCP) and announced; ``http_addr`` is
+    announced.  ``seeds`` maps node ids to the gossip addresses to join through (this node's
+    own entry is skipped); ``peers`` (default: ``seeds``) maps every other configured node to
+    its gossip address, so that blocking works before a member is heard of and a node with
+    no peers counts as joined.  ``key`` is the cluster key (``None``: unauthenticated, with a
+    warning) and ``cluster`` the cluster name (salts the MAC key).
+    """
+
+    def __init__(self, node_id: str, *, gossip_addr: str, http_addr: str, cluster: str,
+                 key: bytes | None, seeds: Mapping[str, str] = MappingProxyType({}),
+                 peers: Mapping[str, str] | None = None,
+                 config: MembershipConfig = MembershipConfig(), log: Log = stdlib_log,
                  clock: Callable[[], float] = trio.current_time, transport=None,
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.id = node_id
+        self.gossip_addr = gossip_addr
+        self.http_addr = http_addr
         self.config = config
-        self.id = self_id
-        self.spec = config.node(self_id)
-        self._timing = config.timing
+        self._log = log
+        self._seeds = {i: a for i, a in seeds.items() if i != node_id}
+        self._peers = {i: a for i, a in (seeds if peers is None else peers).items()
+                       if i != node_id}
         self._clock = clock
         self._wall = wall
         self._rng = rng or random.Random()
-        mac_key = derive_key(key, config.cluster)
-        self._encoder = Encoder(mac_key, wall=wall)
-        self._decoder = Decoder(mac_key, wall=wall)
+        self._mac_key = derive_key(key, cluster)
+        self._encoder = Encoder(self._mac_key, wall=wall)
+        self._decoder = Decoder(self._mac_key, wall=wall, window=config.packet_window,
+                                memory=config.replay_memory)
+        self._headers = ReplayGuard(config.packet_window, config.replay_memory)
+        self._frame_limit = push_pull_limit(config.max_members)
+        self._gate = StreamGate(config.max_streams)
         self._transport = transport or UdpTransport()
         self._incarnation = int(wall() * 1000)
         self._core: Swim | None = None
@@ -123,8 +135,10 @@ class Membership:
         self._changed = trio.Event()
         self._blocked: frozenset[str] = frozenset(
             x.strip() for x in os.environ.get("SHOAL_GOSSIP_DROP", "").split(",") if x.strip())
-        self._addr_ids: dict[str, str] = {n.gossip_addr: n.id for n in config.nodes}
+        self._addr_ids: dict[str, str] = {a: i for i, a in {**self._peers, **self._seeds}.items()}
+        self._addr_ids[gossip_addr] = node_id
         self._drops: Counter[str] = Counter()
+        self._drop_logged: dict[str, float] = {}
         self._packets_sent = self._packets_received = 0
         self._bytes_sent = self._bytes_received = 0
         self._push_pulls = 0
@@ -133,7 +147,8 @@ class Membership:
         self._wake_scope: trio.CancelScope | None = None
         self._wake_at = float("inf")
         if key is None:
-            log.warning("gossip_unkeyed", detail="no cluster key (auth: none): packets are checked, not authenticated")
+            log("warning", "gossip_unkeyed",
+                detail="no cluster key (auth: none): packets are checked, not authenticated")
 
     # ---- reading ---------------------------------------------------------------------------------
     def members(self) -> list[Member]:
@@ -148,7 +163,7 @@ class Membership:
 
     def joined(self) -> bool:
         """Heard from at least one other member, or the cluster has only this node."""
-        if len(self.config.nodes) == 1:
+        if not self._peers:
             return True
         return self._core is not None and self._core.joined()
 
@@ -169,7 +184,8 @@ class Membership:
             health_score=c.health_score if c else 0,
             packets_sent=self._packets_sent, packets_received=self._packets_received,
             bytes_sent=self._bytes_sent, bytes_received=self._bytes_received,
-            push_pulls=self._push_pulls, dropped=MappingProxyType(dict(self._drops)))
+            push_pulls=self._push_pulls, dropped=MappingProxyType(dict(self._drops)),
+            replay_forgotten=self._decoder.replay.forgotten + self._headers.forgotten)
 
     # ---- change notification -----------------------------------------------------------------
     def add_listener(self, callback: Callable[[list[Member]], None]) -> None:
@@ -187,7 +203,7 @@ class Membership:
     def set_blocked(self, ids) -> None:
         """Drop all gossip to and from these node ids (tests: simulate a partition)."""
         self._blocked = frozenset(ids)
-        log.info("gossip_blocked", ids=sorted(self._blocked))
+        self._log("info", "gossip_blocked", ids=sorted(self._blocked))
 
     @property
     def blocked(self) -> frozenset[str]:
@@ -196,7 +212,10 @@ class Membership:
     # ---- running -----------------------------------------------------------------------------------
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Bind, join and run until cancelled or ``leave()`` completes."""
-        host, port = self.spec.host, self.spec.gossip_port
+        try:
+            host, port = parse_addr(self.gossip_addr)
+        except ValueError as e:
+            raise BindError(str(e)) from None
         try:
             await self._transport.bind(host, port)
             listeners = await trio.open_tcp_listeners(port, host=host)
@@ -204,10 +223,12 @@ class Membership:
             self._transport.close()
             raise BindError(f"gossip port {host}:{port}: {e}") from None
         self._clock0, self._wall0 = self._clock(), self._wall()
-        self._core = Swim(self.id, self.spec.gossip_addr, self.spec.http_addr,
-                          timing=self._timing, incarnation=self._incarnation,
+        self._core = Swim(self.id, self.gossip_addr, self.http_addr,
+                          config=self.config, incarnation=self._incarnation,
                           now=self._clock(), rng=random.Random(self._rng.random()))
-        log.info("gossip_listening", addr=self.spec.gossip_addr, incarnation=self._incarnation)
+        self._log("info", "gossip_listening", addr=self.gossip_addr, incarnation=self._incarnation,
+                  boot=self._encoder.boot, max_streams=self.config.max_streams,
+                  frame_limit=self._frame_limit)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -228,7 +249,7 @@ class Membership:
         if self._core is None or self._nursery is None:
             return
         self._feed(LeaveRequested())
-        await trio.sleep(self._timing.probe_interval)
+        await trio.sleep(self.config.probe_interval)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -254,8 +275,8 @@ class Membership:
             elif isinstance(a, MemberChanged):
                 m = a.member
                 self._addr_ids[m.gossip_addr] = m.id
-                log.info("member_state", member=m.id, state=m.state,
-                         incarnation=m.incarnation, was=a.was)
+                self._log("info", "member_state", member=m.id, state=m.state,
+                          incarnation=m.incarnation, was=a.was)
                 changed = True
             elif isinstance(a, PushPullWith):
                 if self._nursery is not None:
@@ -285,15 +306,15 @@ class Membership:
 
     def _send(self, a: Send) -> None:
         if self._addr_ids.get(a.addr) in self._blocked:
-            self._drops["blocked"] += 1
+            self._drop("blocked")
             return
         try:
             data = self._encoder.encode(a.message)
             self._outbox_send.send_nowait((data, a.addr))
         except PacketTooLarge:
-            self._drops["too_large_out"] += 1
+            self._drop("too_large_out")
         except trio.WouldBlock:
-            self._drops["send_queue_full"] += 1
+            self._drop("send_queue_full")
 
     async def _send_loop(self) -> None:
         async for data, addr in self._outbox_recv:
@@ -302,7 +323,7 @@ class Membership:
                 self._packets_sent += 1
                 self._bytes_sent += len(data)
             except (OSError, ValueError):
-                self._drops["send_failed"] += 1
+                self._drop("send_failed")
 
     async def _receive_loop(self) -> None:
         while True:
@@ -312,54 +333,71 @@ class Membership:
                 continue
             self._packets_received += 1
             self._bytes_received += len(data)
-            msg = self._open(data)
+            msg = self._open(data, MAX_DATAGRAM, f"{host}:{port}")
             if msg is None:
                 continue
             if msg.kind == PUSH_PULL:
-                self._drops["undecodable"] += 1  # full state travels by stream only
+                self._drop("undecodable", peer=f"{host}:{port}")  # full state: by stream only
                 continue
             self._feed(Received(f"{host}:{port}", msg))
 
-    def _open(self, data: bytes, max_size: int | None = None) -> Message | None:
+    def _open(self, data: bytes, max_size: int, peer: str) -> Message | None:
         try:
-            msg = (self._decoder.decode(data) if max_size is None
-                   else self._decoder.decode(data, max_size=max_size))
+            msg = self._decoder.decode(data, max_size=max_size)
         except PacketDropped as e:
-            self._drops[e.reason] += 1
+            self._drop(e.reason, peer=peer, detail=str(e))
             return None
         if msg.sender in self._blocked:
-            self._drops["blocked"] += 1
+            self._drop("blocked")
             return None
         return msg
 
-    # ---- push-pull over TCP -------------------------------------------------------------------
-    def _stream_timeout(self) -> float:
-        return max(1.0, 10 * self._timing.probe_timeout)
+    def _drop(self, reason: str, **fields) -> None:
+        """Count a refused packet or stream; log it, at most once per reason per
+        ``DROP_LOG_INTERVAL`` seconds (an attacker must not be able to flood the log)."""
+        self._drops[reason] += 1
+        now = self._clock()
+        last = self._drop_logged.get(reason)
+        if last is None or now - last >= DROP_LOG_INTERVAL:
+            self._drop_logged[reason] = now
+            self._log("warning" if reason not in ("blocked",) else "info", "gossip_dropped",
+                      reason=reason, count=self._drops[reason], **fields)
+
+    # ---- TCP: push-pull and the fallback ping, both directions -------------------------------
+    async def _exchange(self, addr: str, packet: bytes, deadline: float) -> bytes | None:
+        """Connect to ``addr``, send one frame, read the reply frame (header checked first)."""
+        try:
+            host, port = parse_addr(addr)
+        except ValueError:
+            return None
+        with trio.move_on_after(max(0.0, deadline - self._clock())):
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+                async with stream:
+                    await send_frame(stream, self._mac_key, packet, self._wall())
+                    return await receive_frame(stream, self._mac_key, limit=self._frame_limit,
+                                               guard=self._headers, now=self._wall)
+            except FrameRefused as e:
+                self._drop(e.reason, peer=addr)
+            except _STREAM_ERRORS:
+                pass
+        return None
 
     async def _push_pull(self, addr: str, join: bool) -> bool:
         """Exchange full state with ``addr``; True if it answered."""
         if self._addr_ids.get(addr) in self._blocked:
-            self._drops["blocked"] += 1
+            self._drop("blocked")
             return False
         try:
-            host, port = parse_addr(addr)
-        except ValueError:
+            request = self._encoder.encode(self._core.full_state(join=join),
+                                           max_size=self._frame_limit)
+        except PacketTooLarge:
+            self._drop("too_large_out")
             return False
-        reply = None
-        with trio.move_on_after(self._stream_timeout()):
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-                async with stream:
-                    request = self._encoder.encode(self._core.full_state(join=join),
-                                                   max_size=MAX_STREAM)
-                    await _send_frame(stream, request)
-                    reply = await _receive_frame(stream)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                    PacketTooLarge, _FrameError):
-                return False
+        reply = await self._exchange(addr, request, self._clock() + self.config.stream_timeout)
         if reply is None:
             return False
-        msg = self._open(reply, MAX_STREAM)
+        msg = self._open(reply, self._frame_limit, addr)
         if msg is None or msg.kind != PUSH_PULL:
             return False
         self._push_pulls += 1
@@ -369,74 +407,91 @@ class Membership:
     async def _stream_ping(self, a: StreamPing) -> None:
         """memberlist's TCP fallback ping: PING frame out, ACK frame back, by ``a.deadline``."""
         if self._addr_ids.get(a.addr) in self._blocked:
-            self._drops["blocked"] += 1
+            self._drop("blocked")
             return
-        try:
-            host, port = parse_addr(a.addr)
-        except ValueError:
-            return
-        reply = None
-        with trio.move_on_after(max(0.0, a.deadline - self._clock())):
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-                async with stream:
-                    await _send_frame(stream, self._encoder.encode(a.message))
-                    reply = await _receive_frame(stream)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                    PacketTooLarge, _FrameError):
-                return
+        reply = await self._exchange(a.addr, self._encoder.encode(a.message), a.deadline)
         if reply is None or self._core is None:
             return
-        msg = self._open(reply, MAX_DATAGRAM)
+        msg = self._open(reply, MAX_DATAGRAM, a.addr)
         if msg is not None and msg.kind == ACK and msg.seq == a.message.seq:
             self._feed(StreamAckReceived(msg))
 
-    async def _serve_stream(self, stream: trio.abc.Stream) -> None:
-        async with stream:
-            with trio.move_on_after(self._stream_timeout()):
-                try:
-                    data = await _receive_frame(stream)
-                    msg = self._open(data, MAX_STREAM)
-                    if msg is None or self._core is None:
-                        return
-                    if msg.kind == PING:  # fallback ping: answer on the same stream
-                        ack = self._feed(StreamPingReceived(msg))
-                        if ack is not None:
-                            await _send_frame(stream, self._encoder.encode(ack))
-                        return
-                    if msg.kind != PUSH_PULL:
-                        return
-                    reply = self._encoder.encode(self._core.full_state(), max_size=MAX_STREAM)
-                    self._push_pulls += 1
-                    self._feed(PushPullReceived(msg))
-                    await _send_frame(stream, reply)
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                        PacketTooLarge, _FrameError):
-                    return
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        """One inbound connection: a slot of the gate, the header within ``header_timeout``,
+        then at most one frame each way within ``stream_timeout``."""
+        scope = trio.CancelScope(deadline=trio.current_time() + self.config.stream_timeout)
+        outcome, token = self._gate.enter(scope.cancel, trio.current_time())
+        if outcome == REFUSED:
+            self._drop("stream_refused")
+            await trio.aclose_forcefully(stream)
+            return
+        if outcome == EVICTED_OLDEST:
+            self._drop("stream_evicted")
+        try:
+            with scope:
+                await self._answer_stream(stream, token)
+            if scope.cancelled_caught and trio.current_time() >= scope.deadline:
+                self._drop("stream_timeout")  # (otherwise it was evicted: counted above)
+        finally:
+            self._gate.leave(token)
+            await trio.aclose_forcefully(stream)
 
+    async def _answer_stream(self, stream: trio.SocketStream, token: int) -> None:
+        peer = peer_name(stream)
+        try:
+            length = None
+            with trio.move_on_after(self.config.header_timeout):
+                length = await receive_header(stream, self._mac_key, limit=self._frame_limit,
+                                              guard=self._headers, now=self._wall)
+            if length is None:
+                self._drop("stream_timeout", peer=peer, detail="no header")
+                return
+            if not self._gate.authenticate(token):
+                return  # evicted while its header was being checked
+            data = await receive_exactly(stream, length)
+            msg = self._open(data, self._frame_limit, peer)
+            if msg is None or self._core is None:
+                return
+            if msg.kind == PING:  # fallback ping: answer on the same stream
+                ack = self._feed(StreamPingReceived(msg))
+                if ack is not None:
+                    await send_frame(stream, self._mac_key, self._encoder.encode(ack), self._wall())
+                return
+            if msg.kind != PUSH_PULL:
+                return
+            reply = self._encoder.encode(self._core.full_state(), max_size=self._frame_limit)
+            self._push_pulls += 1
+            self._feed(PushPullReceived(msg))
+            await send_frame(stream, self._mac_key, reply, self._wall())
+        except FrameRefused as e:
+            self._drop(e.reason, peer=peer)
+        except _STREAM_ERRORS:
+            return
+
+    # ---- joining ---------------------------------------------------------------------------------
     async def _join(self) -> None:
-        seeds = [s for s in self.config.seed_nodes if s.id != self.id]
+        seeds = sorted(self._seeds.items())
         attempt = 0
         while seeds and not self._core.joined():
             order = list(seeds)
             self._rng.shuffle(order)
             via = []
-            for s in order:
+            for sid, addr in order:
                 # Every seed, not just the first that answers (as memberlist's Join): nodes started
                 # together could otherwise join through different seeds that had not met yet and
                 # form two islands that never hear of each other.
-                if await self._push_pull(s.gossip_addr, join=True):
-                    via.append(s.id)
+                if await self._push_pull(addr, join=True):
+                    via.append(sid)
             if via:
-                log.info("gossip_joined", via=via[0], seeds=via, attempts=attempt + 1)
+                self._log("info", "gossip_joined", via=via[0], seeds=via, attempts=attempt + 1)
                 return
             if self._core.joined():  # someone reached us meanwhile
                 return
             attempt += 1
-            delay = join_backoff(attempt, self._timing.probe_interval,
-                                 10 * self._timing.probe_interval, self._rng.random())
+            delay = join_backoff(attempt, self.config.probe_interval,
+                                 10 * self.config.probe_interval, self._rng.random())
             if attempt in (1, 5) or attempt % 20 == 0:
-                log.info("gossip_join_retry", attempt=attempt, delay=round(delay, 3))
+                self._log("info", "gossip_join_retry", attempt=attempt, delay=round(delay, 3))
             await trio.sleep(delay)
 
     async def _seed_loop(self) -> None:
@@ -446,42 +501,17 @@ class Membership:
         gossip alone never merges: no member of one island is known to the other.  A seed
         missing from the table is the evidence; one push-pull with it merges the two tables.
         """
-        seeds = [s for s in self.config.seed_nodes if s.id != self.id]
+        seeds = sorted(self._seeds.items())
         while seeds:
-            await trio.sleep(self._timing.push_pull_interval * (0.5 + self._rng.random()))
+            await trio.sleep(self.config.push_pull_interval * (0.5 + self._rng.random()))
             if self._core is None or self._core.leaving:
                 return
-            unknown = [s for s in seeds if self._core.member(s.id) is None]
+            unknown = [(sid, addr) for sid, addr in seeds if self._core.member(sid) is None]
             if unknown:
-                s = self._rng.choice(unknown)
-                if await self._push_pull(s.gossip_addr, join=False):
-                    log.info("gossip_seed_merged", via=s.id)
+                sid, addr = self._rng.choice(unknown)
+                if await self._push_pull(addr, join=False):
+                    self._log("info", "gossip_seed_merged", via=sid)
 
     def _unix(self, m: Member) -> Member:
         return Member(m.id, m.gossip_addr, m.http_addr, m.state, m.incarnation,
                       round(self._wall0 + (m.since - self._clock0), 3))
-
-
-class _FrameError(Exception):
-    pass
-
-
-async def _receive_exactly(stream: trio.abc.Stream, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = await stream.receive_some(n - len(buf))
-        if not chunk:
-            raise _FrameError("stream closed mid-frame")
-        buf += chunk
-    return bytes(buf)
-
-
-async def _receive_frame(stream: trio.abc.Stream) -> bytes:
-    (size,) = _FRAME.unpack(await _receive_exactly(stream, _FRAME.size))
-    if size > MAX_STREAM:
-        raise _FrameError(f"frame of {size} bytes")
-    return await _receive_exactly(stream, size)
-
-
-async def _send_frame(stream: trio.abc.Stream, data: bytes) -> None:
-    await stream.send_all(_FRAME.pack(len(data)) + data)

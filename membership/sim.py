@@ -28,9 +28,8 @@ import heapq
 import random
 from dataclasses import dataclass, field, replace
 
-from node.config import Timing
-
 from .codec import Encoder
+from .config import MembershipConfig
 from .messages import ALIVE, Message, Update
 from .state import (LeaveRequested, MemberChanged, PushPullReceived, PushPullWith, Received,
                      Send, StreamAck, StreamAckReceived, StreamPing, StreamPingReceived, Swim,
@@ -88,7 +87,7 @@ class SimNode:
 @dataclass
 class Simulation:
     seed: int
-    timing: Timing = field(default_factory=Timing)
+    config: MembershipConfig = field(default_factory=MembershipConfig)
     loss: float = 0.0
     latency: tuple[float, float] = (0.0005, 0.002)
     measure_bytes: bool = False
@@ -102,12 +101,12 @@ class Simulation:
         self._heap: list = []
         self._n = 0
         self._cut: set[frozenset[str]] = set()  # pairs of node ids that cannot talk
-        self._encoder = Encoder(b"k" * 32, wall=lambda: 1_700_000_000.0 + self.now)
+        self._encoder = Encoder(b"k" * 32, wall=lambda: 1_700_000_000.0 + self.now, boot=1)
 
     # ---- building clusters -------------------------------------------------------------------
     def add(self, node_id: str, *, incarnation: int = 1) -> SimNode:
         addr = f"{node_id}:7946"
-        core = Swim(node_id, addr, f"{node_id}:8000", timing=self.timing,
+        core = Swim(node_id, addr, f"{node_id}:8000", config=self.config,
                     incarnation=incarnation, now=self.now, rng=random.Random(self.rng.random()))
         node = SimNode(node_id, addr, core)
         self.nodes[node_id] = node
@@ -154,7 +153,7 @@ class Simulation:
         """Graceful leave: announce, keep gossiping ``linger`` seconds, then stop."""
         node = self.nodes[node_id]
         self._feed(node, LeaveRequested())
-        linger = self.timing.probe_interval if linger is None else linger
+        linger = self.config.probe_interval if linger is None else linger
         self._at(self.now + linger, ("stop", node_id))
 
     def partition(self, a: list[str], b: list[str]) -> None:

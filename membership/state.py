@@ -34,10 +34,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from node.config import Timing
-
 from .awareness import PROBE_FAILED, PROBE_SUCCEEDED
 from .codec import UPDATES_BUDGET
+from .config import MembershipConfig
 from .dissemination import push_pull_scale, retransmit_limit
 from .events import (CoreStatistics, LeaveRequested, Member, MemberChanged, PushPullReceived,
                      PushPullWith, Received, Send, StreamAck, StreamAckReceived, StreamPing,
@@ -76,18 +75,18 @@ class _Relay:
 class Swim(MemberTable):
     """One node's view of the cluster, advanced by ``handle``."""
 
-    def __init__(self, self_id: str, addr: str, http_addr: str, *, timing: Timing,
+    def __init__(self, self_id: str, addr: str, http_addr: str, *, config: MembershipConfig,
                  incarnation: int, now: float, rng: random.Random) -> None:
-        super().__init__(self_id, addr, http_addr, timing=timing, incarnation=incarnation,
+        super().__init__(self_id, addr, http_addr, config=config, incarnation=incarnation,
                          now=now, rng=rng)
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
         self._seq = 0
-        self._gossip_interval = timing.probe_interval / GOSSIP_PER_PROBE
+        self._gossip_interval = config.probe_interval / GOSSIP_PER_PROBE
         # First timers staggered so that nodes started together do not probe in lockstep.
-        self._next_probe = now + rng.random() * timing.probe_interval
+        self._next_probe = now + rng.random() * config.probe_interval
         self._next_gossip = now + self._gossip_interval
-        self._next_push_pull = now + timing.push_pull_interval * (0.5 + rng.random())
+        self._next_push_pull = now + config.push_pull_interval * (0.5 + rng.random())
         self._heard_from_other = False
 
     # ---- reading (the table's own readers are in table.py) ------------------------------

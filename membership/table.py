@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from node.config import Timing
+from .config import MembershipConfig
 
 from .awareness import REFUTED, Awareness
 from .codec import update_size
@@ -66,10 +66,10 @@ class Record:
 class MemberTable:
     """One node's member table and the fact rules; ``Swim`` adds the protocol around it."""
 
-    def __init__(self, self_id: str, addr: str, http_addr: str, *, timing: Timing,
+    def __init__(self, self_id: str, addr: str, http_addr: str, *, config: MembershipConfig,
                  incarnation: int, now: float, rng: random.Random) -> None:
         self.id = self_id
-        self._t = timing
+        self._t = config
         self._rng = rng
         self._members: dict[str, Record] = {
             self_id: Record(self_id, addr, http_addr, ALIVE, incarnation, now)}

@@ -89,7 +89,11 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     spec = cfg.node(node_id)
     videos = VideoStore(store, node_id)
     if membership is None:
-        membership = Membership(cfg, node_id, cfg.cluster_key())
+        membership = Membership(node_id, gossip_addr=spec.gossip_addr, http_addr=spec.http_addr,
+                                cluster=cfg.cluster, key=cfg.cluster_key(),
+                                seeds={n.id: n.gossip_addr for n in cfg.seed_nodes},
+                                peers={n.id: n.gossip_addr for n in cfg.nodes},
+                                config=cfg.membership, log=log.emit)
     cluster = Cluster(cfg, node_id, membership)
     worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster))
     cluster.add_listener(worker.poke)  # a membership change may hand this node videos

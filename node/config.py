@@ -2,7 +2,9 @@
 
 Keys of the YAML file map one-to-one onto the dataclasses below; every field
 has a documented default (docs/reference.md holds the same table).  Sizes
-accept ``"8 MiB"`` style strings, times are seconds.
+accept ``"8 MiB"`` style strings, times are seconds.  The ``membership:``
+section is gossip's own ``membership.MembershipConfig`` (that package owns its
+timers and limits; the node only composes it).
 
 ``Config.local()`` is the profile tests use: the defaults with fast timers,
 written as changes to the default (memberlist's DefaultLocalConfig does the
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from membership import MembershipConfig
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -101,13 +105,8 @@ DEFAULT_LADDER = (
 
 @dataclass(frozen=True)
 class Timing:
-    probe_interval: float = 1.0  # SWIM: seconds between probes (memberlist LAN: 1 s)
-    probe_timeout: float = 0.5  # SWIM: wait for a direct ack (memberlist LAN: 500 ms)
-    indirect_probes: int = 3  # SWIM: members asked to probe indirectly
-    suspicion_mult: float = 4.0  # min suspicion timeout = mult * max(1, log10(N)) * probe_interval
-    suspicion_max_mult: float = 6.0  # max suspicion timeout = this * min timeout
-    retransmit_mult: float = 4.0  # piggyback retransmits = mult * ceil(log10(N+1))
-    push_pull_interval: float = 30.0  # anti-entropy full-state exchange period
+    """The node's own timers (gossip's are in ``membership.MembershipConfig``)."""
+
     lease_seconds: float = 20.0  # processing lease length; renewed every lease/3
     recovery_interval: float = 5.0  # scan of the pending index
     upload_expiry: float = 24 * 3600.0  # an abandoned resumable upload is reclaimed after this
@@ -211,6 +210,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     ladder: tuple[Rendition, ...] = DEFAULT_LADDER
     timing: Timing = field(default_factory=Timing)
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
     processing: Processing = field(default_factory=Processing)
     limits: Limits = field(default_factory=Limits)
     cache: CacheConfig = field(default_factory=CacheConfig)
@@ -266,9 +266,9 @@ class Config:
         """Fast timers for tests and demos on one machine."""
         return replace(
             self,
-            timing=replace(self.timing, probe_interval=0.3, probe_timeout=0.15,
-                           lease_seconds=6.0, recovery_interval=1.0, push_pull_interval=5.0,
+            timing=replace(self.timing, lease_seconds=6.0, recovery_interval=1.0,
                            orphan_grace=120.0, housekeeping_interval=10.0),
+            membership=self.membership.local(),
             processing=replace(self.processing, backoff_base=0.5, backoff_max=5.0),
         )
 
@@ -328,7 +328,16 @@ class Config:
                 kw["ladder"] = tuple(Rendition(**r) for r in raw["ladder"])
             except TypeError as e:
                 raise ConfigError(f"bad ladder entry: {e}") from None
+        swim = {f.name for f in dataclasses.fields(MembershipConfig)}
+        moved = sorted(swim & set(raw["timing"])) if isinstance(raw.get("timing"), dict) else []
+        if moved:
+            raise ConfigError(f"timing.{moved[0]} moved to the membership: section "
+                              f"(membership.{moved[0]})")
         kw["timing"] = _section(Timing, raw.get("timing"), base.timing)
+        try:
+            kw["membership"] = _section(MembershipConfig, raw.get("membership"), base.membership)
+        except ValueError as e:  # MembershipConfig's own range checks
+            raise ConfigError(str(e)) from None
         kw["processing"] = _section(Processing, raw.get("processing"), base.processing)
         kw["limits"] = _section(Limits, raw.get("limits"), base.limits, sizes={"max_upload_bytes", "body_buffer"})
         kw["cache"] = _section(CacheConfig, raw.get("cache"), base.cache, sizes={"max_bytes"})

@@ -1,4 +1,5 @@
-"""Regenerate docs/reference.md from node/config.py: `.venv/bin/python scripts/gen_reference.py`."""
+"""Regenerate docs/reference.md from node/config.py and membership/config.py:
+`.venv/bin/python scripts/gen_reference.py`."""
 
 import dataclasses
 import inspect
@@ -7,11 +8,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from membership import MembershipConfig  # noqa: E402
 from node import config as c  # noqa: E402
 
 HEAD = """# Reference: configuration
 
-`cluster.yml` maps one-to-one onto `node/config.py` (`Config`). Sizes accept `"8 MiB"`-style
+`cluster.yml` maps one-to-one onto `node/config.py` (`Config`); its `membership:` section onto
+`membership/config.py` (`MembershipConfig`, the gossip package's own). Sizes accept `"8 MiB"`-style
 strings; times are seconds. Unknown keys are an error. `profile: local` starts from
 `Config.local()` (fast timers for tests and demos on one machine); the file's own keys then
 override it. This page is generated from the code by `scripts/gen_reference.py`.
@@ -44,6 +47,8 @@ TAIL = """
 | min suspicion timeout | `suspicion_mult * max(1, log10 N) * probe_interval` | `membership/suspicion.py` |
 | max suspicion timeout | `suspicion_max_mult * min` | `membership/suspicion.py` |
 | piggyback retransmits | `retransmit_mult * ceil(log10(N + 1))` | `membership/dissemination.py` |
+| largest gossip TCP frame | `284 + 2 + 664 * max_members + 32` bytes (~664 KiB for 1,024 members) | `membership/codec.push_pull_limit` |
+| inbound gossip TCP bodies buffered at most | `max_streams * largest frame` (~10.4 MiB by default) | `membership/streams.py` |
 | part size for an object of size S | `part_size`, or the smallest multiple of 5 MiB that keeps S within 10,000 parts | `storage/multipart.part_size_for` |
 
 ## Environment
@@ -74,8 +79,10 @@ def human(v: object) -> str:
 
 
 def main() -> None:
-    sections = [(c.StorageConfig, "storage"), (c.Timing, "timing"), (c.Processing, "processing"),
-                (c.Limits, "limits"), (c.CacheConfig, "cache"), (c.MediaLimits, "media"), (c.AuthConfig, "auth")]
+    sections = [(c.StorageConfig, "storage"), (MembershipConfig, "membership"),
+                (c.Timing, "timing"), (c.Processing, "processing"),
+                (c.Limits, "limits"), (c.CacheConfig, "cache"), (c.MediaLimits, "media"),
+                (c.AuthConfig, "auth")]
     local = c.Config(nodes=(c.NodeSpec("a", "127.0.0.1", 1, 2),)).local()
     rows = []
     for cls, sec in sections:

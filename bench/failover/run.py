@@ -101,7 +101,7 @@ def main() -> None:
                 print(f"round {i + 1}: undisturbed {calm[-1]['total']:.2f} s; killed {k['owner']}: "
                       f"claim after {k['kill_to_claim']:.2f} s, ready after {k['kill_to_ready']:.2f} s "
                       f"(total {k['total']:.2f} s)", flush=True)
-            timing = c.config.timing
+            timing, swim = c.config.timing, c.config.membership
     claims = [k["kill_to_claim"] for k in killed]
     readies = [k["kill_to_ready"] for k in killed]
     totals_k = [k["total"] for k in killed]
@@ -115,7 +115,7 @@ def main() -> None:
     md = ["# Failover benchmark", "",
           f"Command: `.venv/bin/python bench/failover/run.py --rounds {args.rounds} --seconds {args.seconds:g}`", "",
           f"3 node processes + embedded SeaweedFS on one 2-core machine, `profile: local` (probe "
-          f"{timing.probe_interval} s, probe timeout {timing.probe_timeout} s, lease {timing.lease_seconds} s); "
+          f"{swim.probe_interval} s, probe timeout {swim.probe_timeout} s, lease {timing.lease_seconds} s); "
           f"a {args.seconds:g} s 640x360 video to 3 renditions with preset `slow`, one ffmpeg thread. "
           f"Each round kills the owner once it is transcoding; undisturbed rounds alternate with killed ones.", "",
           "| measure | median (s) | worst (s) |", "|---|---:|---:|"]

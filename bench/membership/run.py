@@ -3,7 +3,7 @@
     .venv/bin/python bench/membership/run.py [--quick] [--out bench/membership/results.md]
 
 Measures, with memberlist's LAN defaults (probe 1 s, timeout 500 ms, 3 indirect
-probes, suspicion mult 4, retransmit mult 4; our Timing defaults are the same):
+probes, suspicion mult 4, retransmit mult 4; MembershipConfig's defaults are the same):
   * detection: simulated seconds (and probe rounds) from a kill until 99% and
     100% of live nodes hold the node dead, N = 10, 100, 1000;
   * traffic: bytes sent per node per second in a quiet cluster (encoded packets,
@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from membership.messages import DEAD  # noqa: E402
 from membership.sim import Simulation  # noqa: E402
-from node.config import Timing  # noqa: E402
+from membership import MembershipConfig  # noqa: E402
 
-TIMING = Timing()  # = memberlist DefaultLANConfig for the fields both have
+TIMING = MembershipConfig()  # = memberlist DefaultLANConfig for the fields both have
 
 
 def detection(n: int, seed: int) -> tuple[float, float, float]:
-    sim = Simulation.cluster(n, seed=seed, timing=TIMING, latency=(0.0005, 0.002))
+    sim = Simulation.cluster(n, seed=seed, config=TIMING, latency=(0.0005, 0.002))
     sim.run_for(2.0)
     sim.kill("n1")
     t0 = sim.now
@@ -51,7 +51,7 @@ def detection(n: int, seed: int) -> tuple[float, float, float]:
 
 
 def traffic(n: int, seed: int, seconds: float) -> tuple[float, float]:
-    sim = Simulation.cluster(n, seed=seed, timing=TIMING, measure_bytes=True)
+    sim = Simulation.cluster(n, seed=seed, config=TIMING, measure_bytes=True)
     sim.run_for(1.0)
     base = sum(x.sent_bytes for x in sim.nodes.values())
     sim.run_for(seconds)
@@ -64,7 +64,7 @@ def traffic(n: int, seed: int, seconds: float) -> tuple[float, float]:
 
 
 def false_deaths(n: int, loss: float, seconds: float, seed: int) -> dict:
-    sim = Simulation.cluster(n, seed=seed, timing=TIMING, loss=loss, latency=(0.001, 0.01),
+    sim = Simulation.cluster(n, seed=seed, config=TIMING, loss=loss, latency=(0.001, 0.01),
                              measure_bytes=True)
     peak = 0
     for _ in range(int(seconds)):

@@ -23,7 +23,7 @@ SLOW = {"ladder": TEST_LADDER, "processing": {"preset": "slow", "ffmpeg_threads"
 def detection_bound(c, n: int) -> float:
     """Worst case from kill to 'dead' everywhere: a full round-robin of probes, the probe
     timeout, and the longest suspicion (no confirmations)."""
-    t = c.config.timing
+    t = c.config.membership
     return (n - 1) * t.probe_interval + t.probe_timeout + \
         suspicion_timeout(t.suspicion_mult, n, t.probe_interval) * t.suspicion_max_mult
 
@@ -109,7 +109,7 @@ def test_kill_9_of_the_owner_hands_off_within_detection_time(cluster_factory, tm
     claim = next(l for l in c.log_lines(successor)
                  if l["event"] == "video_claimed" and l.get("video") == vid)
     delay = claim["ts"] - killed
-    bound = detection_bound(c, 3) + c.config.timing.probe_interval
+    bound = detection_bound(c, 3) + c.config.membership.probe_interval
     print(f"kill -> claim by {successor}: {delay:.2f} s (bound {bound:.2f} s, lease "
           f"{c.config.timing.lease_seconds} s)")
     assert 0 < delay <= bound

@@ -15,13 +15,13 @@ from membership.messages import (ACK, ALIVE, DEAD, GOSSIP, PING, PING_REQ, PUSH_
 from membership.sim import DATA_RTO, SYN_RTO, Simulation, stream_delay
 from membership.state import (MemberChanged, PushPullReceived, Received, Send, StreamAck,
                               StreamAckReceived, StreamPing, StreamPingReceived, Swim, Tick)
-from node.config import Timing
+from membership.config import MembershipConfig
 
-T = Timing(probe_interval=1.0, probe_timeout=0.5, indirect_probes=3, suspicion_mult=4)
+T = MembershipConfig(probe_interval=1.0, probe_timeout=0.5, indirect_probes=3, suspicion_mult=4)
 
 
 def _core(n_others: int = 4) -> Swim:
-    core = Swim("me", "me:1", "me:2", timing=T, incarnation=10, now=0.0, rng=random.Random(7))
+    core = Swim("me", "me:1", "me:2", config=T, incarnation=10, now=0.0, rng=random.Random(7))
     table = tuple(Update(ALIVE, f"p{i}", 1, f"p{i}:1", f"p{i}:2") for i in range(n_others))
     core.handle(0.0, PushPullReceived(Message(PUSH_PULL, "p0", updates=table)))
     core.settle()

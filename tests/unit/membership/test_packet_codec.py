@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from membership.codec import (MAC_SIZE, MAX_DATAGRAM, Decoder, Encoder, PacketDropped,
-                              PacketTooLarge, derive_key)
-from membership.messages import ACK, ALIVE, PING, SUSPECT, Message, Update
+from membership.codec import (ENVELOPE_MAX, MAC_SIZE, MAX_DATAGRAM, WINDOW, Decoder, Encoder,
+                              PacketDropped, PacketTooLarge, derive_key)
+from membership.messages import ACK, ALIVE, PING, PUSH_PULL, SUSPECT, Message, Update
 
 KEY = derive_key(b"secret", "c")
 NOW = 1_700_000_000.0
@@ -74,7 +74,7 @@ def test_replayed_and_stale_packets_are_dropped():
     assert _drop(dec, first) == "replayed"
     assert _drop(dec, second) == "replayed"
     late = enc.encode(Message(ACK, "n1", 3))
-    clock[0] += 120
+    clock[0] += WINDOW + 1
     assert _drop(dec, late) == "stale"
 
 
@@ -119,3 +119,14 @@ def test_fuzz_authentic_structures_never_escape(value, cut):
     except PacketDropped:
         return
     assert isinstance(msg, Message)
+
+
+def test_the_largest_envelope_fits_its_budget():
+    # given: every envelope field at its largest (boot and counter at 2**32 - 1, a far clock)
+    enc = Encoder(KEY, wall=lambda: 9_999_999_999.0, boot=2**32 - 1)
+    enc._counter = 2**32 - 2  # the next packet carries the largest counter
+    msg = Message(PUSH_PULL, "s" * 64, 2**63 - 1, "t" * 64, "a" * 100, (), True)
+    body = enc.encode(msg, max_size=10**6)[:-MAC_SIZE]
+    # then: with the 3-byte header of a non-empty update list, it is within ENVELOPE_MAX
+    assert len(body) - 1 + 3 <= ENVELOPE_MAX
+    assert msgpack.unpackb(body)[1:3] == [2**32 - 1, 2**32 - 1]

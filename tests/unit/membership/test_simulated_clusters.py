@@ -10,7 +10,7 @@ import pytest
 
 from membership.messages import ALIVE, DEAD, LEFT
 from membership.sim import Simulation
-from node.config import Timing
+from membership.config import MembershipConfig
 
 SEEDS = (11, 12)
 
@@ -111,7 +111,7 @@ def test_same_seed_same_run():
 
 def test_healed_partition_rejoins_both_sides():
     seed = 51
-    sim = Simulation.cluster(10, seed=seed, timing=Timing(push_pull_interval=5.0), loss=0.01)
+    sim = Simulation.cluster(10, seed=seed, config=MembershipConfig(push_pull_interval=5.0), loss=0.01)
     sim.run_for(1)
     a, b = [f"n{i}" for i in range(5)], [f"n{i}" for i in range(5, 10)]
     sim.partition(a, b)

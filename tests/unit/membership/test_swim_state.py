@@ -9,13 +9,13 @@ from membership.messages import (ACK, ALIVE, DEAD, GOSSIP, LEFT, PING, PING_REQ,
                                  Message, Update)
 from membership.state import (LeaveRequested, MemberChanged, PushPullReceived, Received, Send,
                               Swim, Tick, WakeAt)
-from node.config import Timing
+from membership.config import MembershipConfig
 
-T = Timing(probe_interval=1.0, probe_timeout=0.5, indirect_probes=3, suspicion_mult=4)
+T = MembershipConfig(probe_interval=1.0, probe_timeout=0.5, indirect_probes=3, suspicion_mult=4)
 
 
 def _core(n_others: int = 4, now: float = 0.0) -> Swim:
-    core = Swim("me", "me:1", "me:2", timing=T, incarnation=10, now=now, rng=random.Random(7))
+    core = Swim("me", "me:1", "me:2", config=T, incarnation=10, now=now, rng=random.Random(7))
     table = tuple(Update(ALIVE, f"p{i}", 1, f"p{i}:1", f"p{i}:2") for i in range(n_others))
     core.handle(now, PushPullReceived(Message(PUSH_PULL, "p0", updates=table)))
     core.settle()
@@ -196,7 +196,7 @@ def test_unknown_member_is_learned_from_alive_gossip_only():
 
 def test_piggyback_never_exceeds_the_datagram_limit():
     # given: 300 members with the longest ids and addresses, all news at once
-    core = Swim("m" * 64, "h" * 40 + ":65535", "h" * 40 + ":65535", timing=T, incarnation=2**62,
+    core = Swim("m" * 64, "h" * 40 + ":65535", "h" * 40 + ":65535", config=T, incarnation=2**62,
                 now=0.0, rng=random.Random(1))
     table = tuple(Update(ALIVE, f"{i:064d}", 2**62, "h" * 90 + ":65535", "h" * 90 + ":65535")
                   for i in range(300))

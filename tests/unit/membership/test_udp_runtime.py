@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
+from dataclasses import dataclass
 
 import trio
 
-from membership import ALIVE, DEAD, LEFT, Membership
-from membership.runtime import UdpTransport
+from membership import ALIVE, DEAD, LEFT, Membership, MembershipConfig
+from membership.transport import UdpTransport
 from membership.codec import Encoder, derive_key
 from membership.messages import PING, Message
-from node.config import Config, NodeSpec, Timing
 
 KEY = b"test-cluster-key"
-FAST = Timing(probe_interval=0.1, probe_timeout=0.05, suspicion_mult=4, push_pull_interval=2.0)
+FAST = MembershipConfig(probe_interval=0.1, probe_timeout=0.05, suspicion_mult=4,
+                        push_pull_interval=2.0, stream_timeout=1.0)
 
 
 def _free_port() -> int:
@@ -31,10 +31,34 @@ def _free_port() -> int:
                 return port
 
 
-def _config(n: int, seeds: int = 2) -> Config:
-    nodes = tuple(NodeSpec(f"n{i}", "127.0.0.1", _free_port(), _free_port()) for i in range(n))
-    return Config(nodes=nodes, cluster="test", seeds=tuple(x.id for x in nodes[:seeds]),
-                  timing=FAST)
+@dataclass(frozen=True)
+class _Cluster:
+    """What a node would read from its cluster.yml: every node's addresses and the seeds."""
+    gossip: dict[str, str]
+    http: dict[str, str]
+    seeds: tuple[str, ...]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.gossip)
+
+    def port(self, node_id: str) -> int:
+        return int(self.gossip[node_id].rpartition(":")[2])
+
+    def only(self, ids, seeds) -> "_Cluster":
+        return _Cluster({i: self.gossip[i] for i in ids}, {i: self.http[i] for i in ids}, seeds)
+
+    def membership(self, node_id: str, config: MembershipConfig = FAST, **kw) -> Membership:
+        return Membership(node_id, gossip_addr=self.gossip[node_id], http_addr=self.http[node_id],
+                          cluster="test", key=KEY,
+                          seeds={s: self.gossip[s] for s in self.seeds},
+                          peers=self.gossip, config=config, **kw)
+
+
+def _config(n: int, seeds: int = 2) -> _Cluster:
+    ids = [f"n{i}" for i in range(n)]
+    return _Cluster({i: f"127.0.0.1:{_free_port()}" for i in ids},
+                    {i: f"127.0.0.1:{_free_port()}" for i in ids}, tuple(ids[:seeds]))
 
 
 async def _wait_for(pred, timeout: float, what: str) -> None:
@@ -49,8 +73,8 @@ def _view(m: Membership, member: str) -> str | None:
     return next((x.state for x in m.members() if x.id == member), None)
 
 
-async def _start_all(nursery, cfg: Config) -> dict[str, Membership]:
-    ms = {s.id: Membership(cfg, s.id, KEY) for s in cfg.nodes}
+async def _start_all(nursery, cfg: _Cluster) -> dict[str, Membership]:
+    ms = {i: cfg.membership(i) for i in cfg.ids}
     for m in ms.values():
         await nursery.start(m.serve)
     return ms
@@ -65,7 +89,7 @@ async def test_converge_then_kill_is_declared_dead_everywhere():
         assert all(m.joined() for m in ms.values())
         m3 = ms["n3"]
         assert {x.id: x.state for x in ms["n0"].members()} == {i: ALIVE for i in ms}
-        assert all(x.http_addr == cfg.node(x.id).http_addr for x in ms["n0"].members())
+        assert all(x.http_addr == cfg.http[x.id] for x in ms["n0"].members())
         # when: n3 stops without a word
         m3.stop()
         # then: every other node declares it dead
@@ -88,7 +112,7 @@ async def test_restart_rejoins_with_higher_incarnation():
         ms["n2"].stop()
         await _wait_for(lambda: _view(ms["n0"], "n2") == DEAD, 10, "n2 dead")
         await trio.sleep(0.01)
-        again = Membership(cfg, "n2", KEY)
+        again = cfg.membership("n2")
         await nursery.start(again.serve)
         await _wait_for(lambda: _view(ms["n0"], "n2") == ALIVE and _view(ms["n1"], "n2") == ALIVE,
                         5, "n2 alive again")
@@ -137,7 +161,7 @@ async def test_forged_and_replayed_packets_are_dropped_and_counted():
     async with trio.open_nursery() as nursery:
         ms = await _start_all(nursery, cfg)
         await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
-        target = ("127.0.0.1", cfg.node("n0").gossip_port)
+        target = ("127.0.0.1", cfg.port("n0"))
         good = Encoder(derive_key(KEY, "test")).encode(Message(PING, "intruder", 1, "n0"))
         forged = Encoder(derive_key(b"wrong key", "test")).encode(Message(PING, "intruder", 2, "n0"))
         sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -157,9 +181,9 @@ async def test_forged_and_replayed_packets_are_dropped_and_counted():
 
 
 async def test_single_node_cluster_is_joined():
-    cfg = replace(_config(1, seeds=1))
+    cfg = _config(1, seeds=1)
     async with trio.open_nursery() as nursery:
-        m = Membership(cfg, "n0", KEY)
+        m = cfg.membership("n0")
         await nursery.start(m.serve)
         assert m.joined() and m.alive_ids() == {"n0"}
         nursery.cancel_scope.cancel()
@@ -170,15 +194,15 @@ async def test_islands_formed_at_start_merge_through_the_seeds():
     # themselves, so they form an island that never contacts n0 or n1 (as two joins that raced
     # through different seeds would)
     full = _config(4, seeds=4)
-    island = Config(nodes=full.nodes[2:], cluster="test", seeds=("n2", "n3"), timing=FAST)
+    island = full.only(["n2", "n3"], seeds=("n2", "n3"))
     async with trio.open_nursery() as nursery:
-        ms = {s.id: Membership(full, s.id, KEY) for s in full.nodes[:2]}
+        ms = {i: full.membership(i) for i in ("n0", "n1")}
         for m in ms.values():
             await nursery.start(m.serve)
         await _wait_for(lambda: all(m.alive_ids() == {"n0", "n1"} for m in ms.values()), 5, "A")
-        for s in full.nodes[2:]:
-            ms[s.id] = Membership(island, s.id, KEY)
-            await nursery.start(ms[s.id].serve)
+        for i in ("n2", "n3"):
+            ms[i] = island.membership(i)
+            await nursery.start(ms[i].serve)
         # when / then: n0 and n1 find seeds they have never heard of and merge the two tables
         await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 10, "merged")
         nursery.cancel_scope.cancel()
@@ -195,11 +219,11 @@ async def test_node_whose_udp_is_lost_stays_alive_through_tcp_pings():
     cfg = _config(3)
     deaths: list[str] = []
     async with trio.open_nursery() as nursery:
-        ms = {s.id: Membership(cfg, s.id, KEY) for s in cfg.nodes[:2]}
+        ms = {i: cfg.membership(i) for i in ("n0", "n1")}
         for m in ms.values():
             await nursery.start(m.serve)
         # given: n2 hears every datagram but none of its own gets out (its join is TCP)
-        ms["n2"] = Membership(cfg, "n2", KEY, transport=_MuteUdp())
+        ms["n2"] = cfg.membership("n2", transport=_MuteUdp())
         await nursery.start(ms["n2"].serve)
         await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
         for i in ("n0", "n1"):
