@@ -61,7 +61,7 @@ async def catalog():
 
 def client(tmp_path, store, token=TOKEN):
     cfg = Config(nodes=(NodeSpec("n1", "127.0.0.1", 1, 2),))
-    videos = VideoStore(store, "n1", part_size=5 << 20)
+    videos = VideoStore(store, "n1")
     ctx = NodeContext(cfg=cfg, node_id="n1", store=store, videos=videos,
                       worker=Worker(videos, cfg, "n1", tmp_path), data_dir=tmp_path, token=token)
     return create_app(ctx).test_client()

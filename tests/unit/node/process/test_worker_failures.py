@@ -38,7 +38,7 @@ def terminal(rec: Record) -> bool:
 async def process(tmp_path: Path, source: bytes, cfg: Config, until=terminal,
                   timeout: float = 90) -> Record:
     """Store ``source`` as an uploaded video, run a worker until ``until(record)``; the record."""
-    videos = VideoStore(storage.MemoryStore(), "n1", part_size=5 << 20)
+    videos = VideoStore(storage.MemoryStore(), "n1")
     vid = layout.new_id(time.time())
     await videos.store.put(layout.source_key(vid), source)
     await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
