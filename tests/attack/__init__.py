@@ -1,0 +1,11 @@
+"""The attack suite: hostile inputs against a real 3-node cluster, as a table of cases.
+
+    cases.py    the table: name, category, the request, the expectation (docs/security.md lists it)
+    checks.py   pure: reading raw HTTP answers, the error shape, leak detection, hop signatures
+    wire.py     raw sockets: HTTP bytes with short timeouts, gossip datagrams and frames
+    run.py      the runner: one target cluster, one function per kind of request, the checks
+                every case ends with (clean answer, nothing leaked, nothing lost, every node healthy)
+
+tests/cluster/test_attack_suite.py runs every case against one cluster; tests/unit/attack/ tests
+the pure parts.  ``python -m attack.cases`` (with tests/ on the path) prints the table as markdown.
+"""
