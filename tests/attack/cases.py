@@ -153,10 +153,10 @@ case("method_lowercase", H, Raw(f"get /healthz HTTP/1.1{CRLF}Host: x{CRLF}{CRLF}
      Expect((200, 400, 405, 501), drop_ok=True))
 case("http_version_9_9", H, Raw(_get("/healthz", version="HTTP/9.9")), Expect((200, 400, 505), drop_ok=True))
 case("http_0_9_request", H, Raw(f"GET /healthz{CRLF}{CRLF}"), REFUSED)
-case("nul_in_header", H, Raw(_get("/healthz", "X-A: a\x00b")), REFUSED)
-case("lone_cr_in_header", H, Raw(_get("/healthz", "X-A: a\rb")), REFUSED)
-case("space_before_colon", H, Raw(_get("/healthz", "X-Filename : a")), REFUSED)
-case("obs_fold_header", H, Raw(_get("/healthz", "X-A: a", " folded")), Expect((200, 400), drop_ok=True))
+case("nul_in_header", H, Raw(_get("/healthz", "X-A: a\x00b"), note="a header value with a NUL byte"), REFUSED)
+case("lone_cr_in_header", H, Raw(_get("/healthz", "X-A: a\rb"), note="a header value with a lone CR"), REFUSED)
+case("space_before_colon", H, Raw(_get("/healthz", "X-Filename : a"), note="`X-Filename : a` (space before the colon)"), REFUSED)
+case("obs_fold_header", H, Raw(_get("/healthz", "X-A: a", " folded"), note="an obs-fold continuation line"), Expect((200, 400), drop_ok=True))
 case("crlf_injection_in_path", H, Raw(_get("/v1/videos/%0d%0aSet-Cookie:%20x=1")),
      Expect((404,), ("not_found",), forbid_headers=("set-cookie",)))
 case("bare_lf_head", H, Raw(f"GET {MASTER_PATH} HTTP/1.1\nHost: x\n\n",
@@ -182,14 +182,14 @@ case("cl_te_on_playback", S, Raw(f"GET {SEG_PATH} HTTP/1.1{CRLF}Host: x{CRLF}Con
                                  note="segment GET with Content-Length and chunked, then a request"),
      Expect((200, 400), drop_ok=True))
 case("duplicate_content_length", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Content-Length: 5{CRLF}"
-                                        f"Content-Length: 6{CRLF}{CRLF}hello!"), REFUSED)
-case("te_xchunked", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Transfer-Encoding: xchunked{CRLF}{CRLF}"),
+                                        f"Content-Length: 6{CRLF}{CRLF}hello!", note="Content-Length 5 and Content-Length 6"), REFUSED)
+case("te_xchunked", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Transfer-Encoding: xchunked{CRLF}{CRLF}", note="`Transfer-Encoding: xchunked`"),
      Expect((400, 501), drop_ok=True))
 case("te_chunked_identity", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}"
-                                   f"Transfer-Encoding: chunked, identity{CRLF}{CRLF}0{CRLF}{CRLF}"),
+                                   f"Transfer-Encoding: chunked, identity{CRLF}{CRLF}0{CRLF}{CRLF}", note="`Transfer-Encoding: chunked, identity`"),
      Expect((400, 501), drop_ok=True))
 case("te_space_before_colon", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Transfer-Encoding : chunked"
-                                     f"{CRLF}{CRLF}0{CRLF}{CRLF}"), REFUSED)
+                                     f"{CRLF}{CRLF}0{CRLF}{CRLF}", note="`Transfer-Encoding : chunked` (space before the colon)"), REFUSED)
 case("chunked_garbage_size", S, Raw(f"POST /v1/uploads HTTP/1.1{CRLF}Host: x{CRLF}Authorization: Bearer @TOKEN@{CRLF}"
                                     f"Tus-Resumable: 1.0.0{CRLF}Upload-Length: 10{CRLF}"
                                     f"Content-Type: application/offset+octet-stream{CRLF}"
@@ -200,9 +200,9 @@ case("chunk_size_overflow", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}
                                    f"Transfer-Encoding: chunked{CRLF}{CRLF}{'f' * 40}{CRLF}hello{CRLF}",
                                    note="chunked body with a 40-digit hex chunk size"),
      Expect((400, 411), drop_ok=True))
-case("negative_content_length", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Content-Length: -1{CRLF}{CRLF}"),
+case("negative_content_length", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Content-Length: -1{CRLF}{CRLF}", note="`Content-Length: -1`"),
      REFUSED)
-case("content_length_plus_sign", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Content-Length: +5{CRLF}{CRLF}hello"),
+case("content_length_plus_sign", S, Raw(f"POST /v1/videos HTTP/1.1{CRLF}Host: x{CRLF}Content-Length: +5{CRLF}{CRLF}hello", note="`Content-Length: +5`"),
      REFUSED)
 
 # ---- limits and tokens ---------------------------------------------------------------------------
