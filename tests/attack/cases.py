@@ -132,6 +132,18 @@ def case(name: str, category: str, request, expect) -> None:
     CASES.append(Case(name, category, request, expect))
 
 
+# ---- media (first: they were uploaded last in prepare and each is deleted after its case) -----------
+M = "media"
+MEDIA_FAILS = "`failed` within 30 s of the upload, attempts 1, code `undecodable`/`media_limit`, message without path"
+for name, what in [("media_random_bytes", "64 KiB of random bytes"),
+                   ("media_truncated_mp4", "the first half of an MP4 whose index is at the end"),
+                   ("media_ffconcat_local_paths", "an ffconcat file naming /etc/passwd and the node's secrets"),
+                   ("media_hls_playlist_urls", "an HLS playlist naming file:///etc/passwd and an http:// URL"),
+                   ("media_huge_png", "a PNG declaring 65,535 x 65,535 pixels"),
+                   ("media_mkv_10h_gap", "an MKV with two frames 10 hours apart"),
+                   ("media_bare_h263", "a bare H.263 elementary stream")]:
+    case(name, M, Scenario("media_fails", what, (name,)), MEDIA_FAILS)
+
 # ---- HTTP parsing --------------------------------------------------------------------------------
 H = "http-parsing"
 case("garbage_bytes", H, Raw("@RANDOM4096@", note="4 KiB of random bytes"), REFUSED)
@@ -371,18 +383,6 @@ case("tcp_garbage_frame", GT, Scenario("tcp_frame", "a 100-byte frame of random 
      "connection closed within 2 s, no reply")
 case("tcp_partial_frame", GT, Scenario("tcp_frame", "a 4 MiB frame header and 10 bytes, then silence", ("partial",)),
      "connection closed within 5 s")
-
-# ---- media ---------------------------------------------------------------------------------------
-M = "media"
-MEDIA_FAILS = "`failed` within 30 s of the upload, attempts 1, code `undecodable`/`media_limit`, message without path"
-for name, what in [("media_random_bytes", "64 KiB of random bytes"),
-                   ("media_truncated_mp4", "the first half of an MP4 whose index is at the end"),
-                   ("media_ffconcat_local_paths", "an ffconcat file naming /etc/passwd and the node's secrets"),
-                   ("media_hls_playlist_urls", "an HLS playlist naming file:///etc/passwd and an http:// URL"),
-                   ("media_huge_png", "a PNG declaring 65,535 x 65,535 pixels"),
-                   ("media_mkv_10h_gap", "an MKV with two frames 10 hours apart"),
-                   ("media_bare_h263", "a bare H.263 elementary stream")]:
-    case(name, M, Scenario("media_fails", what, (name,)), MEDIA_FAILS)
 
 # ---- slow clients --------------------------------------------------------------------------------
 W = "slow-clients"

@@ -43,6 +43,7 @@ MEDIA_GRACE = 10.0  # allowance for 2 busy cores
 MEDIA_CODES = ("undecodable", "undecodable_input", "media_limit")
 BARE_REFUSALS = (400, 413, 414, 431, 501, 505)  # h11-level refusals without a body, then a close
 DELETE_LAG = 2.0
+HEALTH_TIMEOUT = 15.0  # a node that cannot answer /healthz in 15 s on 2 busy cores is not healthy
 
 
 @dataclass
@@ -303,21 +304,21 @@ def check_nothing_lost(t: Target, nodes: list[str] | None = None) -> None:
 def check_every_node_healthy(t: Target) -> None:
     for node in t.cluster.node_ids:
         assert t.cluster.pid(node) is not None, f"{node} is not running"
-        r = httpx.get(t.url(node) + "/healthz", timeout=5)
+        r = httpx.get(t.url(node) + "/healthz", timeout=HEALTH_TIMEOUT)
         assert r.status_code == 200, f"{node} /healthz {r.status_code}"
     assert t.cluster.pid("storage") is not None, "the embedded S3 server is not running"
 
 
 def members_alive(t: Target) -> None:
     for node in t.cluster.node_ids:
-        ms = httpx.get(t.url(node) + "/v1/cluster/members", timeout=5).json()["members"]
+        ms = httpx.get(t.url(node) + "/v1/cluster/members", timeout=HEALTH_TIMEOUT).json()["members"]
         states = {m["id"]: m["state"] for m in ms}
         for other in t.cluster.node_ids:
             assert states.get(other) == "alive", f"{node} sees {other} as {states.get(other)}: {states}"
 
 
 def metric(t: Target, node: str, name: str, **labels: str) -> float:
-    text = httpx.get(t.url(node) + "/metrics", timeout=5).text
+    text = httpx.get(t.url(node) + "/metrics", timeout=HEALTH_TIMEOUT).text
     lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
     full = f"{name}{{{lab}}}" if lab else name
     for line in text.splitlines():
@@ -586,6 +587,8 @@ def scenario_media_fails(t: Target, case: Case, name: str) -> None:
         rec = wait_state(t.cluster, "n1", vid, ("failed", "ready"), timeout=max(0.5, left))
     except AssertionError as e:
         raise AssertionError(f"{case.name}: not failed within {MEDIA_DEADLINE:.0f} s of the upload: {e}") from None
+    finally:  # a runaway attempt (e.g. 10 hours of frames) stops when its video is deleted
+        httpx.delete(t.url("n1") + f"/v1/videos/{vid}", headers=t.cluster.headers(), timeout=20)
     assert rec["state"] == "failed", f"{case.name}: the hostile upload became {rec['state']}"
     assert rec.get("attempts") == 1, f"{case.name}: attempts {rec.get('attempts')} (retried as an infrastructure error)"
     err = rec.get("error") or {}
