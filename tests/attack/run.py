@@ -262,6 +262,34 @@ def run_hop(t: Target, case: Case, req: Hop) -> None:
 
 
 def run_case(t: Target, case: Case) -> None:
+    """Send ``case`` and check everything; a node the case took down is restarted before the
+    failure is raised, so the next case starts from a whole cluster again."""
+    try:
+        _run_and_check(t, case)
+    except BaseException:
+        revive(t)
+        raise
+
+
+def revive(t: Target) -> list[str]:
+    """Restart every node (and the storage server) that is dead or does not answer /healthz."""
+    revived = []
+    c = t.cluster
+    if c.pid("storage") is None:
+        c.start_storage()
+        revived.append("storage")
+    for node in c.node_ids:
+        try:
+            ok = c.pid(node) is not None and httpx.get(t.url(node) + "/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            c.restart(node)
+            revived.append(node)
+    return revived
+
+
+def _run_and_check(t: Target, case: Case) -> None:
     t.seen.clear()
     req = case.request
     if isinstance(req, Raw):
