@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from attack import run
+from attack import run, target as attack_target
 from attack.cases import CASES
 from conftest import TEST_LADDER
 from harness import Cluster
@@ -37,6 +37,6 @@ def test_attack(target, case):
 
 
 def test_after_every_attack_the_video_is_intact_and_every_node_healthy(target):
-    run.check_nothing_lost(target)
-    run.check_every_node_healthy(target)
-    run.members_alive(target)
+    attack_target.check_nothing_lost(target)
+    attack_target.check_every_node_healthy(target)
+    attack_target.members_alive(target)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attack import run
+from attack import run, target
 from attack.cases import CASES, Case, Expect, Scenario, markdown_table
 from attack.checks import Answer, Stream, error_shape, hop_header, leaks, split_responses
 from attack import wire
@@ -98,37 +98,37 @@ def _stream(*answers: Answer, closed: bool = False) -> Stream:
 def test_a_second_answer_on_one_connection_fails_the_case():
     two = _stream(Answer(401, {}, ERR), Answer(200, {}, b'{"ok":true}'))
     with pytest.raises(AssertionError, match="2 answers"):
-        run.check_stream(two, Expect((400, 401), drop_ok=True), "cl_te")
+        target.check_stream(two, Expect((400, 401), drop_ok=True), "cl_te")
 
 
 def test_a_drop_passes_only_where_dropping_is_right():
-    run.check_stream(_stream(closed=True), Expect((400,), drop_ok=True), "garbage")
+    target.check_stream(_stream(closed=True), Expect((400,), drop_ok=True), "garbage")
     with pytest.raises(AssertionError, match="dropped"):
-        run.check_stream(_stream(closed=True), Expect((404,)), "path")
+        target.check_stream(_stream(closed=True), Expect((404,)), "path")
 
 
 def test_a_bodiless_refusal_then_close_counts_as_a_drop():
     bare = Answer(400, {"content-length": "0"}, b"")
-    run.check_stream(_stream(bare, closed=True), Expect((400,), drop_ok=True), "garbage")
+    target.check_stream(_stream(bare, closed=True), Expect((400,), drop_ok=True), "garbage")
     with pytest.raises(AssertionError, match="error shape"):
-        run.check_stream(_stream(bare, closed=False), Expect((400,), drop_ok=True), "garbage")
+        target.check_stream(_stream(bare, closed=False), Expect((400,), drop_ok=True), "garbage")
     with pytest.raises(AssertionError, match="error shape"):
-        run.check_stream(_stream(bare, closed=True), Expect((400,)), "parseable request")
+        target.check_stream(_stream(bare, closed=True), Expect((400,)), "parseable request")
 
 
 def test_a_hang_fails_the_case():
     with pytest.raises(AssertionError, match="hangs"):
-        run.check_stream(_stream(), Expect((400,), drop_ok=True), "tls")
+        target.check_stream(_stream(), Expect((400,), drop_ok=True), "tls")
 
 
 def test_status_code_and_headers_are_checked():
-    run.check_answer(Answer(404, {}, ERR), Expect((404,), ("not_found",)), "ok")
+    target.check_answer(Answer(404, {}, ERR), Expect((404,), ("not_found",)), "ok")
     with pytest.raises(AssertionError, match="status 500"):
-        run.check_answer(Answer(500, {}, ERR), Expect((404,)), "crash")
+        target.check_answer(Answer(500, {}, ERR), Expect((404,)), "crash")
     with pytest.raises(AssertionError, match="code"):
-        run.check_answer(Answer(404, {}, ERR), Expect((404,), ("bad_range",)), "code")
+        target.check_answer(Answer(404, {}, ERR), Expect((404,), ("bad_range",)), "code")
     with pytest.raises(AssertionError, match="set-cookie"):
-        run.check_answer(Answer(404, {"set-cookie": "x=1"}, ERR), Expect((404,), forbid_headers=("set-cookie",)), "inj")
+        target.check_answer(Answer(404, {"set-cookie": "x=1"}, ERR), Expect((404,), forbid_headers=("set-cookie",)), "inj")
 
 
 # ---- gossip packets -----------------------------------------------------------------------------------
