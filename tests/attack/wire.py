@@ -26,7 +26,7 @@ from .checks import Stream, split_responses
 GOSSIP_FRAME = struct.Struct(">I")
 
 
-def exchange(port: int, data: bytes | list[bytes], *, timeout: float = 2.0, pause: float = 0.0,
+def exchange(port: int, data: bytes | list[bytes], *, timeout: float = 3.0, pause: float = 0.0,
              head_request: bool = False, settle: float = 0.5, total: float = 6.0) -> Stream:
     """Send ``data`` (a list: piece by piece, ``pause`` seconds apart) and read what comes back.
 
