@@ -11,6 +11,10 @@ again.  Anything else (another path, a video unknown or not ready, an internal r
 a valid ``X-Shoal-Hop`` proof or for another epoch than the ready one, HTTP/1.0, a request
 with a body, a head the strict codec refuses or one with a bare-LF line, a 416) is handed to
 hypercorn together with the bytes already read, and the connection stays with hypercorn.
+Two things are refused here with 400 and the connection closed (docs/security.md, HTTP
+parsing): bytes whose first line cannot be an HTTP request line (:func:`could_be_request`, at
+once rather than after ``read_timeout``), and a head whose body framing is ambiguous
+(:func:`framing_error`: Content-Length with Transfer-Encoding, or a coding other than chunked).
 
 What may be answered (the ready-record memo, the epoch check of a hop) and how (the answer
 plan) is node.play's; heads are read and written with storage.http1.  This module is the
