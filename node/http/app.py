@@ -19,7 +19,8 @@ from quart import request
 
 from node import log
 from node.context import NodeContext
-from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, note
+from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, error_response, note
+from node.http.fastlane import framing_error
 from node.http.cors import ALLOW_ORIGIN, EXPOSE_HEADERS
 from node.http.patches import BackpressureQuartTrio
 
@@ -48,6 +49,9 @@ def require_token(ctx: NodeContext) -> Callable:
 
 def create_app(ctx: NodeContext) -> ShoalApp:
     app = ShoalApp(__name__, static_folder=None, body_buffer=ctx.cfg.limits.body_buffer)
+    # "//" in a path (a decoded "%2f" too) is matched as it is, answered 404/400 with the error
+    # shape, never redirected by Werkzeug with a 308 HTML page; set before any route is added
+    app.url_map.merge_slashes = False
     app.config.update(MAX_CONTENT_LENGTH=None, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None,
                       JSON_SORT_KEYS=False)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -61,6 +65,20 @@ def create_app(ctx: NodeContext) -> ShoalApp:
         else:
             note(ctx, e, request.path)
         return answer_response(answer)
+
+    @app.before_request
+    async def _framing():
+        """CL+TE or a Transfer-Encoding other than ``chunked`` (h11 accepts the first, reading
+        the body as chunked): 400 and close, so bytes after the body are never a request."""
+        fields = {n: ", ".join(request.headers.getlist(n)) for n in ("transfer-encoding", "content-length")
+                  if n in request.headers}
+        why = framing_error(fields)
+        if why is not None:
+            ctx.count("http_refused")
+            resp = error_response(400, "bad_framing", why)
+            resp.headers["Connection"] = "close"
+            return resp
+        return None
 
     @app.after_request
     async def _cors(resp):

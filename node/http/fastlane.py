@@ -11,6 +11,10 @@ again.  Anything else (another path, a video unknown or not ready, an internal r
 a valid ``X-Shoal-Hop`` proof or for another epoch than the ready one, HTTP/1.0, a request
 with a body, a head the strict codec refuses or one with a bare-LF line, a 416) is handed to
 hypercorn together with the bytes already read, and the connection stays with hypercorn.
+Two things are refused here with 400 and the connection closed (docs/security.md, HTTP
+parsing): bytes whose first line cannot be an HTTP request line (:func:`could_be_request`, at
+once rather than after ``read_timeout``), and a head whose body framing is ambiguous
+(:func:`framing_error`: Content-Length with Transfer-Encoding, or a coding other than chunked).
 
 What may be answered (the ready-record memo, the epoch check of a hop) and how (the answer
 plan) is node.play's; heads are read and written with storage.http1.  This module is the
@@ -38,7 +42,7 @@ import re
 import socket
 import time
 from email.utils import formatdate
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import trio
 
@@ -64,6 +68,40 @@ Head = RequestHead  # one parsed request head (storage.http1's codec)
 
 # ---- pure ---------------------------------------------------------------------------------------------
 
+# a prefix of an HTTP/1 request line as h11 reads one: method SP target SP HTTP/d.d (then CRLF)
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]"
+_TARGET = rb"[\x21-\x7e]"
+_VERSION_PREFIX = rb"(?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?"
+_LINE_START = re.compile(rb"%s*|%s+ %s*|%s+ %s+ %s" % (_TOKEN, _TOKEN, _TARGET, _TOKEN, _TARGET, _VERSION_PREFIX))
+_LINE = re.compile(rb"%s+ %s+ HTTP/[0-9]\.[0-9]\r?" % (_TOKEN, _TARGET))
+
+
+def could_be_request(data: bytes) -> bool:
+    """False when ``data`` (the bytes of a request not yet framed) cannot begin an HTTP/1
+    request: its first line, whole or so far, is not (a prefix of) ``METHOD SP target SP
+    HTTP/d.d`` as h11 reads it (random bytes, a TLS ClientHello, an empty first line)."""
+    end = data.find(b"\n")
+    if end < 0:
+        return _LINE_START.fullmatch(data) is not None
+    return _LINE.fullmatch(data, 0, end) is not None
+
+
+def framing_error(h: Mapping[str, str]) -> str | None:
+    """Why the body framing of a request with the fields ``h`` (lower-case names, repeated
+    fields joined by ", ") is ambiguous (request smuggling), or None: both ``Content-Length``
+    and ``Transfer-Encoding``, or a ``Transfer-Encoding`` other than exactly ``chunked``.  Such
+    a request is refused with 400 ``bad_framing`` and its connection closed, on both paths (the
+    lane here, node.http.app for what hypercorn reads)."""
+    te = h.get("transfer-encoding")
+    if te is None:
+        return None
+    if "content-length" in h:
+        return "a request may not have both Content-Length and Transfer-Encoding"
+    if te.strip().lower() != "chunked":
+        return "the only Transfer-Encoding accepted is 'chunked'"
+    return None
+
+
 def parse_head(raw: bytes) -> Head | None:
     """The head (request line and fields, without the final blank line), or None when the fast
     lane does not answer it: malformed for the codec (storage.http1: bare LF, folded or malformed
@@ -72,6 +110,11 @@ def parse_head(raw: bytes) -> Head | None:
         head = http1.parse_request_head(raw)
     except http1.ProtocolError:
         return None
+    return ours(head)
+
+
+def ours(head: Head) -> Head | None:
+    """``head`` if the lane may answer it (HTTP/1.1, GET or HEAD, no body), else None."""
     if head.version != "HTTP/1.1" or head.method not in ("GET", "HEAD"):
         return None
     h = head.headers
@@ -205,9 +248,23 @@ class FastLane:
                     if not data:
                         return None  # the client closed (a half request is dropped, as hypercorn does)
                     buf.feed(data)
+                    if not could_be_request(buf.data):  # refused now, not after read_timeout
+                        await self._refuse(stream, "bad_request", "not an HTTP/1.1 request", "GET")
+                        return None
             if framed is None:
                 return None  # idle or too slow
-            head = parse_head(framed.head) if framed.crlf else None
+            head = None
+            if framed.crlf:
+                try:
+                    parsed = http1.parse_request_head(framed.head)
+                except http1.ProtocolError:
+                    parsed = None  # hypercorn answers it (and node.http.app checks the framing)
+                if parsed is not None:
+                    why = framing_error(parsed.headers)
+                    if why is not None:
+                        await self._refuse(stream, "bad_framing", why, parsed.method)
+                        return None
+                    head = ours(parsed)
             answer = await self._answer(head) if head is not None else None
             if answer is None:
                 return buf.data
@@ -264,9 +321,9 @@ class FastLane:
                     source, etag = await ctx.cache.serve_peer(key)
             except storage.NotFound:
                 what = "no such playlist or segment" if kind == "playback" else "no such object"
-                return self._error(ApiError(404, "not_found", what), head)
+                return self._error(ApiError(404, "not_found", what), head.method)
             except storage.StorageError as e:  # answered here: a second try would wait as long again
-                return self._error(storage_failure(ctx, e, head.target), head)
+                return self._error(storage_failure(ctx, e, head.target), head.method)
             size = len(source)
         p = plan(head, kind=kind, size=size, etag=etag, is_segment=rest.endswith(".ts"),
                  node_id=ctx.node_id, date=self._http_date())
@@ -281,14 +338,22 @@ class FastLane:
         ctx.count("fast_lane_responses")
         return p, source
 
-    def _error(self, e: ApiError, head: Head) -> tuple[Plan, bytes]:
+    async def _refuse(self, stream: trio.SocketStream, code: str, message: str, method: str) -> None:
+        """Answer 400 ``code`` and close: the caller drops the connection (nothing after the
+        refused bytes is read as a request)."""
+        self._ctx.count("http_refused")
+        p, body = self._error(ApiError(400, code, message), method)
+        with trio.move_on_after(self._read_timeout):
+            await self._send(stream, p, body, False)
+
+    def _error(self, e: ApiError, method: str) -> tuple[Plan, bytes]:
         """An error answer with the body and headers node.http.app gives it."""
         body = (json.dumps(error_doc(e.code, e.message, **e.extra), separators=(",", ":")) + "\n").encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if e.retry_after is not None:
             headers.append(("Retry-After", str(e.retry_after)))
         self._ctx.count("fast_lane_responses")
-        length = 0 if head.method == "HEAD" else len(body)
+        length = 0 if method == "HEAD" else len(body)
         return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date()), 0, length), body
 
     async def _send(self, stream: trio.SocketStream, p: Plan, source: int | bytes, keep_alive: bool) -> None:

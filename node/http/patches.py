@@ -13,8 +13,10 @@ hypercorn (0.18), applied by :func:`serving` for as long as the node serves:
   over 150 MiB).
 - ``hypercorn.trio.run.TCPServer`` (the connection handler ``worker_serve`` hands to
   ``trio.serve_listeners`` as ``TCPServer(app, config, context, state, stream)``, read once when
-  serving starts) is wrapped by the fast lane (node.http.fastlane): cache hits of HLS objects are
-  answered with sendfile before hypercorn sees the connection.
+  serving starts) is wrapped by node.http.connection's ``guarded`` (sends serialised, one
+  connection's exception never escapes to the node; with the fast lane on or off), and by the fast
+  lane (node.http.fastlane): cache hits of HLS objects are answered with sendfile before hypercorn
+  sees the connection.
 
 quart-trio (0.12) and Quart (0.22), applied by subclassing (:class:`BackpressureQuartTrio`, the
 base of the node's app); the behaviour itself lives in node.http.body:
@@ -49,6 +51,7 @@ import hypercorn.trio.tcp_server
 from quart_trio import QuartTrio
 
 from node.http.body import BackpressureConnection, BoundedRequest
+from node.http.connection import guarded
 
 if TYPE_CHECKING:
     from node.http.fastlane import FastLane
@@ -130,12 +133,13 @@ class BackpressureQuartTrio(QuartTrio):
 def serving(lane: FastLane | None) -> Iterator[None]:
     """hypercorn as the node runs it, for the duration of the block: :data:`RECV_SIZE`
     receives, and ``lane`` (if any) in front of every plain TCP connection.  Restores both on
-    exit, so nothing outlives the node that set it (tests run several in one process)."""
+    exit, so nothing outlives the node that set it (tests run several in one process).  Every
+    connection is :func:`~node.http.connection.guarded`, with or without the lane."""
     saved_recv = hypercorn.trio.tcp_server.MAX_RECV
     saved_server = hypercorn.trio.run.TCPServer
     hypercorn.trio.tcp_server.MAX_RECV = RECV_SIZE
-    if lane is not None:
-        hypercorn.trio.run.TCPServer = lane.wrap(hypercorn.trio.tcp_server.TCPServer)
+    server = guarded(hypercorn.trio.tcp_server.TCPServer)
+    hypercorn.trio.run.TCPServer = lane.wrap(server) if lane is not None else server
     try:
         yield
     finally:

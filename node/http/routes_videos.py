@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import AsyncIterator
 
 import storage
@@ -15,6 +16,7 @@ from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
 from node.http.routes_playback import evict_locally
+from node.process.failure import public_message
 from node.records.lifecycle import Refused
 from node.upload import ingest
 
@@ -25,6 +27,7 @@ LIST_SCAN_TOKEN = 2000  # token holders: limit up to 1000
 LIST_SCAN_ANONYMOUS = 100  # anonymous: at most 100 record reads + 1 catalog page per request
 LIST_LIMIT_ANONYMOUS = 50
 LIST_STATES_ANONYMOUS = (None, "ready")  # other state filters need the token
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # an error code as node.process.failure writes them
 
 
 def clean_filename(raw: str | None) -> str | None:
@@ -41,11 +44,26 @@ def valid_video_id(vid: str) -> str:
 
 
 def view(ctx: NodeContext, rec: dict) -> dict:
+    """The record as the API shows it; its error message scrubbed again at output (no path,
+    traceback or exception name), also for records written by an older version."""
     out = lifecycle.public_view(rec)
+    out["error"] = public_error(out["error"])
     if ctx.ring_view is not None:
         owner = ctx.ring_view.ring.owner(rec["id"])
         out["owner"] = owner if owner is not None else out["owner"]
     return out
+
+
+def public_error(error: object) -> dict | None:
+    """A record's ``error`` as shown: ``{code, message}`` with the message through
+    node.process.failure.public_message; anything else a record may hold becomes a generic one."""
+    if not error:
+        return None
+    if not isinstance(error, dict):
+        return {"code": "error", "message": public_message(str(error))}
+    code = error.get("code")
+    code = code if isinstance(code, str) and _CODE.fullmatch(code) else "error"
+    return {"code": code, "message": public_message(str(error.get("message") or ""))}
 
 
 def bearer_ok(ctx: NodeContext) -> bool:

@@ -15,7 +15,7 @@ OSError                     ``io_error``           retry       "local I/O error 
 
 Fail-now failures burn no retry: the user's bytes will not change. Every message goes through
 ``public_message``: one line, at most ``MESSAGE_LIMIT`` characters, no traceback, no local
-path or URL, no ffmpeg stderr (``TranscodeError.stderr_tail`` and ``str(OSError)`` go to the
+path or URL, no Python exception name, no ffmpeg stderr (``TranscodeError.stderr_tail`` and ``str(OSError)`` go to the
 log line only). Pure: no I/O.
 """
 
@@ -31,6 +31,8 @@ from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableI
 MESSAGE_LIMIT = 300  # characters of a public error message
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\).*", re.S)
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
+_EXCEPTION = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception)\b|"
+                        r"\b(?:KeyboardInterrupt|StopIteration|Cancelled|BaseExceptionGroup)\b")
 _PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/(?:[^\s'\"`,;:()\[\]{}<>]+/?)+")
 
 
@@ -57,8 +59,11 @@ def classify(err: BaseException) -> Failure:
 
 
 def public_message(text: str) -> str:
-    """``text`` made safe to publish: no traceback, no path or URL, one line, bounded."""
+    """``text`` made safe to publish: no traceback, no path or URL, no exception name, one
+    line, bounded.  Also applied when a record is shown (node.http.routes_videos), so records
+    written by an older version are shown clean too."""
     text = _TRACEBACK.sub("", text)
+    text = _EXCEPTION.sub("<error>", text)
     text = _URL.sub("<url>", text)
     text = _PATH.sub("<path>", text)
     text = " ".join(text.split())

@@ -85,10 +85,11 @@ def test_serving_applies_both_hypercorn_patches_and_restores_them():
     recv, server = hypercorn.trio.tcp_server.MAX_RECV, hypercorn.trio.run.TCPServer
     with patches.serving(_Lane()):
         assert hypercorn.trio.tcp_server.MAX_RECV == patches.RECV_SIZE
-        assert hypercorn.trio.run.TCPServer.wrapped is hypercorn.trio.tcp_server.TCPServer
+        # the lane in front of the guard (node.http.connection) in front of hypercorn's handler
+        assert hypercorn.trio.run.TCPServer.wrapped.wrapped is hypercorn.trio.tcp_server.TCPServer
     assert (hypercorn.trio.tcp_server.MAX_RECV, hypercorn.trio.run.TCPServer) == (recv, server)
     with pytest.raises(RuntimeError), patches.serving(None):
-        assert hypercorn.trio.run.TCPServer is server  # no lane: hypercorn's own handler
+        assert hypercorn.trio.run.TCPServer.wrapped is server  # no lane: hypercorn's own, guarded
         raise RuntimeError("the node stops")
     assert (hypercorn.trio.tcp_server.MAX_RECV, hypercorn.trio.run.TCPServer) == (recv, server)
 

@@ -25,6 +25,7 @@ import storage
 from node.records import layout
 from node.records import lifecycle as lc
 from node import peer_auth
+from node.http import patches
 from node.http.app import create_app
 from node.config import CacheConfig, Config, NodeSpec
 from node.context import NodeContext
@@ -166,12 +167,8 @@ async def serve(nursery, ctx, *, lane: bool, read_timeout: float = 120.0) -> tup
     hc.bind = ["127.0.0.1:0"]
     hc.accesslog = hc.errorlog = None
     fast = FastLane(ctx, read_timeout=read_timeout) if lane else None
-    saved = hypercorn.trio.run.TCPServer
-    hypercorn.trio.run.TCPServer = fast.wrap(saved) if fast else hypercorn.trio.tcp_server.TCPServer
-    try:
+    with patches.serving(fast):  # as node.main serves; TCPServer is read once, when serving starts
         binds = await nursery.start(functools.partial(hypercorn.trio.serve, app, hc))
-    finally:
-        hypercorn.trio.run.TCPServer = saved  # read once, when serving starts
     return binds[0], fast
 
 
