@@ -25,11 +25,12 @@ import trio
 from membership import ALIVE, Member, Membership
 from ring import RingView, may_claim
 
-from node import log
+from node import log, peer_auth
 from node.config import Config
 from node.records import lifecycle
 
 WAKE_TIMEOUT = 1.0
+WAKE_PATH = "/v1/internal/wake"
 WAKE_QUEUE = 256  # uploads waiting to be told to their owner; beyond it the local scan does it
 WAKE_CONCURRENCY = 8  # notifications in flight at once
 DEAD_SINCE_MAX = 10_000  # nodes remembered as dead (for the handoff log line)
@@ -121,11 +122,11 @@ class RingClaims:
 class OwnerNotifier:
     """Tells a video's ring owner that its source landed here (best effort, bounded)."""
 
-    def __init__(self, cfg: Config, node_id: str, token: str | None, cluster: Cluster,
+    def __init__(self, cfg: Config, node_id: str, cluster_key: bytes | None, cluster: Cluster,
                  poke: Callable[[], None]) -> None:
         self._cfg = cfg
         self._node_id = node_id
-        self._token = token
+        self._key = cluster_key  # the wake is a hop between nodes: proven with the cluster key
         self._cluster = cluster
         self._poke = poke  # this node's worker: look at the pending index now
         self._send, self._receive = trio.open_memory_channel[str](WAKE_QUEUE)
@@ -157,11 +158,16 @@ class OwnerNotifier:
             if owner is None or owner == self._node_id:
                 self._poke()
                 return
-            url = self._cfg.node(owner).url + "/v1/internal/wake"
-            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            url = self._cfg.node(owner).url + WAKE_PATH
+            headers = ({peer_auth.HEADER: peer_auth.sign(self._key, "POST", WAKE_PATH, time.time())}
+                       if self._key and peer_auth.needs_proof(self._key) else {})
             try:
-                await client.post(url, json={"video": vid}, headers=headers)
-                log.info("owner_notified", video=vid, owner=owner)
+                r = await client.post(url, json={"video": vid}, headers=headers)
+                if r.status_code >= 400:
+                    log.warning("owner_notify_failed", video=vid, owner=owner, status=r.status_code)
+                    self._poke()
+                else:
+                    log.info("owner_notified", video=vid, owner=owner)
             except httpx.HTTPError as e:
                 log.warning("owner_notify_failed", video=vid, owner=owner, error=type(e).__name__)
                 self._poke()  # our own scan will apply the ring rules

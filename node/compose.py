@@ -105,7 +105,7 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
                      lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
                      parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,
                      on_uploaded=lambda _vid: worker.poke())
-    owners = OwnerNotifier(cfg, node_id, cfg.token(), cluster, worker.poke)
+    owners = OwnerNotifier(cfg, node_id, cfg.cluster_key(), cluster, worker.poke)
     ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                       data_dir=data_dir, token=cfg.token(), membership=membership,
                       ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),

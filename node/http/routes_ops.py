@@ -9,7 +9,7 @@ from quart import Response, jsonify, request
 
 from node.records import layout
 
-from node import log
+from node import log, peer_auth
 from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
@@ -134,9 +134,11 @@ def register(app, ctx: NodeContext) -> None:
         return jsonify(out)
 
     @app.post("/v1/internal/wake")
-    @require_token(ctx)
     async def wake():
-        """Another node accepted an upload this node owns: scan the pending index now."""
+        """Another node accepted an upload this node owns: scan the pending index now.  A hop
+        between nodes: proven with the cluster key (X-Shoal-Hop), like every /v1/internal route."""
+        from node.http.routes_playback import check_peer
+        check_peer(ctx, request.headers.get(peer_auth.HEADER), "POST", request.path)
         ctx.worker.poke()
         return jsonify({"ok": True})
 

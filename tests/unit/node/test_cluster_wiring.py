@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 import trio
@@ -14,6 +15,7 @@ import trio
 import storage
 from membership import ALIVE, DEAD, Member
 from node import log
+from node import peer_auth
 from node.cluster import WAKE_QUEUE, Cluster, OwnerNotifier, RingClaims
 from node.config import Config, NodeSpec
 from node.process.worker import ClaimAny, Worker
@@ -131,7 +133,7 @@ def test_a_worker_without_a_policy_claims_anything():
 def notifier(me: str, owner: str | None = None) -> tuple[OwnerNotifier, list[int], str]:
     c, _ = cluster_of(me, {"n1", "n2", "n3"})
     pokes: list[int] = []
-    n = OwnerNotifier(CFG, me, "t0k", c, lambda: pokes.append(1))
+    n = OwnerNotifier(CFG, me, b"k3y", c, lambda: pokes.append(1))
     return n, pokes, video_owned_by(c, owner or me)
 
 
@@ -171,7 +173,7 @@ async def test_the_service_tells_the_owner_over_http(tmp_path):
     c.members_changed(gossip.members())
     vid = video_owned_by(c, "n2")
     pokes: list[int] = []
-    n = OwnerNotifier(cfg, "n1", "t0k", c, lambda: pokes.append(1))
+    n = OwnerNotifier(cfg, "n1", b"k3y", c, lambda: pokes.append(1))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, handle, listeners)
         await nursery.start(n.serve)
@@ -181,9 +183,13 @@ async def test_the_service_tells_the_owner_over_http(tmp_path):
             while not heard:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
-    # then n2 heard of it, with the cluster's token, and our own worker was left alone
+    # then n2 heard of it, with a proof of the cluster key (not the client token), and our own
+    # worker was left alone
     request = heard[0].decode()
-    assert request.startswith("POST /v1/internal/wake ") and "authorization: bearer t0k" in request.lower()
+    assert request.startswith("POST /v1/internal/wake ") and "authorization" not in request.lower()
+    proof = next(line.split(":", 1)[1].strip() for line in request.split("\r\n")
+                 if line.lower().startswith("x-shoal-hop:"))
+    peer_auth.verify(b"k3y", proof, "POST", "/v1/internal/wake", time.time())  # raises if not
     assert json.loads(request.split("\r\n\r\n", 1)[1]) == {"video": vid}
     assert pokes == []
 
