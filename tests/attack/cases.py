@@ -362,27 +362,42 @@ case("udp_truncated", G, Scenario("udp_rejected", "a 10-byte datagram", ("trunca
      "dropped as `truncated`")
 case("udp_oversized", G, Scenario("udp_rejected", "a 2,000-byte and a 65,000-byte datagram", ("oversized", "oversized")),
      "dropped as `oversized`")
-case("udp_bit_flipped", G, Scenario("udp_rejected", "an authentic PING with one bit flipped", ("bitflip", "forged")),
+case("udp_bit_flipped", G, Scenario("udp_rejected", "an authentic PING (wire version 2) with one bit flipped",
+                                    ("bitflip", "forged")),
      "dropped as `forged`, no ACK")
 case("udp_authentic_garbage_body", G, Scenario("udp_rejected", "a correct MAC over a body that is not a packet",
                                                ("undecodable", "undecodable")), "dropped as `undecodable`")
-case("udp_stale_timestamp", G, Scenario("udp_rejected", "an authentic PING stamped an hour ago", ("stale", "stale")),
-     "dropped as `stale`, no ACK")
+case("udp_stale_timestamp", G, Scenario("udp_rejected", "two authentic PINGs sent an hour ago and an hour ahead",
+                                        ("stale", "stale")),
+     "both dropped as `stale` (outside the ±`packet_window` s window), no ACK")
 case("udp_replayed", G, Scenario("udp_replay", "an authentic PING, then the same bytes again"),
      "the first is ACKed; the replay is dropped as `replayed` and not ACKed")
-case("udp_far_future_counter", G, Scenario("udp_far_future", "a key holder's PING as n2 with counter 2^62"),
-     "n2 stays alive in every view and n1 keeps accepting n2's packets (no `replayed` drops)")
+case("udp_far_future_counter", G, Scenario("udp_far_future", "a key holder's PINGs as n2 with counter 2^32-1, under n2's "
+                                                             "real boot id and a forged one, sent now and at the window's edge"),
+     "a copy is refused once as `replayed`; n2 stays alive in every view for 4 s and n1 refuses none of "
+     "n2's own packets (no `replayed` or `stale` drops)")
 
 # ---- gossip TCP ----------------------------------------------------------------------------------
 GT = "gossip-tcp"
 case("tcp_64_idle_connections", GT, Scenario("tcp_idle", "64 idle TCP connections to n1's gossip port"),
-     "at most 32 stay open after 0.5 s; n1's RSS grows < 50 MB; members unchanged")
-case("tcp_oversized_frame", GT, Scenario("tcp_frame", "a frame announcing 4 GiB", ("huge",)),
-     "connection closed within 2 s")
-case("tcp_garbage_frame", GT, Scenario("tcp_frame", "a 100-byte frame of random bytes", ("garbage",)),
-     "connection closed within 2 s, no reply")
-case("tcp_partial_frame", GT, Scenario("tcp_frame", "a 4 MiB frame header and 10 bytes, then silence", ("partial",)),
-     "connection closed within 5 s")
+     "at most `max_streams` (16) open after 0.5 s, the rest counted `stream_refused`; a key holder's "
+     "fallback ping meanwhile is ACKed; none open 1 s after the header deadline (`stream_timeout`); "
+     "n1's RSS grows < 50 MB; members unchanged")
+case("tcp_oversized_frame", GT, Scenario("tcp_frame", "a key holder's valid frame header announcing 4 GiB, no body",
+                                         ("huge",)),
+     "closed within 1 s without waiting for the body, counted `stream_oversized`, no reply")
+case("tcp_forged_oversized_frame", GT, Scenario("tcp_frame", "a frame header announcing 4 GiB, tagged with a wrong key",
+                                                ("forged_huge",)),
+     "closed within 1 s, counted `stream_forged`, no reply")
+case("tcp_garbage_frame", GT, Scenario("tcp_frame", "100 random bytes", ("garbage",)),
+     "closed within 1 s, counted `stream_garbage`, no reply")
+case("tcp_partial_frame", GT, Scenario("tcp_frame", "the first 20 of a frame header's 39 bytes, then silence",
+                                       ("partial",)),
+     "closed by the header deadline (`header_timeout`, 1 s: before `stream_timeout`, 1.5 s in tests), "
+     "counted `stream_timeout`")
+case("tcp_replayed_frame", GT, Scenario("tcp_frame", "a key holder's PING frame (ACKed), then the same bytes on a "
+                                                     "new connection", ("header_replayed",)),
+     "the copy is closed within 1 s, counted `stream_replayed`, no reply")
 
 # ---- slow clients --------------------------------------------------------------------------------
 W = "slow-clients"

@@ -160,8 +160,8 @@ def _wait_metric_grows(t: Target, node: str, reason: str, before: float, timeout
 def scenario_udp_rejected(t: Target, case: Case, kind: str, reason: str) -> None:
     port = t.gossip_port("n1")
     rng = random.Random(case.name)
-    now_us = int(time.time() * 1_000_000)
     mallory = f"mallory-{rng.randrange(1 << 30)}"
+    key = t.gossip_mac_key
     if kind == "garbage":
         packets = [rng.randbytes(500) for _ in range(20)]
     elif kind == "truncated":
@@ -169,31 +169,33 @@ def scenario_udp_rejected(t: Target, case: Case, kind: str, reason: str) -> None
     elif kind == "oversized":
         packets = [rng.randbytes(2000), rng.randbytes(65000)]
     elif kind == "bitflip":
-        p = bytearray(wire.gossip_packet(t.gossip_mac_key, _ping(mallory, 11), counter=now_us))
+        p = bytearray(wire.gossip_packet(key, _ping(mallory, 11), counter=1))
         p[len(p) // 3] ^= 0x10
         packets = [bytes(p)]
     elif kind == "undecodable":
         body = msgpack.packb(["not", "a", "packet"])
-        packets = [body + hmac.new(t.gossip_mac_key, body, hashlib.sha256).digest()]
-    elif kind == "stale":
-        packets = [wire.gossip_packet(t.gossip_mac_key, _ping(mallory, 12), counter=now_us,
-                                      timestamp_ms=int((time.time() - 3600) * 1000))]
+        packets = [body + hmac.new(key, body, hashlib.sha256).digest()]
+    elif kind == "stale":  # an hour ago and an hour ahead: both far outside the window
+        window = t.cluster.config.membership.packet_window
+        assert window < 3600, window
+        packets = [wire.gossip_packet(key, _ping(mallory, 12), counter=1,
+                                      sent_at_ms=int((time.time() + shift) * 1000)) for shift in (-3600, 3600)]
     else:
         raise AssertionError(kind)
     before = dropped(t, "n1", reason)
     replies = wire.send_datagrams(port, packets, wait_reply=0.5)
     assert not replies, f"{case.name}: the node answered {len(replies)} datagrams"
-    after = _wait_metric_grows(t, "n1", reason, before)
-    assert after > before, f"{case.name}: shoal_gossip_dropped_total{{reason={reason!r}}} stayed at {before}"
+    after = _wait_metric_grows(t, "n1", reason, before + len(packets) - 1)
+    assert after >= before + len(packets), (f"{case.name}: shoal_gossip_dropped_total{{reason={reason!r}}} went "
+                                            f"from {before} to {after} for {len(packets)} packets")
     members_alive(t)
 
 
 def scenario_udp_replay(t: Target, case: Case) -> None:
     port = t.gossip_port("n1")
-    packet = wire.gossip_packet(t.gossip_mac_key, _ping(f"mallory-{os.getpid()}", 21),
-                                counter=int(time.time() * 1_000_000))
+    packet = wire.gossip_packet(t.gossip_mac_key, _ping(f"mallory-{os.getpid()}", 21), counter=1)
     first = wire.send_datagrams(port, [packet], wait_reply=1.0)
-    kinds = [(wire.open_message(t.gossip_mac_key, r) or [None] * 4)[3] for r in first]
+    kinds = [wire.message_kind(t.gossip_mac_key, r) for r in first]
     assert "ack" in kinds, f"{case.name}: the authentic PING was not ACKed: {kinds}"
     before = dropped(t, "n1", "replayed")
     again = wire.send_datagrams(port, [packet], wait_reply=1.0)
@@ -201,16 +203,61 @@ def scenario_udp_replay(t: Target, case: Case) -> None:
     assert _wait_metric_grows(t, "n1", "replayed", before) > before, f"{case.name}: replay not counted"
 
 
+def _drops(t: Target, node: str) -> dict[str, float]:
+    return {r: dropped(t, node, r) for r in codec.DROP_REASONS + ("blocked",)}
+
+
+def _gossip_log(t: Target, node: str, last: int = 8) -> list[dict]:
+    """The node's last gossip log lines (for failure messages)."""
+    return [line for line in t.cluster.log_lines(node) if "gossip" in str(line.get("event", ""))][-last:]
+
+
+def _boot_of(t: Target, node: str) -> int:
+    """The boot id ``node`` draws for this run (its ``gossip_listening`` log line)."""
+    boots = [line["boot"] for line in t.cluster.log_lines(node) if line.get("event") == "gossip_listening"]
+    assert boots, f"{node} logged no gossip_listening line with its boot id"
+    return boots[-1]
+
+
+def _n2_packets_accepted(t: Target, seconds: float) -> tuple[float, float]:
+    """n1's refusals of n2-shaped traffic (`replayed`, `stale`) during ``seconds``; and
+    n1's view of n2 must stay alive throughout."""
+    before = (dropped(t, "n1", "replayed"), dropped(t, "n1", "stale"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        members_alive(t)
+        time.sleep(0.5)
+    after = (dropped(t, "n1", "replayed"), dropped(t, "n1", "stale"))
+    return after[0] - before[0], after[1] - before[1]
+
+
 def scenario_udp_far_future(t: Target, case: Case) -> None:
-    port = t.gossip_port("n1")
-    packet = wire.gossip_packet(t.gossip_mac_key, Message(PING, "n2", 31, "n1"), counter=2 ** 62)
-    wire.send_datagrams(port, [packet], wait_reply=0.3)
-    time.sleep(0.5)
+    """A key holder claims n2's name with the largest counter, under n2's real boot id (read
+    from n2's log) and under a made-up one, stamped now and at the window's far edge.  Under
+    wire version 1 one such packet raised n2's mark and silenced n2; now it may refuse only
+    exact copies of itself, so n2 must stay alive everywhere and n1 refuse none of its packets."""
+    port, key = t.gossip_port("n1"), t.gossip_mac_key
+    window = t.cluster.config.membership.packet_window
+    top = 2 ** 32 - 1  # the largest counter the codec accepts
+    real_boot = _boot_of(t, "n2")
+    # three distinct names (sender, boot, counter): each is new to n1
+    forged = [wire.gossip_packet(key, Message(PING, "n2", 31 + i, "n1"), counter=counter, boot=boot,
+                                 sent_at_ms=int((time.time() + shift) * 1000))
+              for i, (boot, counter, shift) in enumerate([(real_boot, top, 0.0), (real_boot ^ 0x5A5A5A5A, top, 0.0),
+                                                          (real_boot, top - 1, window - 5.0)])]
     before = dropped(t, "n1", "replayed")
-    time.sleep(3.0)
-    after = dropped(t, "n1", "replayed")
-    assert after == before, (f"{case.name}: n1 dropped {after - before:.0f} of n2's packets as replayed in 3 s "
-                             "after one forged far-future counter: the real member is silenced")
+    wire.send_datagrams(port, forged, wait_reply=0.3)
+    # the forgeries themselves are authentic, fresh and new: accepted once, then only their copies refused
+    again = wire.send_datagrams(port, forged[:1], wait_reply=0.3)
+    assert not again, f"{case.name}: a copy of the forged packet was answered"
+    got = _wait_metric_grows(t, "n1", "replayed", before)
+    assert got == before + 1, (f"{case.name}: the copy of the forged packet was refused {got - before:.0f} times "
+                               f"(not exactly once); n1 drops: {_drops(t, 'n1')}; n1 log: {_gossip_log(t, 'n1')}")
+    replayed, stale = _n2_packets_accepted(t, 4.0)
+    assert replayed == 0 and stale == 0, (
+        f"{case.name}: after a forged far-future counter n1 refused {replayed:.0f} packets as replayed and "
+        f"{stale:.0f} as stale in 4 s: the real member is being silenced; n1 log: {_gossip_log(t, 'n1')}")
+    assert _boot_of(t, "n2") == real_boot, f"{case.name}: n2 restarted during the case"
     members_alive(t)
 
 
@@ -221,35 +268,86 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _stream_ping_answered(t: Target, node: str = "n1") -> bool:
+    """A key holder's fallback ping over gossip TCP (sealed as the nodes seal it) gets its ACK."""
+    key, cfg = t.gossip_mac_key, t.cluster.config.membership
+    ping = codec.Encoder(key).encode(Message(PING, f"keyholder-{os.getpid()}", 77, node))
+    with socket.create_connection(("127.0.0.1", t.gossip_port(node)), timeout=1.0) as s:
+        s.sendall(wire.gossip_frame(key, ping))
+        reply = wire.read_frame(s, key, limit=codec.push_pull_limit(cfg.max_members),
+                                timeout=cfg.stream_timeout + 1.0)
+    return reply is not None and wire.message_kind(key, reply) == "ack"
+
+
 def scenario_tcp_idle(t: Target, case: Case) -> None:
+    """64 idle connections: the node holds at most ``max_streams``, closes the rest at once and
+    the held ones at the header deadline; a key holder arriving meanwhile still gets in."""
+    cfg = t.cluster.config.membership
     pid = t.cluster.pid("n1")
     assert pid is not None
     rss0 = rss_bytes(pid)
+    refused0, timeouts0 = dropped(t, "n1", "stream_refused"), dropped(t, "n1", "stream_timeout")
     socks: list[socket.socket] = []
     refused = 0
     try:
+        t0 = time.monotonic()
         for _ in range(64):
             try:
                 socks.append(socket.create_connection(("127.0.0.1", t.gossip_port("n1")), timeout=1.0))
             except OSError:
                 refused += 1
-        time.sleep(0.5)
-        still_open = sum(not wire.is_closed(s) for s in socks)
+        time.sleep(max(0.0, t0 + 0.5 - time.monotonic()))
+        open_at_half = sum(not wire.is_closed(s) for s in socks)
+        answered = _stream_ping_answered(t)  # the idle ones are past the grace: one gives way
+        time.sleep(max(0.0, t0 + cfg.header_timeout + 1.0 - time.monotonic()))
+        open_after_deadline = sum(not wire.is_closed(s) for s in socks)
         rss1 = rss_bytes(pid)
     finally:
         for s in socks:
             s.close()
-    assert still_open <= 32, f"{case.name}: {still_open} of 64 idle connections still open after 0.5 s ({refused} refused)"
+    assert open_at_half <= cfg.max_streams, (f"{case.name}: {open_at_half} of 64 idle connections still open "
+                                             f"after 0.5 s, more than max_streams {cfg.max_streams} ({refused} refused)")
+    assert answered, f"{case.name}: a key holder's fallback ping got no ACK while idle connections held the slots"
+    assert open_after_deadline == 0, (f"{case.name}: {open_after_deadline} idle connections still open "
+                                      f"{cfg.header_timeout + 1.0:.1f} s after they connected (header deadline "
+                                      f"{cfg.header_timeout} s)")
+    assert dropped(t, "n1", "stream_refused") > refused0, f"{case.name}: no stream_refused counted"
+    assert dropped(t, "n1", "stream_timeout") > timeouts0, f"{case.name}: no stream_timeout counted"
     assert rss1 - rss0 < 50 * 1024 * 1024, f"{case.name}: RSS grew by {(rss1 - rss0) >> 20} MiB"
     members_alive(t)
 
 
 def scenario_tcp_frame(t: Target, case: Case, kind: str) -> None:
+    """Send one hostile frame start and wait for the close, with nothing answered.  Each kind is
+    refused for its own reason, counted in shoal_gossip_dropped_total."""
     rng = random.Random(case.name)
-    data = {"huge": wire.GOSSIP_FRAME.pack(0xFFFFFFFF),
-            "garbage": wire.GOSSIP_FRAME.pack(100) + rng.randbytes(100),
-            "partial": wire.GOSSIP_FRAME.pack(codec.MAX_STREAM) + rng.randbytes(10)}[kind]
-    limit = 5.0 if kind == "partial" else 2.0
+    cfg = t.cluster.config.membership
+    key = t.gossip_mac_key
+    limit_bytes = codec.push_pull_limit(cfg.max_members)
+    slack = 1.0  # loopback plus a loaded machine
+    if kind == "huge":  # a key holder's valid header announcing 4 GiB - 1, and no body at all
+        data, reason, limit = wire.frame_header(key, 0xFFFFFFFF), "stream_oversized", slack
+        assert 0xFFFFFFFF > limit_bytes
+    elif kind == "forged_huge":  # the same header without the key: no tag, no allocation
+        data, reason, limit = wire.frame_header(b"k" * 32, 0xFFFFFFFF), "stream_forged", slack
+    elif kind == "garbage":
+        data, reason, limit = rng.randbytes(100), "stream_garbage", slack
+        assert data[:2] != b"SG"
+    elif kind == "partial":  # the first 20 of the 39 header bytes, then silence
+        # closed by the header deadline, not the later deadline of the whole exchange
+        assert cfg.header_timeout < cfg.stream_timeout, cfg
+        data, reason, limit = wire.frame_header(key, 1000)[:20], "stream_timeout", cfg.stream_timeout
+    elif kind == "header_replayed":  # a header copied off the wire cannot open a second body
+        packet = codec.Encoder(key).encode(_ping(f"keyholder-{os.getpid()}", 78))
+        frame = wire.gossip_frame(key, packet)
+        with socket.create_connection(("127.0.0.1", t.gossip_port("n1")), timeout=1.0) as s:
+            s.sendall(frame)
+            first = wire.read_frame(s, key, limit=limit_bytes, timeout=cfg.stream_timeout + slack)
+        assert first is not None and wire.message_kind(key, first) == "ack", f"{case.name}: the genuine frame got no ACK"
+        data, reason, limit = frame, "stream_replayed", slack
+    else:
+        raise AssertionError(kind)
+    before = dropped(t, "n1", reason)
     with socket.create_connection(("127.0.0.1", t.gossip_port("n1")), timeout=1.0) as s:
         s.sendall(data)
         s.settimeout(limit)
@@ -265,6 +363,8 @@ def scenario_tcp_frame(t: Target, case: Case, kind: str) -> None:
         took = time.monotonic() - t0
     assert not got, f"{case.name}: the node answered {len(got)} bytes"
     assert took <= limit, took
+    after = _wait_metric_grows(t, "n1", reason, before)
+    assert after > before, f"{case.name}: shoal_gossip_dropped_total{{reason={reason!r}}} stayed at {before}"
     members_alive(t)
 
 

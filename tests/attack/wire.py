@@ -2,28 +2,36 @@
 
 * :func:`exchange` writes bytes to a TCP port (optionally in slow pieces) and reads until the
   server closes or ``timeout`` passes without a byte; the answers come back as a checks.Stream.
-* :func:`gossip_packet` seals a membership message with the cluster key as a node would, with
-  the counter and timestamp the caller chooses (replays, far-future counters).
+* :func:`gossip_packet` seals a membership message with the cluster key as a node would
+  (``membership.codec``: wire version 2), with the boot id, counter and send time the caller
+  chooses (replays, stale or far-future packets, forged boot ids).
+* :func:`frame_header` / :func:`gossip_frame` make gossip TCP frames as a node would
+  (``membership.frames``: the 39-byte authenticated header, then one codec packet);
+  :func:`read_frame` reads and checks one reply frame.
 * :func:`is_closed` says whether the server closed a connection we hold.
+
+Nothing here writes the format itself: every byte comes from the membership package's own
+functions, so the suite attacks exactly what the nodes run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import select
 import socket
-import struct
 import time
 
 import msgpack
 
-from membership import codec
+from membership import codec, frames
 from membership.messages import Message
+from membership.replay import ReplayGuard
 
 from .checks import Stream, split_responses
 
-GOSSIP_FRAME = struct.Struct(">I")
+HEADER_SIZE = frames.HEADER_SIZE
 
 
 def exchange(port: int, data: bytes | list[bytes], *, timeout: float = 3.0, pause: float = 0.0,
@@ -75,11 +83,54 @@ def is_closed(sock: socket.socket) -> bool:
         return True
 
 
-def gossip_packet(mac_key: bytes, msg: Message, *, counter: int, timestamp_ms: int | None = None) -> bytes:
-    """``msg`` sealed with the gossip MAC key, as membership.codec.Encoder does."""
-    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    body = codec.body_bytes(msg, counter, ts)
+def gossip_packet(mac_key: bytes, msg: Message, *, counter: int, boot: int | None = None,
+                  sent_at_ms: int | None = None) -> bytes:
+    """``msg`` sealed with the gossip MAC key exactly as membership.codec.Encoder seals it
+    (``codec.body_bytes`` then HMAC-SHA256), with the given ``counter``, ``boot`` (a fresh
+    random one unless given) and ``sent_at_ms`` (now unless given)."""
+    boot = secrets.randbits(32) if boot is None else boot
+    ts = int(time.time() * 1000) if sent_at_ms is None else sent_at_ms
+    body = codec.body_bytes(msg, boot, counter, ts)
     return body + hmac.new(mac_key, body, hashlib.sha256).digest()
+
+
+def frame_header(mac_key: bytes, length: int, *, sent_at: float | None = None) -> bytes:
+    """A gossip TCP frame header announcing ``length`` bytes (membership.frames.seal_header)."""
+    return frames.seal_header(mac_key, length, time.time() if sent_at is None else sent_at)
+
+
+def gossip_frame(mac_key: bytes, packet: bytes) -> bytes:
+    """``packet`` framed for the gossip TCP port, as membership.streams.send_frame frames it."""
+    return frame_header(mac_key, len(packet)) + packet
+
+
+def read_frame(sock: socket.socket, mac_key: bytes, *, limit: int, timeout: float = 3.0) -> bytes | None:
+    """One reply frame's packet, its header checked by membership.frames.open_header; None if
+    the peer closed or ``timeout`` passed first.  Raises ``frames.FrameRefused`` for a bad header."""
+    deadline = time.monotonic() + timeout
+
+    def exactly(n: int) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            sock.settimeout(left)
+            try:
+                got = sock.recv(n - len(buf))
+            except (socket.timeout, ConnectionResetError):
+                return None
+            if not got:
+                return None
+            buf += got
+        return buf
+
+    header = exactly(HEADER_SIZE)
+    if header is None:
+        return None
+    length = frames.open_header(mac_key, header, limit=limit, guard=ReplayGuard(codec.WINDOW, 16),
+                                now=time.time())
+    return exactly(length)
 
 
 def send_datagrams(port: int, packets: list[bytes], *, wait_reply: float = 0.0) -> list[bytes]:
@@ -103,10 +154,23 @@ def send_datagrams(port: int, packets: list[bytes], *, wait_reply: float = 0.0) 
 
 
 def open_message(mac_key: bytes, data: bytes) -> list | None:
-    """The msgpack body of an authentic packet, or None."""
+    """The msgpack body of an authentic packet, or None (the MAC checked as codec.Decoder does;
+    the body is read without the replay guard, so a test can look at any reply)."""
     if len(data) <= codec.MAC_SIZE:
         return None
     body, mac = data[:-codec.MAC_SIZE], data[-codec.MAC_SIZE:]
     if not hmac.compare_digest(mac, hmac.new(mac_key, body, hashlib.sha256).digest()):
         return None
     return msgpack.unpackb(body, raw=False)
+
+
+# Where a field sits in an opened packet body (codec.body_bytes' order).
+BODY_VERSION, BODY_BOOT, BODY_COUNTER, BODY_SENT_AT, BODY_KIND, BODY_SENDER, BODY_SEQ = range(7)
+
+
+def message_kind(mac_key: bytes, data: bytes) -> str | None:
+    """The kind (``ping``, ``ack``, ...) of an authentic wire-version-2 packet, else None."""
+    body = open_message(mac_key, data)
+    if not isinstance(body, list) or len(body) <= BODY_KIND or body[BODY_VERSION] != codec.VERSION:
+        return None
+    return body[BODY_KIND]

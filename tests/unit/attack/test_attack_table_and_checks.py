@@ -4,6 +4,8 @@ signatures, the verdict rules, and the table itself (every case documented in do
 from __future__ import annotations
 
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from attack import run, target
 from attack.cases import CASES, Case, Expect, Scenario, markdown_table
 from attack.checks import Answer, Stream, error_shape, hop_header, leaks, split_responses
 from attack import wire
-from membership import codec
+from membership import codec, frames
 from membership.messages import PING, Message
+from membership.replay import ReplayGuard
 
 ROOT = Path(__file__).resolve().parents[3]
 ERR = b'{"error":{"code":"not_found","message":"no such video"}}'
@@ -137,15 +140,67 @@ def test_gossip_packets_are_sealed_as_the_nodes_seal_them():
     key = codec.derive_key(b"cluster-key", "test")
     dec = codec.Decoder(key, wall=lambda: 1000.0)
     msg = Message(PING, "mallory", 7, "n1")
-    p = wire.gossip_packet(key, msg, counter=5, timestamp_ms=1_000_000)
+    p = wire.gossip_packet(key, msg, counter=5, boot=42, sent_at_ms=1_000_000)
+    enc = codec.Encoder(key, wall=lambda: 1000.0, boot=42)
+    assert wire.gossip_packet(key, msg, counter=1, boot=42, sent_at_ms=1_000_000) == enc.encode(msg)
     assert dec.decode(p) == msg
     with pytest.raises(codec.PacketDropped, match="replayed"):
         dec.decode(p)
-    flipped = bytearray(wire.gossip_packet(key, msg, counter=6, timestamp_ms=1_000_000))
+    flipped = bytearray(wire.gossip_packet(key, msg, counter=6, boot=42, sent_at_ms=1_000_000))
     flipped[len(flipped) // 3] ^= 0x10
     with pytest.raises(codec.PacketDropped, match="forged"):
         dec.decode(bytes(flipped))
-    assert wire.open_message(key, p)[3] == PING and wire.open_message(b"x" * 32, p) is None
+    assert wire.message_kind(key, p) == PING and wire.message_kind(b"x" * 32, p) is None
+    assert wire.open_message(key, p)[wire.BODY_BOOT] == 42
+
+
+def test_stale_and_far_future_packets_fail_or_pass_the_window_as_on_a_node():
+    key = codec.derive_key(b"cluster-key")
+    dec = codec.Decoder(key, wall=lambda: 100_000.0, window=120.0)
+    ping = Message(PING, "n2", 1, "n1")
+    for sent_at in (100_000.0 - 3600, 100_000.0 + 3600, 100_000.0 - 121):
+        with pytest.raises(codec.PacketDropped, match="stale"):
+            dec.decode(wire.gossip_packet(key, ping, counter=1, sent_at_ms=int(sent_at * 1000)))
+    # a key holder's far-future counter under n2's boot id refuses only its own copies
+    dec.decode(wire.gossip_packet(key, ping, counter=2**32 - 1, boot=7, sent_at_ms=100_000_000))
+    for n in (1, 2, 3):
+        assert dec.decode(wire.gossip_packet(key, ping, counter=n, boot=7, sent_at_ms=100_000_000)) == ping
+    with pytest.raises(codec.PacketDropped, match="undecodable"):  # beyond a uint32: not a v2 packet
+        dec.decode(wire.gossip_packet(key, ping, counter=2**62, boot=7, sent_at_ms=100_000_000))
+
+
+def test_frames_are_sealed_as_the_nodes_seal_them():
+    key = codec.derive_key(b"cluster-key")
+    packet = codec.Encoder(key).encode(Message(PING, "mallory", 7, "n1"))
+    frame = wire.gossip_frame(key, packet)
+    guard = ReplayGuard(120.0, 16)
+    header, body = frame[:frames.HEADER_SIZE], frame[frames.HEADER_SIZE:]
+    assert wire.HEADER_SIZE == 39 and body == packet
+    assert frames.open_header(key, header, limit=10_000, guard=guard, now=time.time()) == len(packet)
+    with pytest.raises(frames.FrameRefused, match="stream_replayed"):
+        frames.open_header(key, header, limit=10_000, guard=guard, now=time.time())
+    huge = wire.frame_header(key, 0xFFFFFFFF)
+    with pytest.raises(frames.FrameRefused, match="stream_oversized"):
+        frames.open_header(key, huge, limit=10_000, guard=guard, now=time.time())
+    with pytest.raises(frames.FrameRefused, match="stream_forged"):
+        frames.open_header(key, wire.frame_header(b"k" * 32, 10), limit=10_000, guard=guard, now=time.time())
+
+
+def test_read_frame_reads_one_checked_reply():
+    key = codec.derive_key(b"cluster-key")
+    packet = codec.Encoder(key).encode(Message(PING, "n1", 3, "mallory"))
+    for sent, expect in ((wire.gossip_frame(key, packet), packet),
+                         (wire.gossip_frame(key, packet)[:20], None),  # partial: timed out
+                         (wire.gossip_frame(key, packet)[:-1], None)):  # body cut short
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(sent)
+            assert wire.read_frame(b, key, limit=10_000, timeout=0.2) == expect
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(wire.frame_header(b"k" * 32, 10))
+        with pytest.raises(frames.FrameRefused, match="stream_forged"):
+            wire.read_frame(b, key, limit=10_000, timeout=1.0)
 
 
 # ---- the table ------------------------------------------------------------------------------------------
