@@ -304,3 +304,27 @@ def wait_state(cluster: Cluster, node: str, video_id: str, states: str | Iterabl
             raise AssertionError(f"video {video_id} on {node} not in {sorted(wanted)} after "
                                  f"{timeout:.0f} s; last: {last}")
         time.sleep(interval)
+
+
+def cluster_with_ready_videos(base: Path, names: Iterable[str], *, seconds: int,
+                              overrides: dict | None = None, nodes: int = 3):
+    """A module fixture's cluster: ``nodes`` nodes, one upload of a ``seconds``-long generated video
+    per name, each waited for until ``ready``; ``cluster.videos`` maps name -> id.  A generator:
+    ``yield from`` it in a fixture, and the cluster is closed when the module is done."""
+    import media  # tests/media.py (ffmpeg-generated sources)
+    with Cluster(base / "cluster", nodes, overrides) as c:
+        src = media.make_video(base / "in.mp4", seconds=seconds)
+        ids = {name: upload(c, "n1", src, {"X-Filename": f"{name}.mp4"}).json()["id"] for name in names}
+        for vid in ids.values():
+            wait_state(c, "n2", vid, "ready", timeout=120)
+        c.videos = ids  # type: ignore[attr-defined]
+        yield c
+
+
+def owner_of(c: Cluster, vid: str) -> str:
+    """The ring owner as the cluster says; the ring of configured nodes while nodes run without one."""
+    import ring
+    r = httpx.get(c.url("n1") + f"/v1/cluster/owner/{vid}")
+    if r.status_code == 200:
+        return r.json()["owner"]
+    return ring.Ring({n: 1 for n in c.node_ids}).owner(vid)

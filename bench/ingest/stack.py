@@ -64,16 +64,11 @@ class S3:
         self.proc = storage.start_embedded(self.base / "s3data", self.port, self.base / "weed.log",
                                            access_key=ACCESS_KEY, secret_key=SECRET_KEY,
                                            pick_free_ports=True)
-        try:
-            storage.wait_s3_ready(self.port, proc=self.proc)
-        except BaseException:
-            _stop_group(self.proc)
-            raise
+        _stopped_unless(self.proc, lambda: storage.wait_s3_ready(self.port, proc=self.proc))
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc)
+        _stop_if_started(self.proc)
 
     @property
     def pid(self) -> int:
@@ -138,16 +133,11 @@ class Node:
             self.proc = subprocess.Popen([sys.executable, "-m", "node", "--config", str(cfg), "--node", "n1"],
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, cwd=self.dir, start_new_session=True)
-        try:
-            self._wait_ready(60.0)
-        except BaseException:
-            _stop_group(self.proc)
-            raise
+        _stopped_unless(self.proc, lambda: self._wait_ready(60.0))
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc)
+        _stop_if_started(self.proc)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -181,3 +171,17 @@ class Node:
             http.delete(f"{self.url}/v1/videos/{vid}", headers={"Authorization": f"Bearer {self.token}"},
                         timeout=60.0)
         return state
+
+
+def _stopped_unless(proc, wait_ready) -> None:
+    """Wait until ``proc`` serves; stop its whole group if it does not (then re-raise)."""
+    try:
+        wait_ready()
+    except BaseException:
+        _stop_group(proc)
+        raise
+
+
+def _stop_if_started(proc) -> None:
+    if proc is not None:
+        _stop_group(proc)

@@ -45,32 +45,29 @@ def size(n: int) -> str:
     return f"{n} bytes"
 
 
+def _at_most(value: float, limit: float, key: str, what: str, unit: str = "") -> None:
+    """Raise MediaLimitExceeded("<key>", "<what> is over media.<key> (<limit><unit>)") past it."""
+    if value > limit:
+        raise MediaLimitExceeded(key, f"{what} is over media.{key} ({num(limit)}{unit})")
+
+
 def check_frame_size(width: int, height: int, limits: MediaLimits) -> None:
-    if width > limits.max_width:
-        raise MediaLimitExceeded("max_width", f"frame width {width} px ({width}x{height}) is over "
-                                              f"media.max_width ({limits.max_width} px)")
-    if height > limits.max_height:
-        raise MediaLimitExceeded("max_height", f"frame height {height} px ({width}x{height}) is over "
-                                               f"media.max_height ({limits.max_height} px)")
-    if width * height > limits.max_pixels:
-        raise MediaLimitExceeded("max_pixels", f"frame size {width}x{height} ({width * height} pixels) "
-                                               f"is over media.max_pixels ({limits.max_pixels})")
+    _at_most(width, limits.max_width, "max_width", f"frame width {width} px ({width}x{height})", " px")
+    _at_most(height, limits.max_height, "max_height", f"frame height {height} px ({width}x{height})", " px")
+    _at_most(width * height, limits.max_pixels, "max_pixels",
+             f"frame size {width}x{height} ({width * height} pixels)")
 
 
 def check_fps(fps: float, limits: MediaLimits) -> None:
-    if fps > limits.max_fps:
-        raise MediaLimitExceeded("max_fps", f"frame rate {num(fps)} fps is over media.max_fps "
-                                            f"({num(limits.max_fps)} fps)")
+    _at_most(fps, limits.max_fps, "max_fps", f"frame rate {num(fps)} fps", " fps")
 
 
 def check_duration(duration: float, limits: MediaLimits, *, what: str = "duration") -> None:
-    if duration > limits.max_duration_s:
-        raise MediaLimitExceeded("max_duration_s", f"{what} {num(duration)} s is over "
-                                                   f"media.max_duration_s ({num(limits.max_duration_s)} s)")
+    _at_most(duration, limits.max_duration_s, "max_duration_s", f"{what} {num(duration)} s", " s")
 
 
 def check_frames(frames: int, limits: MediaLimits) -> None:
-    if frames > limits.frame_limit:
+    if frames > limits.frame_limit:  # the key names the setting; the limit may be derived from others
         raise MediaLimitExceeded("max_frames", f"{frames} video frames is over media.max_frames "
                                                f"({limits.frame_limit})")
 

@@ -6,6 +6,7 @@ nothing in ``node.upload`` knows a status.  The tree::
     UploadRefused                       every refusal; ``message`` is for the client
     ├── TusVersionMissing               no Tus-Resumable header
     ├── TusVersionUnsupported           a Tus-Resumable other than 1.0.0
+    ├── HeaderRefused(header): HeaderMissing | HeaderMalformed (below)
     ├── HeaderMissing(header)           a required header is absent (Upload-Length, Upload-Offset)
     ├── HeaderMalformed(header)         a header's value cannot be read (Upload-Length, -Offset,
     │                                   -Metadata, -Checksum)
@@ -50,16 +51,20 @@ class TusVersionUnsupported(UploadRefused):
     pass
 
 
-class HeaderMissing(UploadRefused):
+class HeaderRefused(UploadRefused):
+    """A refusal about one header (the two below); the edge makes its code from the name."""
+
     def __init__(self, header: str, message: str) -> None:
         super().__init__(message)
         self.header = header  # as HTTP spells it: "Upload-Offset"
 
 
-class HeaderMalformed(UploadRefused):
-    def __init__(self, header: str, message: str) -> None:
-        super().__init__(message)
-        self.header = header
+class HeaderMissing(HeaderRefused):
+    pass
+
+
+class HeaderMalformed(HeaderRefused):
+    pass
 
 
 class ChecksumAlgorithmUnsupported(UploadRefused):

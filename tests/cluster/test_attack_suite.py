@@ -24,11 +24,8 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     base = tmp_path_factory.mktemp("attack")
-    c = Cluster(base / "cluster", 3, {"ladder": TEST_LADDER})
-    try:
+    with Cluster(base / "cluster", 3, {"ladder": TEST_LADDER}) as c:
         yield run.prepare(c, base)
-    finally:
-        c.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -16,10 +16,8 @@ import httpx
 import m3u8
 import pytest
 
-import media
-import ring
 from conftest import TEST_LADDER
-from harness import Cluster, upload, wait_state
+from harness import Cluster, cluster_with_ready_videos, owner_of
 from node import peer_auth
 
 pytestmark = pytest.mark.cluster
@@ -29,24 +27,8 @@ BOUND = 2.0  # seconds after the DELETE's 202
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory):
-    base = tmp_path_factory.mktemp("delete_evicts")
-    c = Cluster(base / "cluster", 3, {"ladder": TEST_LADDER})
-    try:
-        src = media.make_video(base / "in.mp4", seconds=6)
-        ids = [upload(c, "n1", src, {"X-Filename": f"{name}.mp4"}).json()["id"] for name in ("a", "b")]
-        for vid in ids:
-            wait_state(c, "n2", vid, "ready", timeout=120)
-        c.videos = ids  # type: ignore[attr-defined]
-        yield c
-    finally:
-        c.close()
-
-
-def owner_of(c: Cluster, vid: str) -> str:
-    r = httpx.get(c.url("n1") + f"/v1/cluster/owner/{vid}")
-    if r.status_code == 200:
-        return r.json()["owner"]
-    return ring.Ring({n: 1 for n in c.node_ids}).owner(vid)
+    yield from cluster_with_ready_videos(tmp_path_factory.mktemp("delete_evicts"), ("a", "b"), seconds=6,
+                                         overrides={"ladder": TEST_LADDER})
 
 
 def hls_paths(c: Cluster, vid: str) -> list[str]:
@@ -71,7 +53,7 @@ def cache_entries(c: Cluster, node: str) -> int:
 
 
 def test_internal_requests_need_the_cluster_key_and_the_ready_epoch(cl):
-    vid = cl.videos[1]
+    vid = cl.videos["b"]
     owner = owner_of(cl, vid)
     other = next(n for n in cl.node_ids if n != owner)
     epoch = httpx.get(cl.url("n1") + f"/v1/videos/{vid}").json()["epoch"]
@@ -103,7 +85,7 @@ def test_internal_requests_need_the_cluster_key_and_the_ready_epoch(cl):
 
 
 def test_a_deleted_video_is_served_by_no_node_two_seconds_after_the_202(cl):
-    vid = cl.videos[0]
+    vid = cl.videos["a"]
     paths = hls_paths(cl, vid)
     owner = owner_of(cl, vid)
     # given: the video played from every node (owner cache filled; non-owners hop to it)

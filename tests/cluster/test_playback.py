@@ -17,10 +17,8 @@ import m3u8
 import pytest
 import trio
 
-import media
-import ring
 from conftest import TEST_LADDER
-from harness import Cluster, upload, wait_state
+from harness import Cluster, cluster_with_ready_videos, owner_of
 from node import peer_auth
 from node.records import layout
 from node.process import ffmpeg_exe
@@ -33,25 +31,8 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory):
     """One cluster for the module, with videos "a" (played everywhere) and "b" (left cold)."""
-    base = tmp_path_factory.mktemp("streaming")
-    c = Cluster(base / "cluster", 3, {"ladder": TEST_LADDER})
-    try:
-        src = media.make_video(base / "in.mp4", seconds=10)
-        ids = {name: upload(c, "n1", src, {"X-Filename": f"{name}.mp4"}).json()["id"] for name in ("a", "b")}
-        for vid in ids.values():
-            wait_state(c, "n2", vid, "ready", timeout=120)
-        c.videos = ids  # type: ignore[attr-defined]
-        yield c
-    finally:
-        c.close()
-
-
-def owner_of(c: Cluster, vid: str) -> str:
-    """The ring owner as the cluster says; the ring of configured nodes while nodes run without one."""
-    r = httpx.get(c.url("n1") + f"/v1/cluster/owner/{vid}")
-    if r.status_code == 200:
-        return r.json()["owner"]
-    return ring.Ring({n: 1 for n in c.node_ids}).owner(vid)
+    yield from cluster_with_ready_videos(tmp_path_factory.mktemp("streaming"), ("a", "b"), seconds=10,
+                                         overrides={"ladder": TEST_LADDER})
 
 
 def cache_stats(c: Cluster, node: str) -> dict:

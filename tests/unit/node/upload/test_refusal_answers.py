@@ -8,7 +8,7 @@ import pytest
 from node.http.errors import upload_answer, upload_error
 from node.upload import errors as up
 
-GROUPS = {up.UploadRefused, up.UploadConflict}  # never raised as such
+GROUPS = {up.UploadRefused, up.UploadConflict, up.HeaderRefused}  # never raised as such
 
 
 @pytest.mark.parametrize("refusal, answer", [
