@@ -77,11 +77,17 @@ class S3:
 
     def vacuum(self) -> None:
         """Reclaim deleted objects' space now (SeaweedFS volumes are append-only; bench-only call,
-        so a run's data stays about one file's size, which matters on tmpfs)."""
+        so a run's data stays about one file's size, which matters on tmpfs).  The master's port
+        exists only inside the embedded server's own network namespace (storage/s3_gateway.py), so
+        the call is made from inside it (nsenter into weed's namespace, as root)."""
         import psutil
-        port = next(a.split("=", 1)[1] for a in psutil.Process(self.pid).cmdline()
-                    if a.startswith("-master.port="))
-        httpx.get(f"http://127.0.0.1:{port}/vol/vacuum?garbageThreshold=0.001", timeout=120.0)
+        weed = next(p for p in psutil.Process(self.pid).children(recursive=True)
+                    if any(a.startswith("-master.port=") for a in p.cmdline()))
+        port = next(a.split("=", 1)[1] for a in weed.cmdline() if a.startswith("-master.port="))
+        url = f"http://127.0.0.1:{port}/vol/vacuum?garbageThreshold=0.001"
+        subprocess.run(["nsenter", "-t", str(weed.pid), "-n", sys.executable, "-c",
+                        f"import urllib.request; urllib.request.urlopen({url!r}, timeout=120).read()"],
+                       check=True, timeout=150)
 
 
 class Node:
