@@ -164,8 +164,8 @@ def load_config(args: argparse.Namespace) -> Config:
 def launcher(args: argparse.Namespace, out: TextIO | None = None) -> Launcher:
     path = config_path(args)
     if not path.exists():
-        raise CliError(f"no cluster.yml at {path}: give --config PATH, or --url URL (or $SHOAL_URL) "
-                       f"for the commands that only talk HTTP")
+        raise CliError(f"config: {path}: no such file; give --config PATH, or --url URL "
+                       f"(or $SHOAL_URL) for the commands that only talk HTTP")
     return Launcher(path, out=out)
 
 
