@@ -38,6 +38,8 @@ __all__ = ["main", "build_parser", "wait_for", "package_version", "select_member
 WAIT_READY, WAIT_FAILED, WAIT_TIMEOUT = 0, 1, 2
 _TERMINAL_BAD = ("failed", "deleted")
 MEMBER_STATES = ("alive", "suspect", "dead", "left")  # membership/messages.py
+# commands that start, stop or signal processes on this machine: never with URLs only
+PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos"})
 
 
 # ---- parser ----------------------------------------------------------------------------------------
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in PROCESS_COMMANDS and source(args).remote:
+            raise needs_cluster_file(args.command)
         return int(args.func(args) or 0)
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -67,7 +67,7 @@ def test_node_among_urls():
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["kill", "n1"], ["stop", "n1"],
-                                     ["restart", "n1"], ["demo"]])
+                                     ["restart", "n1"], ["demo"], ["chaos", "run"]])
 def test_process_commands_refuse_urls_only(command, monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)  # no cluster.yml here
     monkeypatch.delenv("SHOAL_CONFIG", raising=False)
