@@ -25,7 +25,7 @@ from .tables import format_table, human_duration
 from .target import Endpoint
 
 __all__ = ["STATUS_OK", "STATUS_DEGRADED", "Probe", "probe", "explain", "node_problem",
-           "problems", "remote_status", "storage_from_nodes", "format_status"]
+           "problems", "nodes_to_probe", "remote_status", "storage_from_nodes", "format_status"]
 
 STATUS_OK, STATUS_DEGRADED = 0, 1
 _PROBE_TIMEOUT = 2.0
@@ -135,6 +135,18 @@ def storage_from_nodes(nodes: Sequence[dict]) -> bool | None:
 
 
 # ---- URLs only ---------------------------------------------------------------------------------------
+def nodes_to_probe(members: dict, asked_url: str) -> list[dict]:
+    """From ``GET /v1/cluster/members``: every member but those that left on purpose, at its
+    advertised HTTP address (the node that answered, at the URL that reached it)."""
+    out = []
+    for m in members.get("members") or []:
+        if m.get("state") == "left":
+            continue
+        url = asked_url if m.get("id") == members.get("self") else f"http://{m.get('http_addr')}"
+        out.append({"id": m.get("id"), "url": url, "gossip": m.get("state")})
+    return out
+
+
 def remote_status(endpoints: Sequence[Endpoint], token: str | None) -> dict:
     """Status of the cluster behind ``endpoints``: every member one of them lists, probed."""
     seen_by, nodes = None, []
@@ -143,9 +155,7 @@ def remote_status(endpoints: Sequence[Endpoint], token: str | None) -> dict:
             data = c.get_json("/v1/cluster/members")
             asked = c.nodes()[0]  # the node that answered
         seen_by = data.get("self")
-        for m in data.get("members") or []:
-            url = asked.url if m.get("id") == seen_by else f"http://{m.get('http_addr')}"
-            nodes.append({"id": m.get("id"), "url": url, "gossip": m.get("state")})
+        nodes = nodes_to_probe(data, asked.url)
     except CliError:  # nobody answered, or not a Shoal node: probe what we were given
         nodes = [{"id": ep.id, "url": ep.url, "gossip": None} for ep in endpoints]
     with httpx.Client(timeout=httpx.Timeout(_PROBE_TIMEOUT, connect=2.0)) as http:

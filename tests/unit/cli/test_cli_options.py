@@ -5,14 +5,13 @@ Fake nodes are httpx.MockTransport; nothing listens on a socket."""
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 
 import httpx
 import pytest
 
 from cli import Client, CliError
-from cli.health import (STATUS_DEGRADED, STATUS_OK, format_status, node_problem, probe, problems,
-                        storage_from_nodes)
+from cli.health import (STATUS_DEGRADED, STATUS_OK, format_status, node_problem, nodes_to_probe,
+                        probe, problems, storage_from_nodes)
 from cli.main import MEMBER_STATES, build_parser, main, package_version, select_members
 from cli.target import Endpoint, choose_source, parse_urls, select_endpoint
 
@@ -240,5 +239,14 @@ def test_format_status_with_urls_only():
         "storage, as the nodes report it: reachable (members as n1 sees them)"])
 
 
-def test_paths_stay_paths():
-    assert choose_source(None, "rel/c.yml", ENV_NONE).config == Path("rel/c.yml")
+def test_remote_status_probes_every_member_but_those_that_left():
+    doc = {"self": "n1", "members": [
+        {"id": "n1", "http_addr": "10.0.0.1:8001", "state": "alive"},
+        {"id": "n2", "http_addr": "10.0.0.2:8001", "state": "dead"},
+        {"id": "n3", "http_addr": "10.0.0.3:8001", "state": "left"},
+        {"id": "n4", "http_addr": "10.0.0.4:8001", "state": "suspect"}]}
+    assert nodes_to_probe(doc, "https://shoal.example:443") == [
+        {"id": "n1", "url": "https://shoal.example:443", "gossip": "alive"},
+        {"id": "n2", "url": "http://10.0.0.2:8001", "gossip": "dead"},
+        {"id": "n4", "url": "http://10.0.0.4:8001", "gossip": "suspect"}]
+    assert nodes_to_probe({"self": "n1"}, "http://x:1") == []
