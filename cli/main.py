@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import httpx
+
 from node.config import Config, ConfigError
 
-from .client import Client
 from . import health
+from .client import Client
 from .errors import ApiError, CliError
 from .health import format_status
 from .launcher import Launcher
