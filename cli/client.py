@@ -1,7 +1,7 @@
 """A small synchronous HTTP client for the command line: any node is a valid entry point.
 
-Without a chosen node, requests go to the first node of ``cluster.yml`` that accepts a
-connection (reads also move on after a transport error). Non-2xx answers become
+Without a chosen node, requests go to the first node of ``cluster.yml`` (or of the ``--url``
+list, :mod:`cli.target`) that accepts a connection (reads also move on after a transport error). Non-2xx answers become
 :class:`ApiError` (the contract's ``{"error": {"code", "message"}}``); transport failures on
 every node become :class:`Unreachable`. Uploads stream from disk:
 
@@ -23,7 +23,7 @@ import urllib.parse
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
 
@@ -31,8 +31,9 @@ from node.config import Config, NodeSpec
 
 from .errors import ApiError, CliError, Unreachable
 from .progress import Progress
+from .target import Endpoint, select_endpoint
 
-__all__ = ["Client", "api_error", "TUS_VERSION"]
+__all__ = ["Client", "api_error", "transport_reason", "TUS_VERSION"]
 
 TUS_VERSION = "1.0.0"
 _BLOCK = 1024 * 1024
@@ -66,13 +67,17 @@ def _check(r: httpx.Response) -> httpx.Response:
     return r
 
 class Client:
-    def __init__(self, cfg: Config, *, node: str | None = None, token: str | None = None,
+    def __init__(self, cfg: Config | Sequence[Endpoint], *, node: str | None = None,
+                 token: str | None = None,
                  timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
                  transport: httpx.BaseTransport | None = None,
                  notice: Callable[[str], None] | None = None):
-        self.cfg = cfg
+        # the nodes of cluster.yml, or endpoints named by URL only (anything with .id and .url)
+        self.endpoints: list[NodeSpec | Endpoint] = list(cfg.nodes if isinstance(cfg, Config) else cfg)
+        if not self.endpoints:
+            raise CliError("no node to talk to")
         self.notice = notice  # told about retries and node switches (the CLI prints them)
-        self.only = cfg.node(node) if node else None
+        self.only = self._named(cfg, node) if node else None
         self.token = token
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0), transport=transport)
         self.sleep = sleep
@@ -87,12 +92,17 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _named(self, cfg: Config | Sequence[Endpoint], node: str) -> NodeSpec | Endpoint:
+        if isinstance(cfg, Config):
+            return cfg.node(node)  # ConfigError names the known nodes
+        return select_endpoint(self.endpoints, node)
+
     # ---- plumbing --------------------------------------------------------------------------------
-    def nodes(self) -> list[NodeSpec]:
+    def nodes(self) -> list[NodeSpec | Endpoint]:
         """Nodes in the order they are tried: the chosen one alone, else the last good one first."""
         if self.only is not None:
             return [self.only]
-        nodes = list(self.cfg.nodes)
+        nodes = self.endpoints
         return nodes[self._preferred:] + nodes[:self._preferred]
 
     def auth(self, headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -108,7 +118,7 @@ class Client:
             try:
                 r = self.http.request(method, spec.url + path, **kw)
             except httpx.TransportError as e:
-                tried.append(f"{spec.id} ({spec.url}): {_reason(e)}")
+                tried.append(f"{spec.id} ({spec.url}): {transport_reason(e)}")
                 continue
             self._remember(spec)
             return _check(r)
@@ -121,9 +131,9 @@ class Client:
         except ValueError:
             raise CliError(f"GET {path}: the node answered something that is not JSON") from None
 
-    def _remember(self, spec: NodeSpec) -> None:
+    def _remember(self, spec: NodeSpec | Endpoint) -> None:
         if self.only is None:
-            self._preferred = list(self.cfg.nodes).index(spec)
+            self._preferred = self.endpoints.index(spec)
 
     # ---- one-request upload ----------------------------------------------------------------------
     def upload(self, path: str | Path, *, idempotency_key: str | None = None,
@@ -144,7 +154,7 @@ class Client:
                 r = self.http.post(spec.url + "/v1/videos", content=_blocks(path, progress),
                                    headers=headers, timeout=_UPLOAD_TIMEOUT)
             except httpx.TransportError as e:
-                errors.append(f"{spec.id}: {_reason(e)}")
+                errors.append(f"{spec.id}: {transport_reason(e)}")
                 if self.notice is not None and attempt + 1 < attempts:
                     self.notice(f"{errors[-1]}; retrying the upload (same Idempotency-Key)")
                 self.sleep(min(0.5 * 2 ** attempt, 5.0))
@@ -191,7 +201,7 @@ class Client:
                     r = self.http.patch(spec.url + upload_path, content=chunk, headers=headers,
                                         timeout=_PATCH_TIMEOUT)
                 except httpx.TransportError as e:
-                    problem = f"{spec.id}: {_reason(e)}"
+                    problem = f"{spec.id}: {transport_reason(e)}"
                     at += 1  # that node may be gone: continue on the next one
                 else:
                     if 200 <= r.status_code < 300:
@@ -286,7 +296,7 @@ def _blocks(path: Path, progress: Progress | None) -> Iterator[bytes]:
 def _header_filename(name: str) -> str:
     return name if name.isascii() and name.isprintable() else urllib.parse.quote(name)
 
-def _reason(e: httpx.TransportError) -> str:
+def transport_reason(e: httpx.TransportError) -> str:
     if isinstance(e, httpx.ConnectError):
         return "connection refused" if "refused" in str(e).lower() else f"cannot connect ({e})"
     if isinstance(e, httpx.TimeoutException):

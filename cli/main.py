@@ -1,14 +1,18 @@
 """``shoal``: the command line (argparse). ``main(argv)`` returns the exit code.
 
-Every command takes ``--config PATH`` (default ``$SHOAL_CONFIG`` or ``./cluster.yml``) and
-``--node ID`` (which node to ask; default the first that answers); read commands take ``--json``.
+Every command takes ``--config PATH`` (default ``$SHOAL_CONFIG`` or ``./cluster.yml``) or
+``--url URL[,URL...]`` (default ``$SHOAL_URL``; the rule is in :mod:`cli.target`), and ``--node
+ID`` (which node to ask; default the first that answers); read commands take ``--json``. With
+URLs only, the token is ``$SHOAL_TOKEN`` and the commands that manage processes refuse.
 Expected failures (node down, storage down, bad file, API errors) print ``error: ...`` on
-stderr and exit 1, never a traceback. ``shoal wait`` exits 0 ready, 1 failed, 2 timeout.
+stderr and exit 1, never a traceback. ``shoal wait`` exits 0 ready, 1 failed, 2 timeout;
+``shoal status`` exits 1 when a node is not ready or storage is unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -16,18 +20,27 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+import httpx
+
 from node.config import Config, ConfigError
 
+from . import health
 from .client import Client
-from .errors import CliError
+from .errors import ApiError, CliError
+from .health import format_status
 from .launcher import Launcher
 from .progress import Progress
-from .tables import format_table, human_bytes, human_duration, human_time
+from .tables import format_table, human_bytes, human_time
+from .target import TOKEN_ENV, Source, choose_source, needs_cluster_file, select_endpoint
 
-__all__ = ["main", "build_parser", "wait_for", "WAIT_READY", "WAIT_FAILED", "WAIT_TIMEOUT"]
+__all__ = ["main", "build_parser", "wait_for", "package_version", "select_members",
+           "format_status", "WAIT_READY", "WAIT_FAILED", "WAIT_TIMEOUT", "MEMBER_STATES"]
 
 WAIT_READY, WAIT_FAILED, WAIT_TIMEOUT = 0, 1, 2
 _TERMINAL_BAD = ("failed", "deleted")
+MEMBER_STATES = ("alive", "suspect", "dead", "left")  # membership/messages.py
+# commands that start, stop or signal processes on this machine: never with URLs only
+PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos"})
 
 
 # ---- parser ----------------------------------------------------------------------------------------
@@ -38,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         d = (lambda v: v) if default is None else (lambda v: argparse.SUPPRESS)
         p.add_argument("--config", default=d(None), metavar="PATH",
                        help="cluster.yml (default: $SHOAL_CONFIG or ./cluster.yml)")
+        p.add_argument("--url", default=d(None), metavar="URL",
+                       help="talk to the node(s) at URL[,URL...] without a cluster.yml "
+                            "(default: $SHOAL_URL; token from $SHOAL_TOKEN)")
         p.add_argument("--node", default=d(None), metavar="ID",
                        help="node to ask (default: the first that answers)")
         p.add_argument("--json", action="store_true", default=d(False),
@@ -45,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="shoal", description="Run and use a Shoal video cluster.")
     common(parser, None)
+    parser.add_argument("--version", action="version", version=f"shoal {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def cmd(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
@@ -58,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="return without waiting for /readyz")
     cmd("down", cmd_down, "stop every node, then the embedded storage")
     cmd("status", cmd_status, "nodes, health and storage")
-    cmd("members", cmd_members, "membership as a node sees it")
+    p = cmd("members", cmd_members, "membership as a node sees it")
+    p.add_argument("--state", action="append", choices=MEMBER_STATES,
+                   help="only members in this state (repeat for several)")
     cmd("ring", cmd_ring, "the hash ring as a node sees it")
     p = cmd("owner", cmd_owner, "which node owns a video")
     p.add_argument("video")
@@ -75,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many")
     p.add_argument("--cursor", help="continue a previous listing")
     p = cmd("video", cmd_video, "one video's record")
+    p.add_argument("video")
+    p = cmd("delete", cmd_delete, "delete a video (its objects are removed; playback is 404)")
     p.add_argument("video")
     p = cmd("wait", cmd_wait, "wait until a video is ready (exit 0), failed (1) or time is up (2)")
     p.add_argument("video")
@@ -101,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in PROCESS_COMMANDS and source(args).remote:
+            raise needs_cluster_file(args.command)
         return int(args.func(args) or 0)
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -117,8 +140,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---- shared -----------------------------------------------------------------------------------------
+def package_version(lookup: Callable[[str], str] = importlib.metadata.version) -> str:
+    """The installed ``shoal`` distribution's version (pyproject.toml), or why there is none."""
+    try:
+        return lookup("shoal")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown: the shoal package is not installed)"
+
+
+def source(args: argparse.Namespace) -> Source:
+    return choose_source(args.url, args.config, os.environ)
+
+
 def config_path(args: argparse.Namespace) -> Path:
-    return Path(args.config or os.environ.get("SHOAL_CONFIG") or "cluster.yml")
+    src = source(args)
+    if src.config is None:
+        raise needs_cluster_file(args.command)
+    return src.config
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -129,7 +167,11 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def launcher(args: argparse.Namespace, out: TextIO | None = None) -> Launcher:
-    return Launcher(config_path(args), out=out)
+    path = config_path(args)
+    if not path.exists():
+        raise CliError(f"config: {path}: no such file; give --config PATH, or --url URL "
+                       f"(or $SHOAL_URL) for the commands that only talk HTTP")
+    return Launcher(path, out=out)
 
 
 def token_for(launch: Launcher) -> str | None:
@@ -139,6 +181,10 @@ def token_for(launch: Launcher) -> str | None:
 
 
 def client(args: argparse.Namespace) -> Client:
+    src = source(args)
+    if src.remote:
+        return Client(src.urls, node=args.node, token=os.environ.get(TOKEN_ENV) or None,
+                      notice=_notice)
     launch = launcher(args)
     return Client(launch.cfg, node=args.node, token=token_for(launch), notice=_notice)
 
@@ -175,35 +221,23 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    st = launcher(args).status()
+    """Exit 0 when every node answers /healthz and /readyz with 200 and storage answers, else 1."""
+    src = source(args)
+    if src.remote:
+        token = os.environ.get(TOKEN_ENV) or None
+        asked = src.urls if args.node is None else (select_endpoint(src.urls, args.node),)
+        st = health.remote_status(asked, token)
+    else:
+        with httpx.Client(timeout=2.0) as http:
+            st = health.explain(launcher(args).status(), http)
+    found = health.problems(st)
     if args.json:
-        emit_json(st)
+        emit_json(dict(st, problems=found))
     else:
         print(format_status(st))
-    return 0
-
-
-def format_status(st: dict) -> str:
-    rows = []
-    for n in st["nodes"]:
-        info = n.get("info") or {}
-        uptime = info.get("uptime") if isinstance(info, dict) else None
-        rows.append([n["id"], n["url"], n["pid"] or "-", _health(n), human_duration(uptime)
-                     if isinstance(uptime, (int, float)) else "-"])
-    table = format_table(["node", "url", "pid", "health", "uptime"], rows)
-    s = st["storage"]
-    where = "embedded " if s["embedded"] else ""
-    pid = f", pid {s['pid']}" if s.get("pid") else ""
-    reach = "reachable" if s["reachable"] else "UNREACHABLE"
-    return f"{table}\n\nstorage: {where}{s['endpoint']} bucket {s['bucket']}: {reach}{pid}"
-
-
-def _health(n: dict) -> str:
-    if n["readyz"]:
-        return "ready"
-    if n["healthz"]:
-        return "up, not ready"
-    return "not running" if not n["running"] else "starting or hung"
+    for p in found:
+        say(f"error: {p}")
+    return health.STATUS_DEGRADED if found else health.STATUS_OK
 
 
 def _end_node(args: argparse.Namespace, how: str) -> int:
@@ -240,10 +274,15 @@ def _known_node(launch: Launcher, node_id: str) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    launch = launcher(args)
-    token = token_for(launch)
-    if not token:
-        raise CliError(f"no token: run `shoal up` first, or set ${launch.cfg.auth.token_env}")
+    if source(args).remote:
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            raise CliError(f"no token: with --url, set ${TOKEN_ENV}")
+    else:
+        launch = launcher(args)
+        token = token_for(launch)
+        if not token:
+            raise CliError(f"no token: run `shoal up` first, or set ${launch.cfg.auth.token_env}")
     if args.json:
         emit_json({"token": token})
     else:
@@ -255,15 +294,24 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_members(args: argparse.Namespace) -> int:
     with client(args) as c:
         data = c.get_json("/v1/cluster/members")
+    members = select_members(data.get("members") or [], args.state)
     if args.json:
-        emit_json(data)
+        emit_json(dict(data, members=members))
         return 0
-    members = data.get("members") or []
+    if args.state and not members:
+        say(f"no member is {' or '.join(args.state)} as {data.get('self', '?')} sees it")
     rows = [[m.get("id"), m.get("state"), m.get("incarnation"), m.get("http_addr"),
              m.get("gossip_addr"), human_time(m.get("since"))] for m in members]
     print(f"as seen by {data.get('self', '?')}:")
     print(format_table(["id", "state", "incarnation", "http", "gossip", "since"], rows))
     return 0
+
+
+def select_members(members: list[dict], states: list[str] | None) -> list[dict]:
+    """The members in one of ``states`` (all when None or empty), in the node's order."""
+    if not states:
+        return list(members)
+    return [m for m in members if m.get("state") in states]
 
 
 def cmd_ring(args: argparse.Namespace) -> int:
@@ -354,6 +402,25 @@ def cmd_videos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    """DELETE /v1/videos/<id>: 202 + the record, now deleted (a second delete answers the same)."""
+    with client(args) as c:
+        try:
+            rec = c.request("DELETE", f"/v1/videos/{args.video}", headers=c.auth()).json()
+        except ApiError as e:
+            if e.status in (401, 403):
+                raise CliError(f"{e}: deleting needs the cluster's bearer token (${TOKEN_ENV}, "
+                               f"or `shoal token` where the cluster was started)") from None
+            raise
+        except ValueError:
+            raise CliError("DELETE: the node answered something that is not JSON") from None
+    if args.json:
+        emit_json(rec)
+    else:
+        print(f"deleted {rec.get('id', args.video)} (state {rec.get('state')})")
+    return 0
+
+
 def cmd_video(args: argparse.Namespace) -> int:
     with client(args) as c:
         rec = c.get_json(f"/v1/videos/{args.video}")
@@ -423,11 +490,11 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    launch = launcher(args)
     with client(args) as c:
         rec = c.get_json(f"/v1/videos/{args.video}")
+        bases = [n.url for n in c.endpoints]  # every node of cluster.yml, or every --url
     hls = (rec.get("playback") or {}).get("hls") or f"/v1/videos/{args.video}/hls/master.m3u8"
-    urls = [n.url + hls for n in launch.cfg.nodes]
+    urls = [base + hls for base in bases]
     if args.json:
         emit_json({"id": args.video, "state": rec.get("state"), "urls": urls})
         return 0

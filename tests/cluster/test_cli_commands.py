@@ -567,3 +567,89 @@ def test_chunk_reader_reads_ahead_and_follows_resumes(tmp_path, offsets):
             if ahead is not None and ahead[0] == off:
                 assert ahead[1].done()  # served from the read-ahead
             assert (r._next is None) == (off + len(chunk) >= len(data))
+
+
+# ---- URLs only, delete, status and members --state on a real cluster -----------------------------------
+def shoal_in(cwd: Path, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+    """`shoal` run in ``cwd`` (no cluster.yml there) with only ``env`` of the SHOAL_* variables."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    base["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**base, **(env or {})})
+
+
+@pytest.mark.cluster
+def test_urls_only_delete_status_and_dead_members(cluster_factory, tmp_path):
+    c = cluster_factory(nodes=3)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert not (elsewhere / "cluster.yml").exists()
+    url = {"SHOAL_URL": c.url("n1")}
+    env = {**url, "SHOAL_TOKEN": c.token}
+
+    # reads over HTTP with just a URL, from a directory without cluster.yml
+    st = shoal_in(elsewhere, "status", env=url)
+    assert st.returncode == 0, st.stderr
+    assert [line.split()[0] for line in st.stdout.splitlines()[2:5]] == ["n1", "n2", "n3"]
+    assert "storage, as the nodes report it: reachable" in st.stdout and st.stderr == ""
+    members = shoal_in(elsewhere, "members", "--json", "--url", c.url("n2"))
+    assert members.returncode == 0, members.stderr
+    assert json.loads(members.stdout)["self"] == "n2"
+    assert shoal_in(elsewhere, "ring", env=url).returncode == 0
+    for refused in (["up"], ["down"], ["kill", "n1"], ["restart", "n1"]):
+        r = shoal_in(elsewhere, *refused, env=env)
+        assert r.returncode == 1 and "needs a cluster.yml" in r.stderr and "Traceback" not in r.stderr
+
+    # delete: an uploaded video, with the token from $SHOAL_TOKEN
+    path = tmp_path / "clip.bin"
+    path.write_bytes(b"not a video at all" * 100)
+    up = shoal_in(elsewhere, "upload", str(path), env=env)
+    assert up.returncode == 0, up.stderr
+    vid = up.stdout.strip()
+    owner = shoal_in(elsewhere, "owner", vid, env=url)
+    assert owner.returncode == 0 and owner.stdout.startswith("owner:")
+    play = shoal_in(elsewhere, "play", vid, "--json", env=url)
+    assert json.loads(play.stdout)["urls"] == [f"{c.url('n1')}/v1/videos/{vid}/hls/master.m3u8"]
+    no_token = shoal_in(elsewhere, "delete", vid, env=url)
+    assert no_token.returncode == 1 and no_token.stdout == ""
+    assert no_token.stderr.startswith("error: ") and "(unauthorized, HTTP 401)" in no_token.stderr
+    gone = shoal_in(elsewhere, "delete", vid, env=env)
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout == f"deleted {vid} (state deleted)\n"
+    rec = json.loads(shoal_in(elsewhere, "video", vid, "--json", "--url", c.url("n3"), env=url).stdout)
+    assert rec["state"] == "deleted"
+    assert httpx.get(f"{c.url('n2')}/v1/videos/{vid}").json()["state"] == "deleted"
+    missing = shoal_in(elsewhere, "delete", "a" * 26, env=env)
+    assert missing.returncode == 1
+    assert missing.stderr == "error: no such video (not_found, HTTP 404)\n"
+
+    # a node killed: status exits 1 and says which and why, with a URL and with cluster.yml
+    c.kill("n3")
+    down = shoal_in(elsewhere, "status", "--json", env=url)
+    assert down.returncode == 1
+    doc = json.loads(down.stdout)
+    assert [(n["id"], n["readyz"]) for n in doc["nodes"]] == [("n1", True), ("n2", True), ("n3", False)]
+    n3 = f"node n3 ({c.url('n3')}) is down: GET /healthz: connection refused"
+    assert any(p.startswith(n3) for p in doc["problems"])
+    assert f"error: {n3}" in down.stderr
+    local = shoal(c.config_path, "status")
+    assert local.returncode == 1
+    assert local.stderr == f"error: {n3}\n"
+    assert "not running" in local.stdout
+
+    # members --state dead: only n3, once gossip declared it dead (bounded wait)
+    deadline = time.monotonic() + 30
+    while True:
+        dead = shoal_in(elsewhere, "members", "--state", "dead", "--json", env=url)
+        assert dead.returncode == 0, dead.stderr
+        ids = [m["id"] for m in json.loads(dead.stdout)["members"]]
+        if ids == ["n3"]:
+            break
+        assert ids == [] and time.monotonic() < deadline, f"n3 not dead in time: {dead.stdout}"
+        time.sleep(0.5)
+    text = shoal_in(elsewhere, "members", "--state", "dead", env=url)
+    rows = text.stdout.splitlines()
+    assert rows[0] == "as seen by n1:" and len(rows) == 4 and rows[3].split()[:2] == ["n3", "dead"]
+    alive = shoal_in(elsewhere, "members", "--state", "alive", "--json", env=url)
+    assert sorted(m["id"] for m in json.loads(alive.stdout)["members"]) == ["n1", "n2"]
