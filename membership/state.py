@@ -32,7 +32,7 @@ member held dead, so that the two sides of a healed partition find each other.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .awareness import PROBE_FAILED, PROBE_SUCCEEDED
 from .codec import UPDATES_BUDGET
@@ -95,10 +95,7 @@ class Swim(MemberTable):
         return self._heard_from_other
 
     def statistics(self) -> CoreStatistics:
-        c = self._c
-        return CoreStatistics(c.probes_sent, c.indirect_probes_sent, c.acks_received,
-                              c.suspicions, c.deaths, c.refutations, c.stream_pings_sent,
-                              c.stream_acks_received, self._health.score)
+        return CoreStatistics(**asdict(self._c), health_score=self._health.score)
 
     # ---- the one entry point ---------------------------------------------------------------------
     def handle(self, now: float, event) -> list:

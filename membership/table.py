@@ -26,28 +26,22 @@ Suspicion timers (``suspicion.py``) run from the time the fact is accepted;
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from .config import MembershipConfig
 
 from .awareness import REFUTED, Awareness
 from .codec import update_size
 from .dissemination import BroadcastQueue
-from .events import Member, MemberChanged
+from .events import CoreStatistics, Member, MemberChanged
 from .messages import ALIVE, DEAD, LEFT, PUSH_PULL, SUSPECT, Message, Update
 from .suspicion import Suspicion, expected_confirmations, suspicion_timeout
 
 
-@dataclass
-class Counters:
-    probes_sent: int = 0
-    indirect_probes_sent: int = 0
-    acks_received: int = 0
-    suspicions: int = 0
-    deaths: int = 0
-    refutations: int = 0
-    stream_pings_sent: int = 0
-    stream_acks_received: int = 0
+# The core's running counts: every field of CoreStatistics (the frozen view statistics() gives)
+# but the health score, mutable, each starting at 0.
+Counters = make_dataclass("Counters", [(f.name, int, field(default=0)) for f in fields(CoreStatistics)
+                                       if f.name != "health_score"])
 
 
 @dataclass
