@@ -96,7 +96,10 @@ class Rendition:
     audio_kbps: int = 128
 
 
+# Lowest rungs 144p/240p so a 360p source still gets three renditions (never upscaled).
 DEFAULT_LADDER = (
+    Rendition("144p", 144, 200, 64),
+    Rendition("240p", 240, 400, 64),
     Rendition("360p", 360, 800, 96),
     Rendition("480p", 480, 1400, 128),
     Rendition("720p", 720, 2800, 128),
