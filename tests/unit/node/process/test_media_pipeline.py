@@ -476,6 +476,23 @@ async def test_transcode_source_without_audio_and_per_rendition_level(clips, tmp
         assert len(c.streams.audio) == 0 and len(c.streams.video) == 1
 
 
+async def test_a_source_smaller_than_every_rung_is_encoded_as_two_renditions(tmp_path):
+    src = make_video(tmp_path / "tiny.mp4", seconds=4, width=160, height=120)
+    info = probe(src)
+    plans = plan_ladder(info, DEFAULT_LADDER)
+    assert [(p.name, p.width, p.height) for p in plans] == [("60p", 80, 60), ("120p", 160, 120)]
+    out = tmp_path / "out"
+    await transcode(src, out, plans, segment_seconds=2, preset="veryfast", threads=0,
+                    has_audio=info.has_audio, duration=info.duration)
+    master = m3u8.load(str(out / "master.m3u8"))
+    assert [(v.uri, v.stream_info.resolution) for v in master.playlists] == [
+        ("60p/index.m3u8", (80, 60)), ("120p/index.m3u8", (160, 120))]
+    for p in plans:
+        with av.open(str(out / p.name / "index.m3u8")) as c:
+            v = c.streams.video[0]
+            assert (v.codec_context.width, v.codec_context.height) == (p.width, p.height)
+
+
 async def test_rotated_source_is_planned_and_encoded_upright(clips, tmp_path):
     # given a 320x240 clip marked "rotate 90" (a phone's portrait video)
     src = make_rotated(tmp_path / "rot.mp4", clips["v240"], degrees=90)
