@@ -89,17 +89,13 @@ def create_app(ctx: NodeContext) -> ShoalApp:
     @app.before_request
     async def _preflight():
         """A browser's preflight for any path a route serves: 204 with node.http.cors's
-        headers (methods: those the path's routes accept).  Unknown paths fall through (404)."""
+        headers.  Unknown paths fall through (404 in the contract's shape)."""
         if not cors.is_preflight(request.method, request.headers.get("Access-Control-Request-Method")):
             return None
-        try:
-            methods = app.create_url_adapter(request).allowed_methods()
-        except Exception:  # noqa: BLE001 - a path routing cannot place is not preflighted
+        adapter = app.create_url_adapter(request)
+        if adapter is None or not adapter.allowed_methods():  # no route serves this path
             return None
-        if not methods:
-            return None
-        return Response("", status=204, headers=cors.preflight_headers(
-            origins, request.headers.get("Origin"), methods))
+        return Response("", status=204, headers=cors.preflight_headers(origins, request.headers.get("Origin")))
 
     @app.after_request
     async def _cors(resp):

@@ -9,18 +9,17 @@ app's answers with the fast lane's.
   echoed with the exposed headers; any other (or none) gets no CORS header at all, which a
   browser treats as a refusal.  Invariant: with a list, every answer says ``Vary: Origin`` (the
   answer depends on it, so a shared cache must not hand one origin's answer to another).
-- ``preflight_headers(origins, origin, methods)``: the answer to a browser's preflight
-  (``OPTIONS`` with ``Access-Control-Request-Method``) for a path whose routes accept
-  ``methods``: the answer headers plus ``Access-Control-Allow-Methods``/``-Headers``/``-Max-Age``;
-  a refused origin gets only what ``answer_headers`` gives it.
+- ``preflight_headers(origins, origin)``: the answer to a browser's preflight (``OPTIONS``
+  with ``Access-Control-Request-Method``) to a routed path: the answer headers plus
+  ``Access-Control-Allow-Methods`` (``METHODS``, one list for every path: a method a path does
+  not serve is then answered 405 in the contract's shape, readable by the page),
+  ``-Allow-Headers`` and ``-Max-Age``; a refused origin gets only what ``answer_headers`` gives.
 
 Writes need the bearer token whatever the origin; the allow-list only decides which pages may
 read the answers.
 """
 
 from __future__ import annotations
-
-from typing import Iterable
 
 ANY = "*"
 EXPOSE_HEADERS = ("Location, ETag, Content-Range, Accept-Ranges, Upload-Offset, Upload-Length, "
@@ -31,8 +30,8 @@ ALLOW_HEADERS = ("Authorization, Content-Type, Range, If-None-Match, If-Match, U
                  "Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat, "
                  "Tus-Resumable, X-Requested-With, X-HTTP-Method-Override")
 MAX_AGE = "86400"  # browsers cache a preflight answer for up to a day (most cap it lower)
-# Methods a preflight may ask about, in the order Access-Control-Allow-Methods lists them.
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# Every method a route serves (Access-Control-Allow-Methods on every preflight).
+METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 
 
 def allows(origins: tuple[str, ...], origin: str | None) -> bool:
@@ -50,14 +49,12 @@ def answer_headers(origins: tuple[str, ...], origin: str | None) -> list[tuple[s
     return [("Vary", "Origin")]
 
 
-def preflight_headers(origins: tuple[str, ...], origin: str | None,
-                      methods: Iterable[str]) -> list[tuple[str, str]]:
-    """The headers of a 204 preflight answer for a path whose routes accept ``methods``."""
+def preflight_headers(origins: tuple[str, ...], origin: str | None) -> list[tuple[str, str]]:
+    """The headers of a 204 preflight answer to a routed path."""
     headers = [h for h in answer_headers(origins, origin) if h[0] != "Access-Control-Expose-Headers"]
     if not allows(origins, origin):
         return headers
-    allowed = [m for m in METHODS if m in set(methods)] + ["OPTIONS"]
-    return headers + [("Access-Control-Allow-Methods", ", ".join(allowed)),
+    return headers + [("Access-Control-Allow-Methods", METHODS),
                       ("Access-Control-Allow-Headers", ALLOW_HEADERS),
                       ("Access-Control-Max-Age", MAX_AGE)]
 

@@ -89,20 +89,25 @@ def drains_body(fn: Callable) -> Callable:
 def register(app, ctx: NodeContext) -> None:
     max_size = ctx.cfg.limits.max_upload_bytes
 
+    discovery = {"Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
+                 "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS), "Tus-Max-Size": str(max_size)}
+
     @app.after_request
     async def _tus_headers(resp: Response) -> Response:
         if request.path == "/v1/uploads" or request.path.startswith("/v1/uploads/"):
             resp.headers["Tus-Resumable"] = TUS_VERSION
             resp.headers.setdefault("Cache-Control", "no-store")
+            if request.method == "OPTIONS" and resp.status_code == 204:  # node.http.app's preflight too
+                for name, value in discovery.items():
+                    resp.headers.setdefault(name, value)
         return resp
 
     @app.route("/v1/uploads", methods=["OPTIONS"])
     @app.route("/v1/uploads/<vid>", methods=["OPTIONS"])
     async def tus_options(vid: str | None = None):
-        """Discovery (tus); a browser's CORS preflight is answered by node.http.app first."""
-        return Response("", status=204, headers={
-            "Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
-            "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS), "Tus-Max-Size": str(max_size)})
+        """Discovery (tus).  A browser's CORS preflight is answered by node.http.app first; the
+        discovery headers are added to that answer too (``_tus_headers``)."""
+        return Response("", status=204, headers=discovery)
 
     @app.post("/v1/uploads")
     @drains_body
