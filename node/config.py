@@ -96,7 +96,10 @@ class Rendition:
     audio_kbps: int = 128
 
 
+# Lowest rungs 144p/240p so a 360p source still gets three renditions (never upscaled).
 DEFAULT_LADDER = (
+    Rendition("144p", 144, 200, 64),
+    Rendition("240p", 240, 400, 64),
     Rendition("360p", 360, 800, 96),
     Rendition("480p", 480, 1400, 128),
     Rendition("720p", 720, 2800, 128),
@@ -197,6 +200,28 @@ class AuthConfig:
     required: bool = True  # not a key: `auth: none` (the string, top level) sets it False; see Top level
 
 
+@dataclass(frozen=True)
+class CorsConfig:
+    """Which web origins may call the API from a browser (node/http/cors.py applies it)."""
+
+    origins: tuple[str, ...] = ("*",)  # `["*"]`: any origin; else exact `scheme://host[:port]` entries, echoed with `Vary: Origin`, others get no CORS headers
+
+
+def _cors_section(raw: Any, base: CorsConfig) -> CorsConfig:
+    cfg = _section(CorsConfig, raw, base)
+    origins = cfg.origins
+    if isinstance(origins, str) or not isinstance(origins, (list, tuple)) or not origins:
+        raise ConfigError("cors.origins: a non-empty list, e.g. [\"*\"] or [\"https://app.example\"]")
+    for o in origins:
+        if o == "*":
+            if len(origins) > 1:
+                raise ConfigError("cors.origins: '*' stands alone (it already allows every origin)")
+        elif not isinstance(o, str) or not re.fullmatch(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", o):
+            raise ConfigError(f"cors.origins: {o!r} is not an origin like 'https://app.example:8443' "
+                              "(scheme and host, no path, no trailing slash)")
+    return replace(cfg, origins=tuple(origins))
+
+
 class SecretsMissing(ConfigError):
     """The token or the cluster key is not set and cluster.yml does not say `auth: none`."""
 
@@ -216,6 +241,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     media: MediaLimits = field(default_factory=MediaLimits)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
 
     # ---- lookups -----------------------------------------------------------------
     def node(self, node_id: str) -> NodeSpec:
@@ -343,6 +369,7 @@ class Config:
         kw["cache"] = _section(CacheConfig, raw.get("cache"), base.cache, sizes={"max_bytes"})
         kw["auth"] = _auth_section(raw.get("auth"), base.auth)
         kw["media"] = _media_section(raw.get("media"), base.media)
+        kw["cors"] = _cors_section(raw.get("cors"), base.cors)
         cfg = cls(**kw)
         if cfg.storage.part_size < 5 * MiB:
             raise ConfigError("storage.part_size must be at least 5 MiB (S3's minimum part)")

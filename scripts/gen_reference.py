@@ -28,7 +28,7 @@ override it. This page is generated from the code by `scripts/gen_reference.py`.
 | `profile` | `default` | `default` or `local` |
 | `nodes` | (required) | list of `{id, host, http_port, gossip_port, weight: 1}`; `weight` (1-100) scales a node's share of the ring |
 | `seeds` | every node | node ids a starting node joins through |
-| `ladder` | 360p/480p/720p | renditions `{name, height, video_kbps, audio_kbps}`; renditions taller than the source are skipped (at least one is kept) |
+| `ladder` | LADDER_DEFAULT | renditions `{name, height, video_kbps, audio_kbps}`; renditions taller than the source are skipped (never upscaled). Every source at least 64 lines tall gets two or more: when fewer than two rungs fit, a rendition at the source's own height is added above them, else one at half the top height below (at least 32 lines), bitrate scaled from the nearest rung by the pixel ratio (`node/process/ladder.py`); a source under 64 lines gets one rendition at its own height |
 | `auth` | the mapping below | `auth: none` (this string) runs the nodes without token and cluster key, on purpose: writes open to anyone who reaches a node, gossip checked but not authenticated; each node logs one `auth_none` warning at start. Otherwise a node without `$SHOAL_TOKEN` or `$SHOAL_CLUSTER_KEY` exits 2 with the reason. The mapping form (`auth: {token_env, cluster_key_env}`) only renames the variables |
 
 ## Sections
@@ -75,6 +75,8 @@ def comment(cls: type, name: str) -> str:
 def human(v: object) -> str:
     if isinstance(v, int) and not isinstance(v, bool) and v >= c.MiB and v % c.MiB == 0:
         return f"{v // c.GiB} GiB" if v % c.GiB == 0 else f"{v // c.MiB} MiB"
+    if isinstance(v, tuple) and all(isinstance(x, str) for x in v):  # as cluster.yml writes it
+        return "[" + ", ".join(f'"{x}"' for x in v) + "]"
     return str(v)
 
 
@@ -82,7 +84,7 @@ def main() -> None:
     sections = [(c.StorageConfig, "storage"), (MembershipConfig, "membership"),
                 (c.Timing, "timing"), (c.Processing, "processing"),
                 (c.Limits, "limits"), (c.CacheConfig, "cache"), (c.MediaLimits, "media"),
-                (c.AuthConfig, "auth")]
+                (c.AuthConfig, "auth"), (c.CorsConfig, "cors")]
     local = c.Config(nodes=(c.NodeSpec("a", "127.0.0.1", 1, 2),)).local()
     rows = []
     for cls, sec in sections:
@@ -91,7 +93,8 @@ def main() -> None:
             loc = f"`{human(lv)}`" if lv != f.default else ""
             rows.append(f"| {sec} | `{f.name}` | `{human(f.default)}` | {loc} | {comment(cls, f.name)} |")
     out = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
-    out.write_text(HEAD + "\n".join(rows) + "\n" + TAIL)
+    ladder = ", ".join(f"{r.name} ({r.video_kbps}+{r.audio_kbps} kbit/s)" for r in c.DEFAULT_LADDER)
+    out.write_text(HEAD.replace("LADDER_DEFAULT", ladder) + "\n".join(rows) + "\n" + TAIL)
 
 
 if __name__ == "__main__":

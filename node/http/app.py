@@ -4,6 +4,10 @@ Route modules each have ``register(app, ctx)``: routes_videos (uploads and
 records), routes_playback (HLS), routes_ops (health, metrics, node and cluster
 views), routes_tus (resumable uploads), web (the page at ``/``).
 
+CORS (node.http.cors): every answer carries the headers for the request's ``Origin``, and a
+browser's preflight (``OPTIONS`` + ``Access-Control-Request-Method``) to any routed path is
+answered 204 here, before the route (tus's own ``OPTIONS`` stays for tus discovery).
+
 Every error a handler lets through is answered by one handler, from the table in
 node.http.errors (:func:`~node.http.errors.answer_for`).
 """
@@ -15,13 +19,13 @@ import traceback
 from functools import wraps
 from typing import Any, Callable
 
-from quart import request
+from quart import Response, request
 
 from node import log
 from node.context import NodeContext
 from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, error_response, note
 from node.http.fastlane import framing_error
-from node.http.cors import ALLOW_ORIGIN, EXPOSE_HEADERS
+from node.http import cors
 from node.http.patches import BackpressureQuartTrio
 
 
@@ -80,10 +84,26 @@ def create_app(ctx: NodeContext) -> ShoalApp:
             return resp
         return None
 
+    origins = ctx.cfg.cors.origins
+
+    @app.before_request
+    async def _preflight():
+        """A browser's preflight for any path a route serves: 204 with node.http.cors's
+        headers.  Unknown paths fall through (404 in the contract's shape)."""
+        if not cors.is_preflight(request.method, request.headers.get("Access-Control-Request-Method")):
+            return None
+        adapter = app.create_url_adapter(request)
+        if adapter is None or not adapter.allowed_methods():  # no route serves this path
+            return None
+        return Response("", status=204, headers=cors.preflight_headers(origins, request.headers.get("Origin")))
+
     @app.after_request
     async def _cors(resp):
-        resp.headers.setdefault("Access-Control-Allow-Origin", ALLOW_ORIGIN)
-        resp.headers.setdefault("Access-Control-Expose-Headers", EXPOSE_HEADERS)
+        for name, value in cors.answer_headers(origins, request.headers.get("Origin")):
+            if name == "Vary":
+                resp.vary.add(value)
+            else:
+                resp.headers[name] = value
         resp.headers["X-Served-By"] = ctx.node_id
         return resp
 

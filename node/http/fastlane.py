@@ -53,7 +53,7 @@ from storage.http1 import RequestHead
 from node.records import layout
 
 from node import log, peer_auth, play
-from node.http.cors import ALLOW_ORIGIN, EXPOSE_HEADERS
+from node.http import cors
 from node.http.errors import ApiError, error_doc, storage_failure
 from node.play import Plan, object_plan
 from node.play.segcache import internal_key
@@ -138,18 +138,19 @@ def route(target: str) -> tuple[str, str, str] | None:
 
 
 def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_id: str,
-         date: str) -> Plan | None:
+         date: str, origins: tuple[str, ...] = (cors.ANY,)) -> Plan | None:
     """:func:`node.play.object_plan` with the headers node.http.app adds to every answer; None
     for a 416 (hypercorn answers it)."""
     p = object_plan(head, kind=kind, size=size, etag=etag, is_segment=is_segment)
     if p.status == 416:
         return None
-    return Plan(p.status, _common(p.headers, node_id, date), p.start, p.length)
+    return Plan(p.status, _common(p.headers, node_id, date, cors.answer_headers(origins, head.headers.get("origin"))),
+                p.start, p.length)
 
 
-def _common(headers: list[tuple[str, str]], node_id: str, date: str) -> list[tuple[str, str]]:
-    return headers + [("Access-Control-Allow-Origin", ALLOW_ORIGIN), ("Access-Control-Expose-Headers", EXPOSE_HEADERS),
-                      ("X-Served-By", node_id), ("Date", date)]
+def _common(headers: list[tuple[str, str]], node_id: str, date: str,
+            cors_headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return headers + cors_headers + [("X-Served-By", node_id), ("Date", date)]
 
 
 def encode_head(p: Plan, keep_alive: bool) -> bytes:
@@ -321,12 +322,12 @@ class FastLane:
                     source, etag = await ctx.cache.serve_peer(key)
             except storage.NotFound:
                 what = "no such playlist or segment" if kind == "playback" else "no such object"
-                return self._error(ApiError(404, "not_found", what), head.method)
+                return self._error(ApiError(404, "not_found", what), head.method, head.headers.get("origin"))
             except storage.StorageError as e:  # answered here: a second try would wait as long again
-                return self._error(storage_failure(ctx, e, head.target), head.method)
+                return self._error(storage_failure(ctx, e, head.target), head.method, head.headers.get("origin"))
             size = len(source)
         p = plan(head, kind=kind, size=size, etag=etag, is_segment=rest.endswith(".ts"),
-                 node_id=ctx.node_id, date=self._http_date())
+                 node_id=ctx.node_id, date=self._http_date(), origins=ctx.cfg.cors.origins)
         if p is None:
             if isinstance(source, int):
                 os.close(source)
@@ -346,7 +347,7 @@ class FastLane:
         with trio.move_on_after(self._read_timeout):
             await self._send(stream, p, body, False)
 
-    def _error(self, e: ApiError, method: str) -> tuple[Plan, bytes]:
+    def _error(self, e: ApiError, method: str, origin: str | None = None) -> tuple[Plan, bytes]:
         """An error answer with the body and headers node.http.app gives it."""
         body = (json.dumps(error_doc(e.code, e.message, **e.extra), separators=(",", ":")) + "\n").encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
@@ -354,7 +355,8 @@ class FastLane:
             headers.append(("Retry-After", str(e.retry_after)))
         self._ctx.count("fast_lane_responses")
         length = 0 if method == "HEAD" else len(body)
-        return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date()), 0, length), body
+        cors_headers = cors.answer_headers(self._ctx.cfg.cors.origins, origin)
+        return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date(), cors_headers), 0, length), body
 
     async def _send(self, stream: trio.SocketStream, p: Plan, source: int | bytes, keep_alive: bool) -> None:
         sock = stream.socket

@@ -4,7 +4,7 @@ termination, checksum with sha1, expiration).  The tus upload id is the video id
 Every answer here carries ``Tus-Resumable: 1.0.0``; errors keep the contract's JSON shape with
 the protocol's status (409 offset mismatch or locked, 412 version, 415 content type, 460 checksum
 mismatch, 404 unknown, 410 terminated or expired): ``node.upload.errors`` refusals, mapped by
-``node.http.errors.ANSWERS``.  Browsers get CORS preflight answers.  The node's
+``node.http.errors.ANSWERS``.  Browsers' CORS preflights are answered by node.http.app.  The node's
 ``TusUploads`` is ``ctx.tus``.
 """
 
@@ -24,7 +24,6 @@ from node.records import layout
 from node import log
 from node.http.routes_videos import clean_filename
 from node.http.app import require_token
-from node.http.cors import EXPOSE_HEADERS
 from node.context import NodeContext
 from node.http.errors import ApiError, upload_answer, upload_error
 from node.upload.errors import BeyondUploadLength, DeferredLengthUnsupported, UploadRefused
@@ -32,10 +31,6 @@ from node.upload.tus import (CHECKSUM_ALGORITHMS, EXTENSIONS, OFFSET_CONTENT_TYP
                              check_content_type, check_version, parse_checksum, parse_int, parse_length,
                              parse_metadata)
 
-ALLOW_METHODS = "POST, GET, HEAD, PATCH, DELETE, OPTIONS"
-ALLOW_HEADERS = ("Authorization, Content-Type, Upload-Length, Upload-Offset, Upload-Metadata, "
-                 "Upload-Checksum, Upload-Defer-Length, Upload-Concat, Tus-Resumable, X-Requested-With, "
-                 "X-HTTP-Method-Override")
 
 
 def _valid(vid: str) -> str:
@@ -94,23 +89,25 @@ def drains_body(fn: Callable) -> Callable:
 def register(app, ctx: NodeContext) -> None:
     max_size = ctx.cfg.limits.max_upload_bytes
 
+    discovery = {"Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
+                 "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS), "Tus-Max-Size": str(max_size)}
+
     @app.after_request
     async def _tus_headers(resp: Response) -> Response:
         if request.path == "/v1/uploads" or request.path.startswith("/v1/uploads/"):
             resp.headers["Tus-Resumable"] = TUS_VERSION
-            resp.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
             resp.headers.setdefault("Cache-Control", "no-store")
+            if request.method == "OPTIONS" and resp.status_code == 204:  # node.http.app's preflight too
+                for name, value in discovery.items():
+                    resp.headers.setdefault(name, value)
         return resp
 
     @app.route("/v1/uploads", methods=["OPTIONS"])
     @app.route("/v1/uploads/<vid>", methods=["OPTIONS"])
     async def tus_options(vid: str | None = None):
-        """Discovery (tus) and CORS preflight (browsers) in one answer."""
-        return Response("", status=204, headers={
-            "Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
-            "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS), "Tus-Max-Size": str(max_size),
-            "Access-Control-Allow-Methods": ALLOW_METHODS, "Access-Control-Allow-Headers": ALLOW_HEADERS,
-            "Access-Control-Max-Age": "86400"})
+        """Discovery (tus).  A browser's CORS preflight is answered by node.http.app first; the
+        discovery headers are added to that answer too (``_tus_headers``)."""
+        return Response("", status=204, headers=discovery)
 
     @app.post("/v1/uploads")
     @drains_body

@@ -3,11 +3,21 @@
 Pure functions only (no I/O), each with table tests in tests/unit/node/process/test_media_pipeline.py:
 
 - ``plan_ladder(probe, ladder)``: the configured rungs that fit the source.
-  Rungs taller than the source are dropped (we never upscale); at least one
-  rendition always remains: a source smaller than every rung gets one
-  rendition at its own height (rounded down to even), with the lowest rung's
-  bitrate scaled by the pixel ratio. Sources above ``MAX_FPS`` (60) frames/s
-  are encoded at 60 (``fps_limit``).
+  Rungs taller than the source are dropped (we never upscale).  Invariant: a
+  source at least ``2 * MIN_EXTRA_HEIGHT`` (64) lines tall gets at least two
+  renditions, so playback is adaptive.  When fewer than two rungs fit:
+
+  1. a rendition at the source's own height (rounded down to even) is added
+     if it is taller than every fitting rung (e.g. 320x180 -> 144p + 180p);
+  2. if that still makes one, a rendition at half the top height (even) is
+     added below, if it is at least ``MIN_EXTRA_HEIGHT`` (32) lines
+     (e.g. 160x120 -> 60p + 120p; 256x144 -> 72p + 144p).
+
+  The one exception: a source under 64 lines (after rounding to even) gets a
+  single rendition at its own height.  Added renditions are named
+  ``<height>p`` and take the bitrate of the nearest rung scaled by the pixel
+  ratio (rounded half up), at least ``MIN_VIDEO_KBPS``; audio as that rung.
+  Sources above ``MAX_FPS`` (60) frames/s are encoded at 60 (``fps_limit``).
 - ``even_width(height, aspect)``: width keeping the display aspect, even
   (4:2:0 chroma needs even dimensions).
 - ``h264_level(width, height, fps, maxrate_kbps)``: the lowest H.264 level
@@ -43,6 +53,8 @@ OVERHEAD_PERCENT = 10  # MPEG-TS + PES headers, roughly 10% on small segments
 MAX_FPS = 60  # sources above this are encoded at MAX_FPS (HLS players' ceiling)
 MIN_LEVEL = 30  # H.264 level 3.0: the floor every HLS player supports
 PROFILE = "main"
+MIN_EXTRA_HEIGHT = 32  # an added lower rendition is at least this tall (else the source gets one)
+MIN_VIDEO_KBPS = 32  # floor of an added rendition's scaled video bitrate
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
@@ -182,12 +194,24 @@ def plan_ladder(probe: SourceShape, ladder: tuple[Rendition, ...]) -> list[Rendi
 
     rungs = sorted(ladder, key=lambda r: r.height)
     fitting = [r for r in rungs if even_down(r.height) <= probe.height]
-    if fitting:
-        return [_plan(r.name, even_width(even_down(r.height), aspect), even_down(r.height),
-                      r.video_kbps, audio(r), fps) for r in fitting]
-    # Smaller than every rung: one rendition at the source's own (even) height.
-    lowest = rungs[0]
-    height = even_down(probe.height)
-    ratio = (height / lowest.height) ** 2
-    kbps = max(64, round(lowest.video_kbps * ratio))
-    return [_plan(f"{height}p", even_width(height, aspect), height, kbps, audio(lowest), fps)]
+    # (name, height, video_kbps, audio_kbps), lowest first
+    chosen = [(r.name, even_down(r.height), r.video_kbps, audio(r)) for r in fitting]
+    source_h = even_down(probe.height)
+    if len(chosen) < 2 and (not chosen or source_h > chosen[-1][1]):
+        ref = fitting[-1] if fitting else rungs[0]
+        chosen.append(_extra(source_h, ref, audio(ref), names))
+    if len(chosen) < 2:
+        lower_h = even_down(chosen[0][1] / 2)
+        if lower_h >= MIN_EXTRA_HEIGHT:
+            ref = fitting[0] if fitting else rungs[0]
+            chosen.insert(0, _extra(lower_h, ref, audio(ref), names))
+    return [_plan(name, even_width(h, aspect), h, kbps, akbps, fps) for name, h, kbps, akbps in chosen]
+
+
+def _extra(height: int, ref: Rendition, audio_kbps: int,
+           taken: list[str]) -> tuple[str, int, int, int]:
+    """A rendition not in the ladder: ``ref``'s bitrate scaled by the pixel ratio (half up)."""
+    den = ref.height * ref.height
+    kbps = max(MIN_VIDEO_KBPS, (ref.video_kbps * height * height + den // 2) // den)
+    name = f"{height}p" if f"{height}p" not in taken else f"{height}p-source"
+    return name, height, kbps, audio_kbps

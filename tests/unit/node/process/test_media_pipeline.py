@@ -116,15 +116,20 @@ def test_probe_of_a_missing_file_is_not_the_users_fault(tmp_path):
 
 
 # ---- ladder (pure) ---------------------------------------------------------------------------------
+LOW = [("144p", 256, 144), ("240p", 426, 240), ("360p", 640, 360)]
+
+
 @pytest.mark.parametrize("width, height, expected", [
-    (1920, 1080, [("360p", 640, 360), ("480p", 854, 480), ("720p", 1280, 720)]),
-    (1280, 720, [("360p", 640, 360), ("480p", 854, 480), ("720p", 1280, 720)]),
-    (854, 480, [("360p", 640, 360), ("480p", 854, 480)]),
-    (640, 360, [("360p", 640, 360)]),
-    (641, 361, [("360p", 640, 360)]),
-    (320, 240, [("240p", 320, 240)]),  # smaller than every rung: one at source height
-    (100, 75, [("74p", 98, 74)]),  # odd height rounds down to even
-    (720, 1280, [("360p", 202, 360), ("480p", 270, 480), ("720p", 404, 720)]),  # portrait
+    (1920, 1080, LOW + [("480p", 854, 480), ("720p", 1280, 720)]),
+    (1280, 720, LOW + [("480p", 854, 480), ("720p", 1280, 720)]),
+    (854, 480, [("144p", 256, 144), ("240p", 428, 240), ("360p", 640, 360),
+                ("480p", 854, 480)]),  # 854/480 is a hair wider than 16:9
+    (640, 360, LOW),  # the operators' case: three renditions, not one
+    (641, 361, LOW),
+    (320, 240, [("144p", 192, 144), ("240p", 320, 240)]),
+    (426, 240, [("144p", 256, 144), ("240p", 426, 240)]),
+    (720, 1280, [("144p", 80, 144), ("240p", 136, 240), ("360p", 202, 360), ("480p", 270, 480),
+                 ("720p", 404, 720)]),  # portrait
 ])
 def test_plan_ladder_default_ladder(width, height, expected):
     plans = plan_ladder(shape(width, height), DEFAULT_LADDER)
@@ -134,8 +139,55 @@ def test_plan_ladder_default_ladder(width, height, expected):
         assert p.height <= height
 
 
+# Fewer than two rungs fit: the source height is added above the fitting rung, else half the
+# top height below it (>= 32 lines); bitrates are the nearest rung's scaled by the pixel ratio.
+@pytest.mark.parametrize("width, height, expected", [
+    # one rung fits, the source is taller: the rung + the source height
+    (320, 180, [("144p", 256, 144, 200, 64), ("180p", 320, 180, 313, 64)]),  # 200*(180/144)^2=312.5
+    (200, 150, [("144p", 192, 144, 200, 64), ("150p", 200, 150, 217, 64)]),
+    # one rung fits at exactly the source height: a half-height rendition below it
+    (256, 144, [("72p", 128, 72, 50, 64), ("144p", 256, 144, 200, 64)]),
+    (257, 145, [("72p", 128, 72, 50, 64), ("144p", 256, 144, 200, 64)]),
+    # smaller than every rung: the source height and half of it
+    (160, 120, [("60p", 80, 60, 35, 64), ("120p", 160, 120, 139, 64)]),
+    (100, 75, [("36p", 48, 36, 32, 64), ("74p", 98, 74, 53, 64)]),  # odd height rounds down; 32 kbit/s floor
+    (120, 64, [("32p", 60, 32, 32, 64), ("64p", 120, 64, 40, 64)]),  # the smallest with two
+    # the documented exception: under 64 lines, half would be under 32 lines: one rendition
+    (96, 62, [("62p", 96, 62, 37, 64)]),
+    (4, 2, [("2p", 4, 2, 32, 64)]),
+])
+def test_plan_ladder_small_sources(width, height, expected):
+    plans = plan_ladder(shape(width, height), DEFAULT_LADDER)
+    assert [(p.name, p.width, p.height, p.video_kbps, p.audio_kbps) for p in plans] == expected
+    assert [p.height for p in plans] == sorted({p.height for p in plans})  # lowest first, distinct
+    assert all(p.height <= height for p in plans)  # never upscaled
+
+
+@pytest.mark.parametrize("width, height", [(w, h) for h in (64, 65, 100, 143, 144, 145, 200, 239, 240,
+                                                              359, 360, 361, 480, 720, 1080)
+                                           for w in (h * 16 // 9, h * 4 // 3, h * 9 // 16)])
+def test_plan_ladder_gives_every_source_from_64_lines_two_renditions(width, height):
+    plans = plan_ladder(shape(max(width, 2), height), DEFAULT_LADDER)
+    assert len(plans) >= 2
+    assert len({p.name for p in plans}) == len(plans)
+    assert all(p.height <= height and p.height % 2 == 0 and p.width % 2 == 0 for p in plans)
+    assert [p.video_kbps for p in plans] == sorted(p.video_kbps for p in plans)
+
+
+def test_plan_ladder_added_rendition_never_takes_a_rung_name():
+    ladder = (Rendition("180p", 144, 200, 64), Rendition("720p", 720, 2800))
+    plans = plan_ladder(shape(320, 180), ladder)
+    assert [(p.name, p.height) for p in plans] == [("180p", 144), ("180p-source", 180)]
+
+
+def test_plan_ladder_one_rung_ladder_still_gives_two_renditions():
+    plans = plan_ladder(shape(1280, 720), (Rendition("only", 360, 800, 96),))
+    assert [(p.name, p.height, p.video_kbps) for p in plans] == [("only", 360, 800), ("720p", 720, 3200)]
+
+
 def test_plan_ladder_rates_and_bandwidth():
-    [p360, _, _] = plan_ladder(shape(1280, 720), DEFAULT_LADDER)
+    p360 = plan_ladder(shape(1280, 720), DEFAULT_LADDER)[2]
+    assert p360.name == "360p"
     assert (p360.video_kbps, p360.audio_kbps, p360.maxrate_kbps, p360.bufsize_kbps) == (800, 96, 880, 1600)
     assert p360.bandwidth == (880 + 96) * 1100  # peak video + audio, +10% container overhead
     assert p360.average_bandwidth == (800 + 96) * 1100
@@ -143,8 +195,9 @@ def test_plan_ladder_rates_and_bandwidth():
 
 
 def test_plan_ladder_without_audio_counts_no_audio():
-    [p] = plan_ladder(shape(640, 360, audio=False), DEFAULT_LADDER)
-    assert p.audio_kbps == 0
+    plans = plan_ladder(shape(640, 360, audio=False), DEFAULT_LADDER)
+    assert [p.audio_kbps for p in plans] == [0, 0, 0]
+    p = plans[-1]
     assert p.bandwidth == 880 * 1100
     assert p.codecs() == "avc1.4d401e"
 
@@ -156,11 +209,6 @@ def test_plan_ladder_caps_the_frame_rate_at_60(tmp_path, fps, limit, level):
     cmd = ffmpeg_command("in.mp4", tmp_path, [p720], segment_seconds=2, preset="veryfast",
                          threads=0, has_audio=True, ffmpeg="ffmpeg")
     assert ("fps=60" in _arg(cmd, "-filter_complex")) == (limit is not None)
-
-
-def test_plan_ladder_small_source_scales_the_lowest_bitrate():
-    [p] = plan_ladder(shape(320, 180), DEFAULT_LADDER)  # (180/360)^2 of 800 kbit/s
-    assert (p.name, p.width, p.height, p.video_kbps) == ("180p", 320, 180, 200)
 
 
 @pytest.mark.parametrize("ladder, message", [
@@ -426,6 +474,23 @@ async def test_transcode_source_without_audio_and_per_rendition_level(clips, tmp
         assert [s.duration for s in m.segments] == [2.0, 2.0]
     with av.open(str(out / "low" / "index.m3u8")) as c:
         assert len(c.streams.audio) == 0 and len(c.streams.video) == 1
+
+
+async def test_a_source_smaller_than_every_rung_is_encoded_as_two_renditions(tmp_path):
+    src = make_video(tmp_path / "tiny.mp4", seconds=4, width=160, height=120)
+    info = probe(src)
+    plans = plan_ladder(info, DEFAULT_LADDER)
+    assert [(p.name, p.width, p.height) for p in plans] == [("60p", 80, 60), ("120p", 160, 120)]
+    out = tmp_path / "out"
+    await transcode(src, out, plans, segment_seconds=2, preset="veryfast", threads=0,
+                    has_audio=info.has_audio, duration=info.duration)
+    master = m3u8.load(str(out / "master.m3u8"))
+    assert [(v.uri, v.stream_info.resolution) for v in master.playlists] == [
+        ("60p/index.m3u8", (80, 60)), ("120p/index.m3u8", (160, 120))]
+    for p in plans:
+        with av.open(str(out / p.name / "index.m3u8")) as c:
+            v = c.streams.video[0]
+            assert (v.codec_context.width, v.codec_context.height) == (p.width, p.height)
 
 
 async def test_rotated_source_is_planned_and_encoded_upright(clips, tmp_path):
