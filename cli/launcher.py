@@ -26,10 +26,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 import httpx
 import psutil
@@ -102,7 +104,9 @@ class Launcher:
         self.pick_free_ports = pick_free_ports  # weed's side ports (tests run several side by side)
         self.out = out  # progress messages ("starting n1 ..."); None = quiet
         self.grace = grace
-        # tests: every process gets SIGKILL if the thread that started it dies (a killed runner)
+        # tests: every process gets SIGKILL if this process dies (a killed runner).  The kernel
+        # ties that signal to the forking thread, so they are forked on one lasting thread
+        # (:func:`_spawn`), never on a caller's thread that may end first (a nemesis track).
         self.die_with_parent = die_with_parent
         self._procs: dict[str, subprocess.Popen] = {}  # children of this process, reaped by poll()
         self._exit_codes: dict[str, int] = {}  # last exit code of a child, for error messages
@@ -232,10 +236,10 @@ class Launcher:
         self._say(f"starting embedded S3 on 127.0.0.1:{port}")
         self._mark(STORAGE)
         try:
-            proc = start_embedded(self.s3_dir, port, self.log_path(STORAGE),
-                                  access_key=secrets.s3_access_key, secret_key=secrets.s3_secret_key,
-                                  pick_free_ports=self.pick_free_ports,
-                                  die_with_parent=self.die_with_parent)
+            proc = self._spawn(lambda: start_embedded(
+                self.s3_dir, port, self.log_path(STORAGE), access_key=secrets.s3_access_key,
+                secret_key=secrets.s3_secret_key, pick_free_ports=self.pick_free_ports,
+                die_with_parent=self.die_with_parent))
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # security.toml, certificate
             raise LaunchError(f"embedded S3 server: {e}") from None
         self._register(STORAGE, proc)
@@ -358,12 +362,17 @@ class Launcher:
         self._say(f"starting node {spec.id} on {spec.url}")
         self._mark(spec.id)
         with open(self.log_path(spec.id), "ab") as log:
-            proc = subprocess.Popen(self.node_command(spec.id), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=self.env(spec.id),
-                                    start_new_session=True, cwd=self.config_path.parent,
-                                    preexec_fn=_die_with_parent() if self.die_with_parent else None)
+            proc = self._spawn(lambda: subprocess.Popen(
+                self.node_command(spec.id), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=self.env(spec.id), start_new_session=True,
+                cwd=self.config_path.parent,
+                preexec_fn=_die_with_parent() if self.die_with_parent else None))
         self._register(spec.id, proc)
         return True
+
+    def _spawn(self, start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+        """``start()`` here, or (``die_with_parent``) on the lasting spawner thread; its result."""
+        return _spawner().submit(start).result() if self.die_with_parent else start()
 
     def _stop(self, names: Iterable[str], *, sig: int = signal.SIGTERM,
               grace: float | None = None) -> list[str]:
@@ -473,6 +482,23 @@ def _reachable(http: httpx.Client, url: str) -> bool:
         return True
     except httpx.HTTPError:
         return False
+
+
+_SPAWNER: ThreadPoolExecutor | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """One thread, alive until this process exits, that forks every die-with-parent child.
+
+    The parent-death signal fires when the forking *thread* ends: forked here, a child dies
+    with the test runner, not with whichever caller's thread asked for it.
+    """
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="launcher-spawner")
+        return _SPAWNER
 
 
 def _die_with_parent():

@@ -8,7 +8,10 @@ to weed's S3 Unix socket ``S`` (``-s3.localSocket``, a file in the 0700 data fol
 its own SigV4 check; the bytes and the ``Host`` header pass unchanged.
 
 One process group: the launcher's SIGTERM/SIGKILL reaches both; this process exits when weed
-does and stops weed when it is told to stop.  Connections are bounded (``MAX_CONNECTIONS``);
+does and stops weed when it is told to stop.  Invariant: weed never outlives its gateway.  A
+gateway killed alone (a parent-death signal, ``kill -9`` of its pid, the OOM killer) takes weed
+with it through the kernel's parent-death signal: an orphaned weed would be unreachable yet hold
+the data folder, so the next start's weed would crash and storage would never come back.  Connections are bounded (``MAX_CONNECTIONS``);
 each is two threads copying with a fixed buffer.
 
 Linux only.  The namespace needs root or unprivileged user namespaces; without either the
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import threading
 
-__all__ = ["isolate_network", "main", "MAX_CONNECTIONS"]
+__all__ = ["isolate_network", "weed_preexec", "main", "MAX_CONNECTIONS"]
 
 MAX_CONNECTIONS = 512  # concurrent S3 connections; more wait in the listen backlog
 BUFFER = 1 << 18
@@ -36,6 +39,7 @@ _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _IFREQ = "16sH14x"
+_PR_SET_PDEATHSIG = 1
 
 
 def isolate_network() -> None:
@@ -59,6 +63,24 @@ def isolate_network() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         flags = struct.unpack(_IFREQ, fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0)))[1]
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
+
+
+def weed_preexec(gateway_pid: int):
+    """weed's set-up between fork and exec: its own network namespace, SIGKILL when the gateway dies.
+
+    Called in the gateway's main thread, which lives as long as the gateway (the parent-death
+    signal follows the thread that forked).  A gateway that died before ``prctl`` took effect is
+    seen by ``getppid`` and the child exits instead of running weed unattended.
+    """
+    def preexec() -> None:
+        isolate_network()  # first: a credential change would clear the parent-death signal
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != gateway_pid:
+            os._exit(1)
+
+    return preexec
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -124,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError:
         pass
     try:
-        weed = subprocess.Popen(cmd, preexec_fn=isolate_network, stdin=subprocess.DEVNULL)
+        weed = subprocess.Popen(cmd, preexec_fn=weed_preexec(os.getpid()), stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as e:
         print(f"s3_gateway: cannot start weed in its own network namespace: {e}", file=sys.stderr)
         return 3
