@@ -91,3 +91,12 @@ def test_every_node_package_states_its_rule_at_its_top():
     for face in sorted((REPO / "node").glob("*/__init__.py")):
         doc = ast.get_docstring(ast.parse(face.read_text())) or ""
         assert "Import rule" in doc, f"{face.relative_to(REPO)} does not say what it may import"
+
+
+def test_every_test_module_has_a_name_of_its_own():
+    # pytest imports test modules by basename (rootdir-relative "prepend" mode, no __init__.py):
+    # two files with one name make the second fail to collect, and with it the whole run
+    names: dict[str, list[str]] = {}
+    for path in (REPO / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert not {n: p for n, p in names.items() if len(p) > 1}
