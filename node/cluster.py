@@ -160,7 +160,7 @@ class OwnerNotifier:
                 return
             url = self._cfg.node(owner).url + WAKE_PATH
             headers = ({peer_auth.HEADER: peer_auth.sign(self._key, "POST", WAKE_PATH, time.time())}
-                       if self._key and peer_auth.needs_proof(self._key) else {})
+                       if peer_auth.needs_proof(self._key) else {})
             try:
                 r = await client.post(url, json={"video": vid}, headers=headers)
                 if r.status_code >= 400:

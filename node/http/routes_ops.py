@@ -13,6 +13,7 @@ from node import log, peer_auth
 from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
+from node.http.routes_playback import check_peer
 
 VERSION = "0.1.0"
 
@@ -137,7 +138,6 @@ def register(app, ctx: NodeContext) -> None:
     async def wake():
         """Another node accepted an upload this node owns: scan the pending index now.  A hop
         between nodes: proven with the cluster key (X-Shoal-Hop), like every /v1/internal route."""
-        from node.http.routes_playback import check_peer
         check_peer(ctx, request.headers.get(peer_auth.HEADER), "POST", request.path)
         ctx.worker.poke()
         return jsonify({"ok": True})
