@@ -299,10 +299,8 @@ class FastLane:
                 key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
                 hit = ctx.cache.local_file(vid, key)
             else:
-                cluster_key = getattr(ctx, "cluster_key", None)
-                if peer_auth.needs_proof(cluster_key):
-                    peer_auth.verify(cluster_key, head.headers.get(peer_auth.HEADER.lower()), head.method,
-                                     head.target, time.time())
+                peer_auth.check(getattr(ctx, "cluster_key", None), head.headers.get(peer_auth.HEADER.lower()),
+                                head.method, head.target, time.time())
                 key = await play.internal_object_key(ctx, ctx.ready_records, vid, rest)
                 hit = ctx.cache.peer_file(key)
         except (play.PlayError, peer_auth.PeerAuthError, storage.StorageError):

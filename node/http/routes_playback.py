@@ -31,11 +31,8 @@ from storage.http1 import RequestHead
 
 def check_peer(ctx: NodeContext, header: str | None, method: str, path: str) -> None:
     """Raise the API error of an internal request without a valid proof of the cluster key."""
-    key = getattr(ctx, "cluster_key", None)
-    if not peer_auth.needs_proof(key):
-        return  # auth: none - hops are unauthenticated
     try:
-        peer_auth.verify(key, header, method, path, time.time())
+        peer_auth.check(getattr(ctx, "cluster_key", None), header, method, path, time.time())
     except peer_auth.PeerAuthError as e:
         ctx.count("internal_requests_refused")
         log.warning("internal_request_refused", path=path, reason=str(e))

@@ -43,3 +43,15 @@ def test_refused_proofs(header, method, path, now, error):
 def test_a_cluster_without_a_key_needs_no_proof():
     assert not peer_auth.needs_proof(None) and not peer_auth.needs_proof(b"")
     assert peer_auth.needs_proof(KEY)
+
+
+def test_check_verifies_only_where_the_cluster_has_a_key():
+    # given a keyed cluster, when a request carries no proof or a wrong one, then it is refused
+    with pytest.raises(peer_auth.MissingProof):
+        peer_auth.check(b"k", None, "GET", "/v1/internal/x", 1000.0)
+    with pytest.raises(peer_auth.BadProof):
+        peer_auth.check(b"k", peer_auth.sign(b"other", "GET", "/v1/internal/x", 1000.0), "GET",
+                        "/v1/internal/x", 1000.0)
+    # and a right one passes; under `auth: none` (no key) nothing is asked
+    peer_auth.check(b"k", peer_auth.sign(b"k", "GET", "/v1/internal/x", 1000.0), "GET", "/v1/internal/x", 1000.0)
+    peer_auth.check(None, None, "GET", "/v1/internal/x", 1000.0)
