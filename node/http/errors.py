@@ -201,5 +201,4 @@ def from_play_error(e: play.PlayError | peer_auth.PeerAuthError) -> ApiError:
     a = answer_for(e)
     if a is INTERNAL:
         raise TypeError(f"no status for {type(e).__name__}")  # a missing table row: a bug
-    extra = {"state": e.state} if isinstance(e, play.NotReady) else a.extra
-    return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **extra)
+    return ApiError(a.status, a.code, a.message, retry_after=a.retry_after, **a.extra)

@@ -53,6 +53,7 @@ class NotReady(PlayError):
     def __init__(self, state: str) -> None:
         super().__init__(f"the video is {state}; playback starts when it is ready")
         self.state = state
+        self.extra = {"state": state}  # beside code and message in the error body (node.http.errors)
 
 
 class ObjectNotFound(PlayError):

@@ -126,3 +126,10 @@ async def test_a_one_shot_upload_refused_by_the_store_keeps_its_answer(tmp_path)
         "Authorization": "Bearer t0k", "Content-Length": "20"})
     # then the client gets its status and code, not a 500
     assert r.status_code == 400 and (await r.get_json())["error"]["code"] == "body_too_short"
+
+
+def test_a_video_not_ready_is_answered_409_with_its_state():
+    from node import play
+    a = answer_for(play.NotReady("processing"))
+    assert (a.status, a.code, a.extra) == (409, "not_ready", {"state": "processing"})
+    assert "processing" in a.message
