@@ -91,8 +91,8 @@ class Deliverer:
             while True:
                 try:
                     await self.scan_once(client)
-                except storage.StorageError as e:
-                    log.warning("webhook_scan_failed", error=str(e))
+                except storage.StorageError as e:  # NoSuchBucket: a fresh cluster's first scans
+                    (log.debug if "NoSuchBucket" in str(e) else log.warning)("webhook_scan_failed", error=str(e))
                 with trio.move_on_after(self.cfg.scan_interval):
                     await self._wake.wait()
                 self._wake = trio.Event()
