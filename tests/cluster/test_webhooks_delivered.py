@@ -141,6 +141,10 @@ def test_uploaded_ready_failed_and_deleted_reach_the_receiver_signed(cluster_fac
     # each node says what it sent, in /v1/node and in its log
     sent = sum(httpx.get(c.url(n) + "/v1/node").json()["webhooks"]["sent"] for n in c.node_ids)
     assert sent == len(got)
+    exported = sum(float(line.split()[-1]) for n in c.node_ids
+                   for line in httpx.get(c.url(n) + "/metrics").text.splitlines()
+                   if line.startswith("shoal_webhooks_sent_total"))
+    assert exported == sent
     logged = [l for n in c.node_ids for l in c.log_lines(n) if l["event"] == "webhook_sent"]
     assert {l["id"] for l in logged} == {e["id"] for _, e, _ in got}
     assert all(l["status"] == 200 and l["attempt"] >= 1 for l in logged)
