@@ -87,15 +87,26 @@ class VideoStore:
             raise refused[-1]
         new = version.doc  # type: ignore[union-attr]
         old = before[0]
-        if self.outbox is not None and (ev := outbox_.event_of(old, new)) is not None:
-            await self.outbox.write(ev)  # after the commit: create-if-absent
         if old["state"] != new["state"] or old.get("epoch") != new.get("epoch") or (
                 new.get("history") and old.get("history") and len(new["history"]) != len(old["history"])):
             last = new["history"][-1]
             log.info(event or "video_state", video=vid, epoch=new.get("epoch"), state=new["state"],
                      was=old["state"], **{k: v for k, v in last.items()
                                           if k not in ("state", "at", "node", "epoch")}, **fields)
+        if self.outbox is not None and (ev := outbox_.event_of(old, new)) is not None:
+            await self._write_after(ev)
         return new
+
+    async def _write_after(self, ev: outbox_.Event) -> None:
+        """The second outbox write, after the commit: create-if-absent.  The transition is
+        committed whatever happens here, so a storage error is logged, not raised (the entry
+        written before the CAS is normally there)."""
+        assert self.outbox is not None
+        try:
+            await self.outbox.write(ev)
+        except storage.StorageError as e:
+            log.warning("webhook_outbox_write_failed", video=ev.video, epoch=ev.epoch,
+                        webhook=ev.event, id=ev.id, error=str(e))
 
     async def _write_intent(self, vid: str, step: Callable[[Record], Record]) -> cas.Versioned | None:
         """Read the record, predict the step's outcome and write its event's outbox entry before

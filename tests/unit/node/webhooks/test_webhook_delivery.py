@@ -57,18 +57,20 @@ class Crash(Exception):
 
 
 class CrashingStore(storage.MemoryStore):
-    """Raises :class:`Crash` instead of the ``n``-th PUT whose key starts with ``prefix``."""
+    """Raises ``error`` (:class:`Crash` by default) instead of the ``n``-th PUT whose key starts
+    with ``prefix`` (``crash_on = (prefix, n)``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.crash_on: tuple[str, int] | None = None
+        self.error: type[Exception] = Crash
 
     async def put(self, key, body, **kw):
         if self.crash_on and key.startswith(self.crash_on[0]):
             prefix, n = self.crash_on
             self.crash_on = (prefix, n - 1) if n > 1 else None
             if n == 1:
-                raise Crash(key)
+                raise self.error(key)
         return await super().put(key, body, **kw)
 
 
@@ -140,6 +142,21 @@ async def test_the_entry_is_written_before_the_commit_so_a_crash_after_it_loses_
         await d.scan_once(client)
     assert [e["event"] for e in rx.events()] == ["deleted", "deleted"]  # one per URL
     assert outbox_keys(store) == []
+
+
+async def test_a_storage_error_after_the_commit_is_logged_and_the_commit_stands(logs):
+    store = CrashingStore()
+    store, clock, videos, rx, d = setup(store)
+    rec = await videos.create(new_video(clock))
+    store.crash_on, store.error = (outbox.OUTBOX_PREFIX, 2), storage.StorageUnavailable
+    gone = await videos.change(rec["id"], lambda r: lc.delete(r, "n1", clock()))  # does not raise
+    assert gone["state"] == "deleted"
+    lines = logs()
+    assert [l["state"] for l in lines if l["event"] == "video_state"][-1] == "deleted"
+    assert [l["webhook"] for l in lines if l["event"] == "webhook_outbox_write_failed"] == ["deleted"]
+    async with d.client() as client:
+        await d.scan_once(client)
+    assert sorted(e["event"] for e in rx.events()) == ["deleted", "deleted", "uploaded", "uploaded"]
 
 
 async def test_an_intent_whose_transition_never_committed_is_never_sent_and_dropped_after_grace(logs):
