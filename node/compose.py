@@ -2,9 +2,10 @@
 
 :func:`compose_node` builds, without starting anything (order = who needs whom)::
 
-    VideoStore(store)
+    VideoStore(store, outbox=Outbox when webhooks.urls are set)
     Membership -> Cluster (ring view, follows membership)
     Worker(claim_policy=RingClaims(cluster))      cluster tells the worker of every change
+    Deliverer(owns=the ring's owner is us) when webhooks.urls are set; pokes on ring changes
     SegmentCache(CacheSources)  follows Peers(ring, alive addresses) on every change
     TusUploads  ReadyRecords  OwnerNotifier(cluster, worker.poke)
     NodeContext(all of the above)
@@ -18,6 +19,7 @@ it serves.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +37,10 @@ from node.http.app import ShoalApp
 from node.play import ReadyRecords
 from node.play import Peers, SegmentCache
 from node.process import Worker
+from node.records.outbox import Outbox
 from node.records.store import VideoStore
 from node.upload import TusUploads
+from node.webhooks import Deliverer
 
 HTTP_READ_TIMEOUT = 120  # a client that sends nothing for 2 minutes is dropped
 HTTP_KEEP_ALIVE = 75
@@ -83,7 +87,10 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     """Build every part of node ``node_id`` over ``store``; nothing runs yet.  ``membership``:
     the gossip service to use (default: one over UDP, as cluster.yml says)."""
     spec = cfg.node(node_id)
-    videos = VideoStore(store, node_id)
+    hooks = cfg.webhooks
+    videos = VideoStore(store, node_id, outbox=Outbox(store, clock=time.time,
+                                                      refresh_after=hooks.intent_grace / 5)
+                        if hooks.urls else None)
     if membership is None:
         membership = Membership(node_id, gossip_addr=spec.gossip_addr, http_addr=spec.http_addr,
                                 cluster=cfg.cluster, key=cfg.cluster_key(),
@@ -93,6 +100,13 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     cluster = Cluster(cfg, node_id, membership)
     worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster))
     cluster.add_listener(worker.poke)  # a membership change may hand this node videos
+    deliverer = None
+    if hooks.urls:
+        secret = hooks.secret()
+        assert secret is not None, "node.config.check_secrets refuses webhook URLs without the key"
+        deliverer = Deliverer(videos, hooks, node_id, secret,
+                              owns=lambda vid: cluster.owner_of(vid) in (None, node_id))
+        cluster.add_listener(deliverer.poke)  # a dead node's events may be ours now
     cache = SegmentCache(CacheSources(cfg=cfg, node_id=node_id, store=store, data_dir=data_dir,
                                       cluster_key=cfg.cluster_key()),
                          data_dir / "cache")
@@ -106,7 +120,7 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                       data_dir=data_dir, token=cfg.token(), membership=membership,
                       ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),
-                      tus=tus, owners=owners, cluster_key=cfg.cluster_key())
+                      tus=tus, owners=owners, cluster_key=cfg.cluster_key(), webhooks=deliverer)
     app = create_app(ctx)
     hc = http_config(spec.http_addr)
     lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,

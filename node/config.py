@@ -222,6 +222,50 @@ def _cors_section(raw: Any, base: CorsConfig) -> CorsConfig:
     return replace(cfg, origins=tuple(origins))
 
 
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """Where video events are POSTed, and how hard we try (node/webhooks, docs/webhooks.md)."""
+
+    urls: tuple[str, ...] = ()  # receivers (http/https); every event goes to each; empty: webhooks off, no outbox writes
+    secret_env: str = "SHOAL_WEBHOOK_SECRET"  # environment variable with the HMAC-SHA256 key of X-Shoal-Signature; required when urls are set
+    timeout: float = 5.0  # seconds for one POST (connect, send, answer)
+    max_attempts: int = 12  # delivery rounds before an event is dead (moved to webhooks/dead/, log line webhook_dead)
+    backoff_base: float = 1.0  # delay after the first failed round (s); doubles per round, with jitter
+    backoff_max: float = 300.0  # longest delay between rounds (s)
+    scan_interval: float = 2.0  # seconds between scans of the outbox (and at once when the ring changes)
+    concurrency: int = 8  # events in delivery at once per node
+    intent_grace: float = 300.0  # an outbox entry whose transition never committed is dropped after this
+
+    def secret(self) -> bytes | None:
+        """The signing key from ``$<secret_env>``; None when unset or empty."""
+        v = os.environ.get(self.secret_env)
+        return v.encode() if v else None
+
+
+def _webhooks_section(raw: Any, base: WebhooksConfig) -> WebhooksConfig:
+    cfg = _section(WebhooksConfig, raw, base)
+    urls = cfg.urls
+    if isinstance(urls, str) or not isinstance(urls, (list, tuple)) or len(urls) > 16:
+        raise ConfigError("webhooks.urls: a list of at most 16 URLs, e.g. [\"https://app.example/hooks\"]")
+    for u in urls:
+        if not isinstance(u, str) or not re.fullmatch(r"https?://[^\s/?#]+(?:[/?][^\s#]*)?", u):
+            raise ConfigError(f"webhooks.urls: {u!r} is not an http(s) URL")
+    numbers = {"timeout": cfg.timeout, "backoff_base": cfg.backoff_base, "backoff_max": cfg.backoff_max,
+               "scan_interval": cfg.scan_interval, "intent_grace": cfg.intent_grace}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"webhooks.{name}: expected a positive number of seconds, got {value!r}")
+    for name in ("max_attempts", "concurrency"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+            raise ConfigError(f"webhooks.{name}: expected an integer from 1 to 1000, got {value!r}")
+    if not isinstance(cfg.secret_env, str) or not cfg.secret_env:
+        raise ConfigError("webhooks.secret_env: the name of an environment variable")
+    return replace(cfg, urls=tuple(urls), timeout=float(cfg.timeout), backoff_base=float(cfg.backoff_base),
+                   backoff_max=float(cfg.backoff_max), scan_interval=float(cfg.scan_interval),
+                   intent_grace=float(cfg.intent_grace))
+
+
 class SecretsMissing(ConfigError):
     """The token or the cluster key is not set and cluster.yml does not say `auth: none`."""
 
@@ -242,6 +286,7 @@ class Config:
     media: MediaLimits = field(default_factory=MediaLimits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     # ---- lookups -----------------------------------------------------------------
     def node(self, node_id: str) -> NodeSpec:
@@ -370,6 +415,7 @@ class Config:
         kw["auth"] = _auth_section(raw.get("auth"), base.auth)
         kw["media"] = _media_section(raw.get("media"), base.media)
         kw["cors"] = _cors_section(raw.get("cors"), base.cors)
+        kw["webhooks"] = _webhooks_section(raw.get("webhooks"), base.webhooks)
         cfg = cls(**kw)
         if cfg.storage.part_size < 5 * MiB:
             raise ConfigError("storage.part_size must be at least 5 MiB (S3's minimum part)")
@@ -395,7 +441,11 @@ def _media_section(raw: Any, base: MediaLimits) -> MediaLimits:
 
 def check_secrets(cfg: Config, node_id: str) -> None:
     """A node's start-up check: raise :class:`SecretsMissing`, or, under ``auth: none``,
-    log one warning line saying what runs open (the node then starts)."""
+    log one warning line saying what runs open (the node then starts).  Webhook URLs without
+    their signing key are always an error (``auth: none`` does not cover them)."""
+    if cfg.webhooks.urls and cfg.webhooks.secret() is None:
+        raise SecretsMissing(f"${cfg.webhooks.secret_env} not set: webhooks.urls are configured and "
+                             "every webhook is signed with that key (docs/webhooks.md)")
     missing = cfg.require_secrets()
     if not cfg.auth.required:
         from node import log

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # only for the annotations: these modules import this one
     from node.cluster import OwnerNotifier
     from node.play.segcache import SegmentCache
     from node.upload.tus_uploads import TusUploads
+    from node.webhooks import Deliverer
 
 
 @dataclass
@@ -47,6 +48,7 @@ class NodeContext:
     ready_records: ReadyRecords = field(default_factory=ReadyRecords)  # ready records read in the last second, for playback
     tus: TusUploads | None = None  # resumable uploads (node.upload)
     owners: OwnerNotifier | None = None  # tells a video's owner that its upload landed here
+    webhooks: Deliverer | None = None  # delivers the outbox's events (None: no webhooks.urls)
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded
     counters: dict[str, int] = field(default_factory=dict)

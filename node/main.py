@@ -3,7 +3,7 @@
 Inside one trio run (trio-asyncio loop outermost, for aioboto3): the storage
 client, then the node as node.compose builds it, then its services in one
 nursery: storage probe loop -> membership (gossip) and ring -> processing
-worker -> owner notifier -> housekeeping -> hypercorn serving the HTTP API
+worker -> owner notifier -> webhook deliverer -> housekeeping -> hypercorn serving the HTTP API
 (with node.http.patches applied while it serves).  SIGTERM/SIGINT leave the
 cluster gracefully and stop; SIGKILL is survived by design (all durable state
 is in storage).
@@ -137,6 +137,8 @@ async def serve_node(node: Node, store: storage.S3Store) -> None:
         await nursery.start(ctx.worker.serve)
         await nursery.start(node.owners.serve)
         await nursery.start(ctx.cache.serve)  # eviction notices after a DELETE
+        if ctx.webhooks is not None:
+            await nursery.start(ctx.webhooks.serve)  # the outbox's events, for videos we own
         nursery.start_soon(housekeeping, ctx, ctx.tus)
         stop = trio.Event()
         with patches.serving(node.lane):

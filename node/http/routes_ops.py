@@ -31,6 +31,7 @@ def node_info(ctx: NodeContext) -> dict:
         "worker": {k: v for k, v in dataclasses.asdict(w).items() if k != "jobs"},
         "counters": dict(ctx.counters),
         "cache": ctx.cache.statistics() if ctx.cache is not None else None,
+        "webhooks": dataclasses.asdict(ctx.webhooks.statistics()) if ctx.webhooks is not None else None,
     }
     if info["cache"] is not None and dataclasses.is_dataclass(info["cache"]):
         info["cache"] = dataclasses.asdict(info["cache"])
@@ -61,6 +62,11 @@ def metrics_text(ctx: NodeContext) -> str:
     if ctx.cache is not None:
         for k, v in dataclasses.asdict(ctx.cache.statistics()).items():
             metric(f"cache_{k}", v, "gauge")
+    if ctx.webhooks is not None:
+        wh = ctx.webhooks.statistics()
+        metric("webhooks_backlog", wh.backlog, "gauge", "outbox entries of this node's videos at the last scan")
+        for k in ("sent", "failed", "dead", "dropped"):
+            metric(f"webhooks_{k}_total", getattr(wh, k))
     if ctx.membership is not None:
         st = ctx.membership.statistics()
         for k, v in ((f.name, getattr(st, f.name)) for f in dataclasses.fields(st)):

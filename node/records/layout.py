@@ -7,6 +7,8 @@
     pending/<id>                     index of non-terminal videos, so recovery never scans videos/
     catalog/<id>                     index of every video, for listing (ids sort by creation time)
     idem/<sha256 of key>             Idempotency-Key -> video id
+    webhooks/outbox/<id>/<event id>  an event still to deliver (node/records/outbox.py)
+    webhooks/dead/<id>/<event id>    an event given up
 
 Ids are 26 characters of lowercase base32: 48 bits of milliseconds then 80
 random bits, so they sort by creation time and never collide in practice.

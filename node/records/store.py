@@ -3,6 +3,11 @@
 Every state change goes through :meth:`VideoStore.change`, which writes by
 compare-and-swap (:func:`storage.cas.update`) and emits exactly one ``video_state``
 log line per change.  Getting a video's bytes in is ``node.upload``'s.
+
+With an :class:`~node.records.outbox.Outbox` (webhooks configured), a change or a creation
+that enters ``uploaded``, ``ready``, ``failed`` or ``deleted`` writes the event's outbox entry
+before its CAS (predicted from the record as read) and again, create-if-absent, after it
+(node/records/outbox.py says why no event is lost).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any, Callable
 import storage
 from storage import cas
 
-from node.records import layout, lifecycle
+from node.records import layout, lifecycle, outbox as outbox_
 
 from node import log
 from node.records.lifecycle import Record, Refused
@@ -21,10 +26,12 @@ from node.records.lifecycle import Record, Refused
 
 class VideoStore:
     def __init__(self, store: storage.ObjectStore, node_id: str, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 outbox: outbox_.Outbox | None = None) -> None:
         self.store = store
         self.node_id = node_id
         self.clock = clock
+        self.outbox = outbox  # None: webhooks off, no outbox writes
 
     # ---- reads ----------------------------------------------------------------------------
     async def get(self, vid: str) -> cas.Versioned | None:
@@ -74,7 +81,8 @@ class VideoStore:
             before[:] = [doc]
             return new
 
-        version, wrote = await cas.update(self.store, layout.record_key(vid), decide)
+        known = await self._write_intent(vid, step) if self.outbox is not None else None
+        version, wrote = await cas.update(self.store, layout.record_key(vid), decide, known=known)
         if not wrote:
             raise refused[-1]
         new = version.doc  # type: ignore[union-attr]
@@ -85,15 +93,47 @@ class VideoStore:
             log.info(event or "video_state", video=vid, epoch=new.get("epoch"), state=new["state"],
                      was=old["state"], **{k: v for k, v in last.items()
                                           if k not in ("state", "at", "node", "epoch")}, **fields)
+        if self.outbox is not None and (ev := outbox_.event_of(old, new)) is not None:
+            await self._write_after(ev)
         return new
+
+    async def _write_after(self, ev: outbox_.Event) -> None:
+        """The second outbox write, after the commit: create-if-absent.  The transition is
+        committed whatever happens here, so a storage error is logged, not raised (the entry
+        written before the CAS is normally there)."""
+        assert self.outbox is not None
+        try:
+            await self.outbox.write(ev)
+        except storage.StorageError as e:
+            log.warning("webhook_outbox_write_failed", video=ev.video, epoch=ev.epoch,
+                        webhook=ev.event, id=ev.id, error=str(e))
+
+    async def _write_intent(self, vid: str, step: Callable[[Record], Record]) -> cas.Versioned | None:
+        """Read the record, predict the step's outcome and write its event's outbox entry before
+        the CAS; return the version read, which the CAS then tries first (no second read)."""
+        assert self.outbox is not None
+        cur = await self.get(vid)
+        if cur is None:
+            return None
+        try:
+            predicted = step(cur.doc)
+        except Refused:
+            return cur
+        if (ev := outbox_.event_of(cur.doc, predicted)) is not None:
+            await self.outbox.write(ev)
+        return cur
 
     async def create(self, rec: Record) -> Record:
         """Index, then create the record (If-None-Match).  Index entries without a record are
-        harmless: recovery and listing skip them."""
+        harmless: recovery and listing skip them; so is an outbox entry without one (dropped
+        after ``webhooks.intent_grace``)."""
         vid = rec["id"]
+        ev = outbox_.event_of(None, rec) if self.outbox is not None else None
         if rec["state"] not in lifecycle.TERMINAL:
             await self.store.put(layout.pending_key(vid), b"")
         await self.store.put(layout.catalog_key(vid), b"")
+        if ev is not None:
+            await self.outbox.write(ev)  # type: ignore[union-attr]
         await cas.create(self.store, layout.record_key(vid), rec)
         log.info("video_state", video=vid, epoch=0, state=rec["state"], was=None,
                  size=rec.get("size"), filename=rec.get("filename"))

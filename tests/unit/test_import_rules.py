@@ -27,6 +27,7 @@ RULES: dict[str, set[str]] = {
     "node/upload": NODE_COMMON | {"node.records", "node.upload"},
     "node/process": NODE_COMMON | {"node.records", "node.process"},
     "node/play": NODE_COMMON | {"node.records", "node.play", "node.peer_auth", "ring"},
+    "node/webhooks": NODE_COMMON | {"node.records", "node.webhooks"},
 }
 PROJECT = ("node", "storage", "ring", "membership", "cli")
 WEB_STACK = ("quart", "quart_trio", "werkzeug", "hypercorn", "h11")
