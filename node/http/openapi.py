@@ -334,7 +334,8 @@ def document() -> Json:
                         "headers": {**tus_resp, **{n: _ref("headers", n) for n in
                                                    ("Upload-Offset", "Upload-Length", "Upload-Expires")},
                                     "Cache-Control": _ref("headers", "Cache-Control")}},
-                **_without_bodies(tus_errors({404: ("not_found",), 410: ("gone",)}))},
+                **_without_bodies(tus_errors({404: ("not_found",), 409: ("upload_incomplete",),
+                                              410: ("gone",)}))},
                 tags=["tus"], op_id="headUpload", parameters=[vid, tus_version]),
             "patch": _op("tus: append bytes at Upload-Offset", {
                 "204": {"description": "The bytes are durable; the new offset",
@@ -344,7 +345,7 @@ def document() -> Json:
                                     "unsupported_checksum_algorithm", "body_too_short"),
                               **WRITE_AUTH, 404: ("not_found",),
                               409: ("offset_mismatch", "upload_locked", "lock_lost", "upload_complete",
-                                    "upload_full", "upload_exhausted"),
+                                    "upload_full", "upload_exhausted", "upload_incomplete"),
                               410: ("gone",), 413: ("beyond_upload_length",), 415: ("bad_content_type",),
                               460: ("checksum_mismatch",)}),
             }, tags=["tus"], op_id="patchUpload", security=TOKEN,
