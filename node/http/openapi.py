@@ -315,7 +315,7 @@ def document() -> Json:
                                     "Upload-Expires": _ref("headers", "Upload-Expires")}},
                 **tus_errors({400: ("upload_length_required", "bad_upload_length", "bad_upload_metadata",
                                     "bad_upload_checksum", "unsupported_checksum_algorithm",
-                                    "defer_length_unsupported", "body_too_short"),
+                                    "defer_length_unsupported"),
                               **WRITE_AUTH, 413: ("too_large", "beyond_upload_length"),
                               460: ("checksum_mismatch",)}),
             }, tags=["tus"], op_id="createUpload", security=TOKEN, parameters=[
@@ -342,7 +342,7 @@ def document() -> Json:
                         "headers": {**tus_resp, "Upload-Offset": _ref("headers", "Upload-Offset"),
                                     "Upload-Expires": _ref("headers", "Upload-Expires")}},
                 **tus_errors({400: ("upload_offset_required", "bad_upload_offset", "bad_upload_checksum",
-                                    "unsupported_checksum_algorithm", "body_too_short"),
+                                    "unsupported_checksum_algorithm"),
                               **WRITE_AUTH, 404: ("not_found",),
                               409: ("offset_mismatch", "upload_locked", "lock_lost", "upload_complete",
                                     "upload_full", "upload_exhausted", "upload_incomplete"),
