@@ -433,7 +433,9 @@ def document() -> Json:
 
 def _components() -> Json:
     nullable = lambda t: {"type": [t, "null"]}  # noqa: E731
-    hdr = lambda d, **s: {"description": d, "schema": {"type": "string", **s}}  # noqa: E731
+    # every header below is sent on every answer that names it, but Upload-Expires (not once complete)
+    hdr = lambda d, required=True, **s: {"description": d, "required": required,  # noqa: E731
+                                         "schema": {"type": "string", **s}}
     return {
         "responses": {"InternalError": copy.deepcopy(INTERNAL_ERROR)},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description":
@@ -495,7 +497,8 @@ def _components() -> Json:
             "Tus-Checksum-Algorithm": hdr(f"`{','.join(CHECKSUM_ALGORITHMS)}`"),
             "Upload-Offset": hdr("Bytes durable in storage", pattern="^[0-9]+$"),
             "Upload-Length": hdr("The upload's declared length", pattern="^[0-9]+$"),
-            "Upload-Expires": hdr("When an abandoned upload expires (HTTP date)"),
+            "Upload-Expires": hdr("When an abandoned upload expires (HTTP date); not sent once the "
+                                  "upload is complete", required=False),
         },
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "description": "The contract's error shape",
