@@ -58,11 +58,14 @@ def _json(schema: Json, description: str) -> Json:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error_schema(codes: tuple[str, ...]) -> Json:
+def _error_schema(codes: tuple[str, ...], fields: Json | None = None) -> Json:
+    """``Error`` narrowed to ``codes``, with ``fields`` (required) beside code and message."""
     if not codes:
         return {"$ref": ERROR_REF}
-    return {"allOf": [{"$ref": ERROR_REF},
-                      {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}]}
+    inner: Json = {"properties": {"code": {"enum": list(codes)}, **(fields or {})}}
+    if fields:
+        inner["required"] = list(fields)
+    return {"allOf": [{"$ref": ERROR_REF}, {"properties": {"error": inner}}]}
 
 
 WHY = {400: "Bad request", 401: "No bearer token", 403: "Wrong bearer token", 404: "Not found",
@@ -76,10 +79,12 @@ WHY = {400: "Bad request", 401: "No bearer token", 403: "Wrong bearer token", 40
 INTERNAL_ERROR = _json(_error_schema(("internal_error",)), WHY[500] + ": `internal_error`")
 
 
-def errors(by_status: dict[int, tuple[str, ...]], *, storage: bool = True) -> Json:
+def errors(by_status: dict[int, tuple[str, ...]], *, storage: bool = True,
+           fields: dict[int, Json] | None = None) -> Json:
     """The error responses of one operation: ``{status: codes}`` plus the edge's 400s, 500, and
-    (``storage``) 503 ``storage_unavailable`` / ``storage_error`` with ``Retry-After``."""
-    merged = {400: EDGE_400, **{s: c for s, c in by_status.items()}}
+    (``storage``) 503 ``storage_unavailable`` / ``storage_error`` with ``Retry-After``;
+    ``fields[status]``: the body fields a status adds beside code and message."""
+    merged = {400: EDGE_400, **by_status}
     if 400 in by_status:
         merged[400] = tuple(by_status[400]) + EDGE_400
     if storage:
@@ -87,7 +92,7 @@ def errors(by_status: dict[int, tuple[str, ...]], *, storage: bool = True) -> Js
     out: Json = {}
     for status in sorted(merged):
         codes = merged[status]
-        resp = _json(_error_schema(codes), WHY.get(status, "Error") + ": "
+        resp = _json(_error_schema(codes, (fields or {}).get(status)), WHY.get(status, "Error") + ": "
                      + ", ".join(f"`{c}`" for c in codes))
         if status == 503:
             resp["headers"] = {"Retry-After": _ref("headers", "Retry-After")}
@@ -231,7 +236,8 @@ def document() -> Json:
                     "headers": {**object_headers, "Content-Range": _ref("headers", "Content-Range")},
                     "content": {media: {"schema": {"type": "string", "format": "binary"}}}},
             "304": {"description": "`If-None-Match` matched the ETag", "headers": object_headers},
-            **errors({404: ("not_found",), 409: ("not_ready",), 416: ("bad_range",)}),
+            **errors({404: ("not_found",), 409: ("not_ready",), 416: ("bad_range",)},
+                     fields={409: {"state": {"enum": list(lifecycle.STATES)}}}),
         }, tags=["playback"], parameters=hls_params + extra, op_id=op_id, description=(
             "Only the epoch the `ready` commit names is read, so nothing partial is visible. "
             "Identical bytes and ETag on every node; cache hits are answered by the fast lane "
@@ -410,10 +416,6 @@ def document() -> Json:
                 {"name": "name", "in": "path", "required": True,
                  "schema": {"enum": ["hls.js", "tus.js"], "examples": ["hls.js"]}}])},
     }
-    for path, ops in paths.items():
-        for method, op in ops.items():
-            op.setdefault("operationId", _op_id(method, path))
-
     return {
         "openapi": "3.1.0",
         "info": {"title": "Shoal", "version": VERSION, "description": DESCRIPTION},

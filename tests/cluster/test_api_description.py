@@ -105,6 +105,8 @@ def test_real_answers_are_the_ones_the_document_describes(cluster_factory, tmp_p
     d.check("/v1/uploads/{id}", "patch", httpx.patch(at, content=body[half:], headers={
         **auth, **tus, "Upload-Offset": str(half), "Content-Type": "application/offset+octet-stream"}))
     d.check("/v1/uploads/{id}", "head", httpx.head(at, headers=tus))
+    tus_vid = at.rsplit("/", 1)[1]  # the tus upload id is the video id: 409 not_ready (with its state) for now
+    d.check("/v1/videos/{id}/hls/master.m3u8", "get", httpx.get(f"{n1}/v1/videos/{tus_vid}/hls/master.m3u8"))
 
     # the cluster and the node
     d.check("/v1/cluster/members", "get", httpx.get(f"{n1}/v1/cluster/members"))
