@@ -2,7 +2,8 @@
 
 Route modules each have ``register(app, ctx)``: routes_videos (uploads and
 records), routes_playback (HLS), routes_ops (health, metrics, node and cluster
-views), routes_tus (resumable uploads), web (the page at ``/``).
+views), routes_tus (resumable uploads), openapi (``/v1/openapi.json``, the API description),
+web (the page at ``/``).
 
 CORS (node.http.cors): every answer carries the headers for the request's ``Origin``, and a
 browser's preflight (``OPTIONS`` + ``Access-Control-Request-Method``) to any routed path is
@@ -112,7 +113,7 @@ def create_app(ctx: NodeContext) -> ShoalApp:
         resp.headers["X-Served-By"] = ctx.node_id
         return resp
 
-    from node.http import routes_ops, routes_playback, routes_tus, routes_videos, web
-    for routes in (routes_videos, routes_playback, routes_ops, routes_tus, web):
+    from node.http import openapi, routes_ops, routes_playback, routes_tus, routes_videos, web
+    for routes in (routes_videos, routes_playback, routes_ops, routes_tus, openapi, web):
         routes.register(app, ctx)
     return app
