@@ -40,7 +40,7 @@ WAIT_READY, WAIT_FAILED, WAIT_TIMEOUT = 0, 1, 2
 _TERMINAL_BAD = ("failed", "deleted")
 MEMBER_STATES = ("alive", "suspect", "dead", "left")  # membership/messages.py
 # commands that start, stop or signal processes on this machine: never with URLs only
-PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos"})
+PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos", "node"})
 
 
 # ---- parser ----------------------------------------------------------------------------------------
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("demo", cmd_demo, "start the cluster, upload a generated sample, wait, print the URL")
     p.add_argument("--file", help="upload this file instead of the generated sample")
     p.add_argument("--timeout", type=float, default=600.0)
+    p = cmd("node", cmd_node, "run exactly one node of cluster.yml in the foreground "
+            "(systemd, a container, one host of many): `shoal node run --node ID`")
+    p.add_argument("action", choices=["run"], help="run: the node in this process until SIGTERM")
     from .chaos import register as register_chaos  # `shoal chaos` (cli/chaos/command.py)
     register_chaos(cmd)
     return parser
@@ -271,6 +274,15 @@ def _known_node(launch: Launcher, node_id: str) -> None:
         launch.cfg.node(node_id)
     except ConfigError as e:
         raise CliError(str(e)) from None
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """`shoal node run`: this process becomes the node (cli/node_run.py); SIGTERM stops it."""
+    from .node_run import run_one_node
+
+    if not args.node:
+        raise CliError("`shoal node run` needs --node ID (which node of cluster.yml this host runs)")
+    return run_one_node(config_path(args), args.node)
 
 
 def cmd_token(args: argparse.Namespace) -> int:
