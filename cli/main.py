@@ -40,7 +40,8 @@ WAIT_READY, WAIT_FAILED, WAIT_TIMEOUT = 0, 1, 2
 _TERMINAL_BAD = ("failed", "deleted")
 MEMBER_STATES = ("alive", "suspect", "dead", "left")  # membership/messages.py
 # commands that start, stop or signal processes on this machine: never with URLs only
-PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos", "node"})
+PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos", "node",
+                              "lab"})
 
 
 # ---- parser ----------------------------------------------------------------------------------------
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("node", cmd_node, "run exactly one node of cluster.yml in the foreground "
             "(systemd, a container, one host of many): `shoal node run --node ID`")
     p.add_argument("action", choices=["run"], help="run: the node in this process until SIGTERM")
+    from .lab import register as register_lab  # `shoal lab up|down|cut|heal` (cli/lab/)
+    register_lab(cmd)
     from .chaos import register as register_chaos  # `shoal chaos` (cli/chaos/command.py)
     register_chaos(cmd)
     return parser
