@@ -16,10 +16,9 @@ from typing import Callable
 from ..errors import CliError
 from .net import LabError
 from .plan import PlanError
+from .runtime import DEFAULT_SUBNET, Lab, sweep
 
-__all__ = ["register", "cmd_lab", "DEFAULT_SUBNET"]
-
-DEFAULT_SUBNET = "10.213.0.0/24"
+__all__ = ["register", "cmd_lab"]
 
 
 def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
@@ -41,7 +40,6 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from .runtime import Lab, sweep
 
     say = _say
     lab_dir = Path(args.dir or Path(".shoal-lab") / args.name)
@@ -50,7 +48,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
             removed = sweep(say=say)
             say("removed nothing: no lab leftovers" if not removed else "done")
             return 0
-        lab = Lab.create(args.name, args.hosts, args.subnet, lab_dir, out=sys.stderr)
+        if args.action == "up":
+            lab = Lab.create(args.name, args.hosts, args.subnet, lab_dir, out=sys.stderr)
+        else:  # the lab as `up` made it (subnet, hosts from its state file)
+            lab = Lab.open(args.name, lab_dir, out=sys.stderr)
         if args.action == "up":
             path = lab.up(node_timeout=args.timeout)
             say(f"lab {args.name} is ready: " + ", ".join(

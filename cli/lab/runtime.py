@@ -37,6 +37,7 @@ from .state import LabState
 
 __all__ = ["Lab", "leftovers", "sweep", "STORAGE_TIMEOUT", "NODE_TIMEOUT"]
 
+DEFAULT_SUBNET = "10.213.0.0/24"
 STORAGE_TIMEOUT = 60.0  # seconds for weed: 3 volume servers registered and S3 answering
 NODE_TIMEOUT = 90.0  # seconds for every node's /readyz
 NODE_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of a node at `down`
@@ -65,6 +66,15 @@ class Lab:
             raise LabError(str(e)) from None
         return cls(plan_lab(name, hosts, subnet, lab_dir, weed=weed, python=sys.executable), **kw)
 
+    @classmethod
+    def open(cls, name: str, lab_dir: Path, **kw: Any) -> "Lab":
+        """The lab that ``up`` made in ``lab_dir`` (its subnet and host count from the state
+        file); with no state file, a lab of the defaults, enough for ``down``'s prefix sweep."""
+        state = LabState.load(Path(lab_dir).resolve())
+        if state is None or state.name != name:
+            return cls.create(name, 3, DEFAULT_SUBNET, lab_dir, **kw)
+        return cls.create(name, state.hosts or 3, state.subnet, lab_dir, **kw)
+
     # ---- up ------------------------------------------------------------------------------------
     def up(self, *, node_timeout: float = NODE_TIMEOUT) -> Path:
         """Build the whole lab and wait until storage and every node are ready; the cluster file."""
@@ -79,7 +89,8 @@ class Lab:
         if clash:
             raise LabError(f"subnet {p.subnet} overlaps routes of this machine ({', '.join(clash)}): "
                            "choose another with --subnet")
-        state = LabState(name=p.name, prefix=p.prefix, subnet=p.subnet, dir=str(p.dir))
+        state = LabState(name=p.name, prefix=p.prefix, subnet=p.subnet, dir=str(p.dir),
+                         hosts=len(p.node_hosts))
         state.save()
         try:
             self._write_files()

@@ -25,6 +25,7 @@ class LabState:
     prefix: str
     subnet: str
     dir: str
+    hosts: int = 0  # Shoal hosts (h1..hN), so later commands rebuild the same plan
     bridge: str | None = None
     netns: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
