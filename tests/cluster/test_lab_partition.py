@@ -15,20 +15,14 @@ processes and ffmpeg.  Skips only where the machine refuses to make a network na
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import random
-import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from cli.lab import Lab, leftovers
-from cli.lab import net as labnet
+from cli.lab import leftovers
 from cli.launcher import load_or_create_secrets
-from conftest import TEST_LADDER
+from lab_support import lab_for_test
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -37,45 +31,10 @@ DEAD_BOUND = 20.0  # seconds from the cut to `dead` on every survivor (profile l
 READY_BOUND = 90.0
 
 
-def _namespace_refusal() -> str | None:
-    """Why this machine cannot make a network namespace, or None when it can."""
-    if os.geteuid() != 0:
-        return "not root: the lab needs to create network namespaces"
-    probe = f"slabp{os.getpid() % 1000}-probe"
-    try:
-        done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=10)
-    except FileNotFoundError:
-        return "`ip` (iproute2) is not installed"
-    if done.returncode != 0:
-        return f"the machine refuses a network namespace: {done.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True, timeout=10)
-    return None
-
-
-def _free_subnet(rng: random.Random) -> str:
-    used = labnet.addresses_in_use()
-    for _ in range(200):
-        net = f"10.213.{rng.randint(100, 250)}.0/24"
-        if not any(ipaddress.ip_network(r, strict=False).overlaps(ipaddress.ip_network(net))
-                   for r in used if r[0].isdigit()):
-            return net
-    raise AssertionError("no free 10.213.x.0/24 on this machine")
-
-
 @pytest.fixture
 def lab(tmp_path):
-    reason = _namespace_refusal()
-    if reason:
-        print(f"skipping the lab test: {reason}")
-        pytest.skip(reason)
-    rng = random.Random()
-    name = "t" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3))
-    the_lab = Lab.create(name, 3, _free_subnet(rng), tmp_path / "lab", die_with_parent=True,
-                         overrides={"ladder": TEST_LADDER})
-    try:
+    with lab_for_test(tmp_path, "t") as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()  # idempotent: the test's own `down` already ran when it passed
 
 
 def _members(http: httpx.Client, url: str) -> dict[str, str]:
