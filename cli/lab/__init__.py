@@ -2,7 +2,7 @@
 
 Public face:
 - :class:`Lab` (``Lab.create(name, hosts, subnet, dir)``, ``up()``, ``down()``, ``cut()``,
-  ``heal()``, ``signal()``) builds a distributed SeaweedFS (master, three volume servers with
+  ``heal()``, ``signal_process()``) builds a distributed SeaweedFS (master, three volume servers with
   replication 001, filer, S3 gateway) and one Shoal node per host namespace, and removes it all;
 - :func:`sweep` removes every lab's leftovers by name prefix; :func:`leftovers` says what is left;
 - :func:`plan_lab` / :class:`LabPlan`: the pure plan (names, addresses, commands);

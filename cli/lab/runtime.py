@@ -221,7 +221,7 @@ class Lab:
     def heal(self, host: str) -> None:
         net.heal(self._host(host).netns)
 
-    def signal(self, name: str, sig: int = signal.SIGKILL) -> bool:
+    def signal_process(self, name: str, sig: int = signal.SIGKILL) -> bool:
         """Send ``sig`` to one lab process's group (``n2``, ``volume-v1``, ``s3``, ``master``)."""
         state = LabState.load(self.plan.dir)
         pid = state.pids.get(name) if state else None
