@@ -6,8 +6,9 @@ namespace, three volume servers in three more), all in network namespaces on one
 tiny video is uploaded and ready and its owner's namespace drops every packet to and from the
 other two node hosts (storage still reachable), then both survivors see the owner `dead` within
 ``DEAD_BOUND`` seconds, both name the same other node as the video's owner, playback still works
-through a survivor, and a new upload through a survivor reaches `ready`.  Finally ``lab down``
-removes every namespace, link and process of the lab.
+through a survivor, and a new upload through a survivor reaches `ready`.  When then one weed
+volume server is killed with SIGKILL, every object in the bucket still reads through S3
+(replication 001).  Finally ``lab down`` removes every namespace, link and process of the lab.
 
 Real parts only: real namespaces, veth pairs, a bridge and iptables, real weed servers, real node
 processes and ffmpeg.  Skips only where the machine refuses to make a network namespace.
@@ -15,10 +16,15 @@ processes and ffmpeg.  Skips only where the machine refuses to make a network na
 
 from __future__ import annotations
 
+import signal
 import time
 
 import httpx
 import pytest
+import trio
+import trio_asyncio
+
+import storage
 
 from cli.lab import leftovers
 from cli.launcher import load_or_create_secrets
@@ -56,6 +62,24 @@ def _wait_ready(http: httpx.Client, url: str, vid: str, timeout: float = READY_B
     return rec
 
 
+def _read_every_object(endpoint: str, access_key: str, secret_key: str) -> tuple[int, list[str]]:
+    """(objects listed, keys that failed to read) of the lab's bucket, through S3."""
+    async def main() -> tuple[int, list[str]]:
+        async with trio_asyncio.open_loop():
+            async with storage.open_store(endpoint, "shoal", access_key=access_key,
+                                          secret_key=secret_key, create_bucket=False,
+                                          read_timeout=10) as st:
+                infos = await st.list_all("")
+                failed = []
+                for info in infos:
+                    try:
+                        await st.get(info.key)
+                    except storage.StorageError as e:
+                        failed.append(f"{info.key}: {e}")
+                return len(infos), failed
+    return trio.run(main)
+
+
 def test_lab_partition_owner_declared_dead_and_taken_over_then_nothing_left(lab, tmp_path):
     # given: the lab is up (3 node hosts, distributed storage)
     t0 = time.monotonic()
@@ -63,7 +87,8 @@ def test_lab_partition_owner_declared_dead_and_taken_over_then_nothing_left(lab,
     up_s = time.monotonic() - t0
     plan = lab.plan
     urls = {plan.node_id(h): f"http://{h.addr}:8000" for h in plan.node_hosts}
-    token = load_or_create_secrets(plan.state_dir / "secrets.json").token
+    secrets = load_or_create_secrets(plan.state_dir / "secrets.json")
+    token = secrets.token
     auth = {"Authorization": f"Bearer {token}"}
     assert config.exists() and "10.213." in config.read_text()
     src = make_video(tmp_path / "clip.mp4", seconds=3, width=320, height=240)
@@ -113,6 +138,11 @@ def test_lab_partition_owner_declared_dead_and_taken_over_then_nothing_left(lab,
 
     print(f"lab up {up_s:.1f} s; cut {owner} from {survivors}: dead after "
           + ", ".join(f"{n} {s:.1f} s" for n, s in sorted(seen_dead.items())))
+
+    # and: one volume server dies (kill -9); every object still reads (replication 001)
+    assert lab.signal_process("volume-v1", signal.SIGKILL)
+    listed, failed = _read_every_object(plan.s3_endpoint, secrets.s3_access_key, secrets.s3_secret_key)
+    assert listed >= 10 and failed == [], (listed, failed)
 
     # finally: lab down removes every namespace, link and process it made
     lab.down()
