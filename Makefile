@@ -27,12 +27,15 @@ web/node_modules/.installed: web/package.json
 	else echo "npm not found: the web page will ask for 'npm ci --prefix web' (the API works without it)"; fi
 
 # Debian packages the test suite and benchmarks use: chromium (browser test), nginx and wrk
-# (streaming benchmark: the reference server and the load generator).
+# (streaming benchmark: the reference server and the load generator), iproute2 and iptables
+# (`shoal lab` and its test: network namespaces and real partitions).
 system:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$$missing iptables"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \

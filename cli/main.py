@@ -35,7 +35,8 @@ __all__ = ["main", "build_parser", "wait_for", "package_version", "select_member
            "WAIT_TIMEOUT", "MEMBER_STATES", "PROCESS_COMMANDS"]
 
 # commands that start, stop or signal processes on this machine: never with URLs only
-PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos"})
+PROCESS_COMMANDS = frozenset({"up", "down", "kill", "stop", "restart", "demo", "chaos", "node",
+                              "lab"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in GROUPS:
         group.register(cmd)
+    from .lab import register as register_lab  # `shoal lab up|down|cut|heal` (cli/lab/)
+    register_lab(cmd)
     from .chaos import register as register_chaos  # `shoal chaos` (cli/chaos/command.py)
     register_chaos(cmd)
     return parser

@@ -31,6 +31,10 @@ from node.http import patches
 from node.upload import TusUploads
 
 STORAGE_PROBE_INTERVAL = 2.0
+# One probe's bound: a partition drops packets, so a probe on a kept-alive connection would
+# otherwise wait the whole storage.read_timeout (60 s).  /readyz turns 503 at most
+# INTERVAL + TIMEOUT (5 s) after storage stops answering.
+STORAGE_PROBE_TIMEOUT = 3.0
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
 M_ARENA_MAX = -8
 
@@ -75,21 +79,31 @@ async def trim_memory() -> None:
 
 
 async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
-    """Keep ``ctx.storage_ok`` current; create the bucket once storage answers."""
+    """Keep ``ctx.storage_ok`` current; create the bucket once storage answers.
+
+    Each probe is bounded by ``STORAGE_PROBE_TIMEOUT``: no answer in time counts as unreachable.
+    """
     bucket_ok = False
     while True:
-        try:
-            if not bucket_ok:
-                await store.ensure_bucket()
-                bucket_ok = True
-            else:
-                await store.list("pending/", limit=1)
+        error = None
+        with trio.move_on_after(STORAGE_PROBE_TIMEOUT) as probe:
+            try:
+                if not bucket_ok:
+                    await store.ensure_bucket()
+                    bucket_ok = True
+                else:
+                    await store.list("pending/", limit=1)
+            except storage.StorageError as e:
+                error = str(e)
+        if probe.cancelled_caught:
+            error = f"no answer within {STORAGE_PROBE_TIMEOUT:.0f} s"
+        if error is None:
             if not ctx.storage_ok:
                 log.info("storage_reachable")
             ctx.storage_ok = True
-        except storage.StorageError as e:
+        else:
             if ctx.storage_ok or not bucket_ok:
-                log.warning("storage_unreachable", error=str(e))
+                log.warning("storage_unreachable", error=error)
             ctx.storage_ok = False
         await trio.sleep(STORAGE_PROBE_INTERVAL if ctx.storage_ok else 0.5)
 

@@ -16,7 +16,7 @@ from typing import Callable
 from node.config import ConfigError
 
 from ..client import Client
-from ..connect import launcher, say, token_for
+from ..connect import config_path, launcher, say, token_for
 from ..errors import CliError
 from ..health import format_status
 from ..launcher import Launcher
@@ -43,6 +43,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     p = cmd("demo", cmd_demo, "start the cluster, upload a generated sample, wait, print the URL")
     p.add_argument("--file", help="upload this file instead of the generated sample")
     p.add_argument("--timeout", type=float, default=600.0)
+    p = cmd("node", cmd_node, "run exactly one node of cluster.yml in the foreground "
+            "(systemd, a container, one host of many): `shoal node run --node ID`")
+    p.add_argument("action", choices=["run"], help="run: the node in this process until SIGTERM")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -129,3 +132,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nplayback URL: {base}{hls}")
     say(f"every node serves it: `shoal play {rec['id']}`; stop the cluster with `shoal down`")
     return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """`shoal node run`: this process becomes the node (cli/node_run.py); SIGTERM stops it."""
+    from ..node_run import run_one_node
+
+    if not args.node:
+        raise CliError("`shoal node run` needs --node ID (which node of cluster.yml this host runs)")
+    return run_one_node(config_path(args), args.node)

@@ -3,8 +3,10 @@
 One attempt of one video, on one node:
 
 1. claim    CAS: state processing, epoch+1, lease {holder: me, expires}, attempts+1
-2. renew    CAS every lease/3 while working; a refusal means the video was handed off,
-            deleted or failed: the attempt is cancelled at once (``lost_lease``)
+2. renew    CAS every lease/3 while working (each try bounded by lease/3); a refusal means the
+            video was handed off, deleted or failed: the attempt is cancelled at once
+            (``lost_lease``).  So is an attempt whose lease ran out on this node's clock with no
+            renewal answered (storage unreachable, e.g. a partition): others may claim it now
 3. work     download the source to a temp dir, probe in a child process, ffmpeg to the
             ladder (both bounded by ``media:``), upload everything under ``out/<epoch>/``
 4. commit   CAS to `ready` naming the epoch; refused -> ``commit_lost``, our outputs are garbage
@@ -240,7 +242,7 @@ class Worker:
         try:
             with trio.CancelScope() as lease_scope:
                 async with trio.open_nursery() as n:
-                    n.start_soon(self._renew_loop, job, lease_scope)
+                    n.start_soon(self._renew_loop, job, lease_scope, rec["lease"]["expires"])
                     await self._work(job, rec, tmp)
                     n.cancel_scope.cancel()
             if lease_scope.cancelled_caught:
@@ -253,22 +255,37 @@ class Worker:
             self._slots.release()
             self.poke()
 
-    async def _renew_loop(self, job: Job, lease_scope: trio.CancelScope) -> None:
+    async def _renew_loop(self, job: Job, lease_scope: trio.CancelScope, expires: float) -> None:
+        """Renew every lease/3; cancel the attempt when refused, or when ``expires`` (the lease's
+        end as last written) passes with no renewal answered: the holder cannot reach storage,
+        and after expiry another node may claim a higher epoch (fencing keeps it safe; this
+        stops the wasted work and frees the slot)."""
         t = self.cfg.timing.lease_seconds
         while True:
             await trio.sleep(t / 3)
-            try:
-                rec = await self.videos.change(job.video, lambda r: lifecycle.renew(
-                    r, self.node_id, job.epoch, self.clock(), t))
-                log.info("lease_renewed", video=job.video, epoch=job.epoch,
-                         expires=round(rec["lease"]["expires"], 3))
-            except (Refused, storage.NotFound) as e:
+            rec, error = None, f"no answer from storage within {t / 3:.1f} s"
+            with trio.move_on_after(t / 3):  # Invariant: one renewal never outlasts its period
+                try:
+                    rec = await self.videos.change(job.video, lambda r: lifecycle.renew(
+                        r, self.node_id, job.epoch, self.clock(), t))
+                except (Refused, storage.NotFound) as e:
+                    log.warning("lease_lost", video=job.video, epoch=job.epoch,
+                                reason=getattr(e, "message", str(e)))
+                    lease_scope.cancel()
+                    return
+                except storage.StorageError as e:
+                    error = str(e)
+            if rec is not None:
+                expires = rec["lease"]["expires"]
+                log.info("lease_renewed", video=job.video, epoch=job.epoch, expires=round(expires, 3))
+            elif self.clock() >= expires:
                 log.warning("lease_lost", video=job.video, epoch=job.epoch,
-                            reason=getattr(e, "message", str(e)))
+                            reason="lease expired without a renewal answered (storage unreachable)")
                 lease_scope.cancel()
                 return
-            except storage.StorageError as e:
-                log.warning("lease_renew_failed", video=job.video, epoch=job.epoch, error=str(e))
+            else:
+                log.warning("lease_renew_failed", video=job.video, epoch=job.epoch, error=error,
+                            expires_in=round(expires - self.clock(), 3))
 
     async def _work(self, job: Job, rec: Record, tmp: Path) -> None:
         vid, epoch = job.video, job.epoch

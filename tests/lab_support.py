@@ -1,0 +1,65 @@
+"""Shared by the lab tests: whether the machine makes namespaces, a free subnet, a lab fixture.
+
+    with lab_for_test(tmp_path, "t") as lab:   # skips (printing why) only where the machine
+        lab.up()                               # refuses a network namespace; always torn down
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cli.lab import Lab
+from cli.lab import net as labnet
+from conftest import TEST_LADDER
+
+__all__ = ["namespace_refusal", "free_subnet", "lab_for_test"]
+
+
+def namespace_refusal() -> str | None:
+    """Why this machine cannot make a network namespace, or None when it can."""
+    if os.geteuid() != 0:
+        return "not root: the lab needs to create network namespaces"
+    probe = f"slabp{os.getpid() % 1000}-probe"
+    try:
+        done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        return "`ip` (iproute2) is not installed"
+    if done.returncode != 0:
+        return f"the machine refuses a network namespace: {done.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", probe], capture_output=True, timeout=10)
+    return None
+
+
+def free_subnet(rng: random.Random) -> str:
+    """A 10.213.x.0/24 that overlaps no route of this machine (labs of other tests included)."""
+    used = [r for r in labnet.addresses_in_use() if r[0].isdigit()]
+    for _ in range(200):
+        net = ipaddress.ip_network(f"10.213.{rng.randint(100, 250)}.0/24")
+        if not any(ipaddress.ip_network(r, strict=False).overlaps(net) for r in used):
+            return str(net)
+    raise AssertionError("no free 10.213.x.0/24 on this machine")
+
+
+@contextlib.contextmanager
+def lab_for_test(tmp_path: Path, letter: str, hosts: int = 3) -> Iterator[Lab]:
+    """A lab named ``<letter>`` + 3 random characters with the test ladder; ``down`` always runs."""
+    reason = namespace_refusal()
+    if reason:
+        print(f"skipping the lab test: {reason}")
+        pytest.skip(reason)
+    rng = random.Random()
+    name = letter + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3))
+    lab = Lab.create(name, hosts, free_subnet(rng), tmp_path / "lab", die_with_parent=True,
+                     overrides={"ladder": TEST_LADDER})
+    try:
+        yield lab
+    finally:
+        lab.down()  # idempotent: a passing test's own `down` already ran
