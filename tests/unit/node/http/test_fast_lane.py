@@ -269,8 +269,10 @@ async def test_a_client_that_stops_reading_is_dropped_after_read_timeout(tmp_pat
     async with trio.open_nursery() as n:
         ctx = make_ctx(tmp_path, store)
         url, lane = await serve(n, ctx, lane=True, read_timeout=1.0)
-        async with httpx.AsyncClient(base_url=url) as client:  # fill the cache: a hit next time
-            assert len((await client.get(SEG)).content) == 48 << 20
+        # fill the cache directly (an HTTP read here could itself stall past 1 s on a loaded
+        # machine and be dropped): the request below is a hit, answered by the lane
+        body, _ = await ctx.cache.fetch_local(layout.out_prefix(VID, 1) + "360p/seg_00001.ts")
+        assert len(body) == 48 << 20
         host, port = url.removeprefix("http://").split(":")
         stream = await trio.open_tcp_stream(host, int(port))
         await stream.send_all(f"GET {SEG} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -282,7 +284,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_read_timeout(tmp_pat
         await stream.aclose()
         n.cancel_scope.cancel()
     assert 0 < got < 48 << 20  # what the socket buffers held, then the connection was closed
-    assert lane.answered == 1  # the first answer only
+    assert lane.answered == 0  # the answer was cut off, never completed
 
 
 # ---- the hop client ---------------------------------------------------------------------------------------
