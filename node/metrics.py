@@ -305,8 +305,8 @@ WORKER_COUNTERS = {
     "commits": "videos this node committed ready",
     "commits_lost": "commits refused because another node holds a newer epoch",
     "leases_lost": "leases lost while working",
-    "failures": "attempts that failed (the video failed, or was released for a retry)",
-    "retries": "attempts released to be tried again",
+    "failures": "videos this node marked failed (input refused, or attempts exhausted)",
+    "retries": "attempts that failed and were released to be tried again",
     "scans": "scans of the pending index",
 }
 
