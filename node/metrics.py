@@ -211,9 +211,6 @@ class NodeMetrics:
 
 # ---- collectors of what others count ------------------------------------------------------------------
 
-Family = CounterMetricFamily | GaugeMetricFamily
-
-
 class Reading:
     """A collector that builds its metric families at scrape time from ``read()``: the families
     a part's ``statistics()`` gives, so the part counts with plain integers and pays nothing
