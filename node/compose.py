@@ -2,13 +2,15 @@
 
 :func:`compose_node` builds, without starting anything (order = who needs whom)::
 
+    NodeMetrics (its own registry; node.main makes it first, for the store's storage observer)
     VideoStore(store, outbox=Outbox when webhooks.urls are set)
     Membership -> Cluster (ring view, follows membership)
-    Worker(claim_policy=RingClaims(cluster))      cluster tells the worker of every change
+    Worker(claim_policy=RingClaims(cluster), on_transcoded=metrics)  cluster tells it of every change
     Deliverer(owns=the ring's owner is us) when webhooks.urls are set; pokes on ring changes
     SegmentCache(CacheSources)  follows Peers(ring, alive addresses) on every change
-    TusUploads  ReadyRecords  OwnerNotifier(cluster, worker.poke)
+    TusUploads(on_patch=metrics)  ReadyRecords  OwnerNotifier(cluster, worker.poke)
     NodeContext(all of the above)
+    collectors on the registry reading the cache's, membership's, worker's and node's statistics()
     create_app(ctx)  FastLane(ctx) when cache.fast_lane  hypercorn's Config
 
 and node.main starts the services of the returned :class:`Node` in one nursery.  Nothing here
@@ -32,6 +34,8 @@ from node import log
 from node.cluster import Cluster, OwnerNotifier, RingClaims
 from node.config import Config
 from node.context import NodeContext
+from node.metrics import (NodeMetrics, NodeState, Reading, cache_families, membership_families,
+                          node_families, webhooks_families, worker_families)
 from node.http import FastLane, create_app
 from node.http.app import ShoalApp
 from node.play import ReadyRecords
@@ -82,10 +86,19 @@ def http_config(bind: str) -> hypercorn.config.Config:
     return hc
 
 
+def node_metrics() -> NodeMetrics:
+    """The metrics of one node process: its own registry, with the process's RSS, CPU and files."""
+    return NodeMetrics(process=True)
+
+
 def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir: Path, *,
-                 membership: Membership | None = None) -> Node:
+                 membership: Membership | None = None, metrics: NodeMetrics | None = None) -> Node:
     """Build every part of node ``node_id`` over ``store``; nothing runs yet.  ``membership``:
-    the gossip service to use (default: one over UDP, as cluster.yml says)."""
+    the gossip service to use (default: one over UDP, as cluster.yml says); ``metrics``: the
+    node's metrics, whose ``storage`` observer ``store`` was opened with (default: new ones,
+    without process metrics, for a node built in a test process)."""
+    if metrics is None:
+        metrics = NodeMetrics(process=False)
     spec = cfg.node(node_id)
     hooks = cfg.webhooks
     videos = VideoStore(store, node_id, outbox=Outbox(store, clock=time.time,
@@ -98,7 +111,8 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
                                 peers={n.id: n.gossip_addr for n in cfg.nodes},
                                 config=cfg.membership, log=log.emit)
     cluster = Cluster(cfg, node_id, membership)
-    worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster))
+    worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster),
+                    on_transcoded=metrics.transcoded)
     cluster.add_listener(worker.poke)  # a membership change may hand this node videos
     deliverer = None
     if hooks.urls:
@@ -115,12 +129,22 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     tus = TusUploads(videos, node_id, part_size=cfg.storage.part_size,
                      lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
                      parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,
-                     on_uploaded=lambda _vid: worker.poke())
+                     on_uploaded=lambda _vid: worker.poke(), on_patch=metrics.tus_patch)
     owners = OwnerNotifier(cfg, node_id, cfg.cluster_key(), cluster, worker.poke)
     ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
                       data_dir=data_dir, token=cfg.token(), membership=membership,
                       ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),
-                      tus=tus, owners=owners, cluster_key=cfg.cluster_key(), webhooks=deliverer)
+                      tus=tus, owners=owners, cluster_key=cfg.cluster_key(), webhooks=deliverer,
+                      metrics=metrics)
+    # what the parts count themselves is read at scrape time
+    registry = metrics.registry
+    registry.register(Reading(lambda: node_families(NodeState(time.time() - ctx.started_at, ctx.storage_ok))))
+    registry.register(Reading(lambda: worker_families(worker.stats)))
+    registry.register(Reading(lambda: cache_families(cache.statistics())))
+    registry.register(Reading(lambda: membership_families(membership.statistics(),
+                                                          (m.state for m in membership.members()))))
+    if deliverer is not None:
+        registry.register(Reading(lambda: webhooks_families(deliverer.statistics())))
     app = create_app(ctx)
     hc = http_config(spec.http_addr)
     lane = FastLane(ctx, keep_alive_timeout=hc.keep_alive_timeout,

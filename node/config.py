@@ -287,6 +287,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    access_log: bool = True  # one `http_request` JSON line per request (node/http/access.py)
 
     # ---- lookups -----------------------------------------------------------------
     def node(self, node_id: str) -> NodeSpec:
@@ -388,6 +389,10 @@ class Config:
             kw["cluster"] = str(raw["cluster"])
         if "state_dir" in raw:
             kw["state_dir"] = Path(raw["state_dir"])
+        if "access_log" in raw:
+            if not isinstance(raw["access_log"], bool):
+                raise ConfigError(f"access_log: expected true or false, got {raw['access_log']!r}")
+            kw["access_log"] = raw["access_log"]
         seeds = tuple(raw.get("seeds") or ())
         for s in seeds:
             if s not in ids:

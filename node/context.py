@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import storage
 
 from node.config import Config
+from node.metrics import NodeMetrics
 from node.play.answers import ReadyRecords
 from node.process.worker import Worker
 from node.records.store import VideoStore
@@ -51,10 +52,8 @@ class NodeContext:
     webhooks: Deliverer | None = None  # delivers the outbox's events (None: no webhooks.urls)
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
+    # what this node measures, on its own registry (node.metrics); a test's own when not given
+    metrics: NodeMetrics = field(default_factory=lambda: NodeMetrics(process=False))
 
     def alive(self, node_id: str) -> bool:
         """Is this node alive in our membership view?  Without gossip, everyone is."""

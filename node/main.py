@@ -24,7 +24,7 @@ import trio_asyncio
 import storage
 
 from node import log
-from node.compose import Node, compose_node
+from node.compose import Node, compose_node, node_metrics
 from node.config import Config, ConfigError, check_secrets
 from node.context import NodeContext
 from node.http import patches
@@ -129,14 +129,16 @@ async def run_node(cfg: Config, node_id: str) -> None:
     log.configure(node_id)
     log.info("node_starting", http=spec.http_addr, gossip=spec.gossip_addr, pid=os.getpid(),
              storage=cfg.storage.endpoint_url())
+    metrics = node_metrics()  # first: the store reports every request's time to it
     async with trio_asyncio.open_loop():
         async with storage.open_store(
                 cfg.storage.endpoint_url(), cfg.storage.bucket, region=cfg.storage.region,
                 access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
                 secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                 connect_timeout=cfg.storage.connect_timeout, read_timeout=cfg.storage.read_timeout,
-                create_bucket=False, sign_payload=cfg.storage.sign_payload) as store:
-            await serve_node(compose_node(cfg, node_id, store, data_dir), store)
+                create_bucket=False, sign_payload=cfg.storage.sign_payload,
+                observe=metrics.storage) as store:
+            await serve_node(compose_node(cfg, node_id, store, data_dir, metrics=metrics), store)
     log.info("node_stopped")
 
 

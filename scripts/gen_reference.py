@@ -30,6 +30,7 @@ override it. This page is generated from the code by `scripts/gen_reference.py`.
 | `seeds` | every node | node ids a starting node joins through |
 | `ladder` | LADDER_DEFAULT | renditions `{name, height, video_kbps, audio_kbps}`; renditions taller than the source are skipped (never upscaled). Every source at least 64 lines tall gets two or more: when fewer than two rungs fit, a rendition at the source's own height is added above them, else one at half the top height below (at least 32 lines), bitrate scaled from the nearest rung by the pixel ratio (`node/process/ladder.py`); a source under 64 lines gets one rendition at its own height |
 | `auth` | the mapping below | `auth: none` (this string) runs the nodes without token and cluster key, on purpose: writes open to anyone who reaches a node, gossip checked but not authenticated; each node logs one `auth_none` warning at start. Otherwise a node without `$SHOAL_TOKEN` or `$SHOAL_CLUSTER_KEY` exits 2 with the reason. The mapping form (`auth: {token_env, cluster_key_env}`) only renames the variables |
+| `access_log` | `true` | one JSON line per HTTP request on stderr (event `http_request`: method, route class, status, body bytes in and out, ms; `node/http/access.py`, docs/operations.md); `false` leaves the lines out, the metrics stay |
 
 ## Sections
 

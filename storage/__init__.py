@@ -11,25 +11,28 @@ Public face:
   :class:`PartFeeder` feeds bytes into such parts (bounded parts in flight, checksum in order),
   for the one-shot upload and a tus PATCH alike, with :class:`HeldBytes` for what is not in a part
   yet; S3's limits ``MIN_PART`` and ``MAX_PARTS``;
+- :mod:`observe`: the seam through which a store tells how long each request took
+  (``open_store(..., observe=...)``; an :data:`Observer` is ``(operation, seconds, ok)``);
 - the embedded SeaweedFS server helpers;
 - :mod:`http1`, the one sans-IO HTTP/1.1 head codec, and :mod:`connections` (the kept-alive
   connection pool and head reader) that every raw HTTP path of the project uses (raw S3 here,
   the node's fast lane and its hop client).
 """
 
-from . import cas, connections, http1
+from . import cas, connections, http1, observe
 from .cas import CasExhausted, Keep, Versioned
 from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 from .memory import MemoryStore
 from .feeder import FedPart, HeldBytes, PartFeeder
+from .observe import OPERATIONS, Observer
 from .multipart import StreamingUpload, part_size_for
 from .parts import MAX_PARTS, MIN_PART, OnResend, PartWriter, hash_pieces, joined
 from .s3 import S3Store, open_store
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
 
 __all__ = [
-    "cas", "connections", "http1", "CasExhausted", "Keep", "Versioned",
+    "cas", "connections", "http1", "observe", "OPERATIONS", "Observer", "CasExhausted", "Keep", "Versioned",
     "free_port", "start_embedded", "wait_s3_ready", "weed_command",
     "NotFound", "PreconditionFailed", "StorageError", "StorageUnavailable",
     "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "OnResend", "hash_pieces", "joined",

@@ -32,6 +32,7 @@ from typing import Any, Awaitable, Callable, Iterable
 import trio
 
 from .errors import StorageError, StorageUnavailable
+from .observe import timed
 from .raw import RawS3, answer_error, read_answer
 
 MIN_PART = 5 * 1024 * 1024  # S3's smallest part (but the last)
@@ -138,7 +139,7 @@ class RawPartWriter(PartWriter):
                 await self._stream(b"")
                 stream = self._stream_
             try:
-                with trio.fail_after(self._raw.read_timeout):
+                with trio.fail_after(self._raw.read_timeout), timed(self._raw.observe, "upload_part_stream"):
                     status, fields, body = await read_answer(stream)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
                     StorageUnavailable) as e:

@@ -27,6 +27,7 @@ from botocore.config import Config
 from . import http1
 from .connections import ConnectionClosed, ConnectionPool, quiet, read_head
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
+from .observe import Observer, ignore, timed
 
 MAX_HEAD = http1.MAX_HEAD
 MAX_ERROR_BODY = 64 * 1024
@@ -80,12 +81,13 @@ class RawS3:
     """Raw HTTP/1.1 connections to one S3 endpoint, request signing, and small PUTs.
 
     ``credentials()`` returns botocore's frozen credentials (access key, secret key, token); it is
-    asked at most once a minute.
+    asked at most once a minute.  ``observe`` is told the time of every request (:mod:`storage.observe`).
     """
 
     def __init__(self, endpoint_url: str, bucket: str, region: str,
                  credentials: Callable[[], Awaitable[Any]], *, connect_timeout: float = 5.0,
-                 read_timeout: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 read_timeout: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 observe: Observer = ignore) -> None:
         url = urlsplit(endpoint_url)
         self.tls = url.scheme == "https"
         self.host = url.hostname or "127.0.0.1"
@@ -104,6 +106,7 @@ class RawS3:
                                    is_quiet=lambda stream: _quiet(stream))
         self._ssl = ssl.create_default_context() if self.tls else None
         self.resent = 0  # statistics: parts whose stream failed and went again buffered
+        self.observe = observe
 
     async def signed_head(self, method: str, key: str, query: dict[str, str],
                           headers: dict[str, str]) -> bytes:
@@ -137,6 +140,10 @@ class RawS3:
             headers["If-Match"] = if_match
         if if_none_match:
             headers["If-None-Match"] = "*"
+        with timed(self.observe, "cas" if if_none_match or if_match is not None else "put"):
+            return await self._put(key, body, headers)
+
+    async def _put(self, key: str, body: bytes, headers: dict[str, str]) -> str:
         what = f"put {key}"
         for attempt in range(2):
             stream = self._take_idle()

@@ -22,6 +22,7 @@ import trio
 import trio_asyncio
 
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
+from .observe import Observer, ignore, timed
 from .parts import OnResend, PartWriter, RawPartWriter, no_resend_report
 from .raw import RawS3
 from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
@@ -69,10 +70,12 @@ def _is_translatable(exc: BaseException) -> bool:
 
 
 class S3Store(ObjectStore):
-    def __init__(self, client: Any, bucket: str, loop: Any, raw: RawS3 | None = None) -> None:
+    def __init__(self, client: Any, bucket: str, loop: Any, raw: RawS3 | None = None, *,
+                 observe: Observer = ignore) -> None:
         self._client = client
         self._bucket = bucket
         self._loop = loop
+        self._observe = observe  # told the time of every request (storage.observe)
         self.requests = 0  # statistics: S3 calls issued
         self.raw = raw  # streams UploadPart bodies (storage.parts); None: every part is buffered
 
@@ -87,14 +90,18 @@ class S3Store(ObjectStore):
                 raise _translate(e, what) from e
             raise
 
-    async def _call(self, what: str, fn: Callable[..., Awaitable[T]], **kw: Any) -> T:
+    async def _call(self, op: str, what: str, fn: Callable[..., Awaitable[T]], **kw: Any) -> T:
+        """One S3 request, timed as ``op`` (storage.observe.OPERATIONS)."""
         self.requests += 1
-        return await self._run(what, fn(Bucket=self._bucket, **kw))
+        with timed(self._observe, op):
+            return await self._run(what, fn(Bucket=self._bucket, **kw))
 
     # ---- single objects -------------------------------------------------------------------------
     async def get(self, key: str) -> tuple[bytes, str]:
-        resp = await self._call(f"get {key}", self._client.get_object, Key=key)
-        body = await self._read_all(resp["Body"], key)
+        self.requests += 1
+        with timed(self._observe, "get"):  # the body read included
+            resp = await self._run(f"get {key}", self._client.get_object(Bucket=self._bucket, Key=key))
+            body = await self._read_all(resp["Body"], key)
         return body, resp["ETag"]
 
     async def _read_all(self, stream: Any, key: str) -> bytes:
@@ -104,12 +111,14 @@ class S3Store(ObjectStore):
             stream.close()
 
     async def get_range(self, key: str, start: int, end: int) -> bytes:
-        resp = await self._call(f"get {key}", self._client.get_object, Key=key,
-                                Range=f"bytes={start}-{end}")
-        return await self._read_all(resp["Body"], key)
+        self.requests += 1
+        with timed(self._observe, "get"):  # the body read included
+            resp = await self._run(f"get {key}", self._client.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end}"))
+            return await self._read_all(resp["Body"], key)
 
     async def iter_object(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        resp = await self._call(f"get {key}", self._client.get_object, Key=key)
+        resp = await self._call("get", f"get {key}", self._client.get_object, Key=key)
         stream = resp["Body"]
         try:
             while True:
@@ -121,7 +130,7 @@ class S3Store(ObjectStore):
             stream.close()
 
     async def head(self, key: str) -> ObjectInfo:
-        resp = await self._call(f"head {key}", self._client.head_object, Key=key)
+        resp = await self._call("head", f"head {key}", self._client.head_object, Key=key)
         lm = resp.get("LastModified")
         return ObjectInfo(key, int(resp["ContentLength"]), resp["ETag"],
                           lm.timestamp() if lm else 0.0)
@@ -139,12 +148,13 @@ class S3Store(ObjectStore):
             kw["IfMatch"] = if_match
         if content_type:
             kw["ContentType"] = content_type
-        resp = await self._call(f"put {key}", self._client.put_object, **kw)
+        op = "cas" if if_none_match or if_match is not None else "put"
+        resp = await self._call(op, f"put {key}", self._client.put_object, **kw)
         return resp["ETag"]
 
     async def delete(self, key: str) -> None:
         try:
-            await self._call(f"delete {key}", self._client.delete_object, Key=key)
+            await self._call("delete", f"delete {key}", self._client.delete_object, Key=key)
         except NotFound:
             pass
 
@@ -153,7 +163,7 @@ class S3Store(ObjectStore):
         kw: dict[str, Any] = {"Prefix": prefix, "MaxKeys": max(1, min(limit, 1000))}
         if start_after:
             kw["StartAfter"] = start_after
-        resp = await self._call(f"list {prefix}", self._client.list_objects_v2, **kw)
+        resp = await self._call("list", f"list {prefix}", self._client.list_objects_v2, **kw)
         return [ObjectInfo(o["Key"], int(o["Size"]), o.get("ETag", ""),
                            o["LastModified"].timestamp() if o.get("LastModified") else 0.0)
                 for o in resp.get("Contents", [])]
@@ -163,11 +173,12 @@ class S3Store(ObjectStore):
         kw: dict[str, Any] = {"Key": key}
         if content_type:
             kw["ContentType"] = content_type
-        resp = await self._call(f"create multipart {key}", self._client.create_multipart_upload, **kw)
+        resp = await self._call("create_multipart", f"create multipart {key}",
+                                self._client.create_multipart_upload, **kw)
         return resp["UploadId"]
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
-        resp = await self._call(f"upload part {number} of {key}", self._client.upload_part,
+        resp = await self._call("upload_part", f"upload part {number} of {key}", self._client.upload_part,
                                 Key=key, UploadId=upload_id, PartNumber=number, Body=body)
         return resp["ETag"]
 
@@ -195,12 +206,13 @@ class S3Store(ObjectStore):
         }
         if if_none_match:
             kw["IfNoneMatch"] = "*"
-        resp = await self._call(f"complete multipart {key}", self._client.complete_multipart_upload, **kw)
+        resp = await self._call("complete_multipart", f"complete multipart {key}",
+                                self._client.complete_multipart_upload, **kw)
         return resp.get("ETag", "")
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
-            await self._call(f"abort multipart {key}", self._client.abort_multipart_upload,
+            await self._call("abort_multipart", f"abort multipart {key}", self._client.abort_multipart_upload,
                              Key=key, UploadId=upload_id)
         except NotFound:
             pass
@@ -209,7 +221,7 @@ class S3Store(ObjectStore):
         parts: list[Part] = []
         marker = 0
         for _ in range(10_001 // 1000 + 1):  # S3 allows at most 10,000 parts
-            resp = await self._call(f"list parts {key}", self._client.list_parts, Key=key,
+            resp = await self._call("list_parts", f"list parts {key}", self._client.list_parts, Key=key,
                                     UploadId=upload_id, PartNumberMarker=marker, MaxParts=1000)
             parts += [Part(int(p["PartNumber"]), p["ETag"], int(p.get("Size", 0)))
                       for p in resp.get("Parts", [])]
@@ -219,7 +231,8 @@ class S3Store(ObjectStore):
         return parts
 
     async def list_multipart_uploads(self, prefix: str, *, limit: int = 1000) -> list[MultipartInfo]:
-        resp = await self._call(f"list multipart {prefix}", self._client.list_multipart_uploads,
+        resp = await self._call("list_multipart", f"list multipart {prefix}",
+                                self._client.list_multipart_uploads,
                                 Prefix=prefix, MaxUploads=max(1, min(limit, 1000)))
         return [MultipartInfo(u["Key"], u["UploadId"],
                               u["Initiated"].timestamp() if u.get("Initiated") else 0.0)
@@ -227,13 +240,13 @@ class S3Store(ObjectStore):
 
     async def ensure_bucket(self) -> None:
         try:
-            await self._call("head bucket", self._client.head_bucket)
+            await self._call("bucket", "head bucket", self._client.head_bucket)
             return
         except (NotFound, StorageError) as e:
             if isinstance(e, StorageUnavailable):
                 raise
         try:
-            await self._call("create bucket", self._client.create_bucket)
+            await self._call("bucket", "create bucket", self._client.create_bucket)
         except StorageError as e:
             if "BucketAlreadyOwnedByYou" not in str(e) and "BucketAlreadyExists" not in str(e):
                 raise
@@ -254,7 +267,7 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
                      connect_timeout: float = 5.0, read_timeout: float = 60.0,
                      max_pool: int = 64, create_bucket: bool = True,
                      sign_payload: bool | None = None,
-                     stream_parts: bool = True) -> AsyncIterator[S3Store]:
+                     stream_parts: bool = True, observe: Observer = ignore) -> AsyncIterator[S3Store]:
     """An :class:`S3Store`; must be entered inside ``trio_asyncio.open_loop()``.
 
     ``sign_payload``: include each body's SHA-256 in the SigV4 signature.  None (default)
@@ -265,6 +278,8 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
     ``stream_parts``: send multipart parts as their bytes arrive over raw connections
     (:mod:`storage.parts`); only where bodies go unsigned, since a streamed body cannot be
     hashed before its head is sent.
+
+    ``observe``: told the time of every request (:mod:`storage.observe`).
     """
     if sign_payload is None:
         sign_payload = needs_payload_signing(endpoint_url)
@@ -282,13 +297,13 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
     )
     cm = session.client("s3", endpoint_url=endpoint_url, config=cfg)
     client = await loop.run_aio_coroutine(cm.__aenter__())
-    store = S3Store(client, bucket, loop)
+    store = S3Store(client, bucket, loop, observe=observe)
     # Raw requests sign with this client's credentials, found at a private attribute of
     # aiobotocore's signer: where it is missing (another aiobotocore), everything stays with it.
     signer = getattr(client, "_request_signer", None)
     if stream_parts and not sign_payload and hasattr(signer, "_credentials"):
         store.raw = RawS3(endpoint_url, bucket, region, store.frozen_credentials,
-                          connect_timeout=connect_timeout, read_timeout=read_timeout)
+                          connect_timeout=connect_timeout, read_timeout=read_timeout, observe=observe)
     try:
         if create_bucket:
             await store.ensure_bucket()

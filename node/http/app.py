@@ -11,6 +11,9 @@ answered 204 here, before the route (tus's own ``OPTIONS`` stays for tus discove
 
 Every error a handler lets through is answered by one handler, from the table in
 node.http.errors (:func:`~node.http.errors.answer_for`).
+
+Every request hypercorn answers is measured and logged once by node.http.access's middleware,
+put around the app's ASGI callable here.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from node import log
 from node.context import NodeContext
 from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, error_response, note
 from node.http.fastlane import framing_error
-from node.http import cors
+from node.http import access, cors
 from node.http.patches import BackpressureQuartTrio
 
 
@@ -79,7 +82,7 @@ def create_app(ctx: NodeContext) -> ShoalApp:
                   if n in request.headers}
         why = framing_error(fields)
         if why is not None:
-            ctx.count("http_refused")
+            ctx.metrics.events.http_refused.inc()
             resp = error_response(400, "bad_framing", why)
             resp.headers["Connection"] = "close"
             return resp
@@ -116,4 +119,5 @@ def create_app(ctx: NodeContext) -> ShoalApp:
     from node.http import openapi, routes_ops, routes_playback, routes_tus, routes_videos, web
     for routes in (routes_videos, routes_playback, routes_ops, routes_tus, openapi, web):
         routes.register(app, ctx)
+    access.install(app, access.Access(ctx.metrics, log_lines=ctx.cfg.access_log))
     return app

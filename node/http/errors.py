@@ -145,10 +145,10 @@ def _apply(row: Row, exc: BaseException) -> Answer:
 def note(ctx: Any, exc: BaseException, path: str) -> None:
     """The side of an answer that is not pure: storage failures are counted and logged once."""
     if isinstance(exc, storage.StorageUnavailable):
-        ctx.count("storage_unavailable_responses")
+        ctx.metrics.events.storage_unavailable_responses.inc()
         log.warning("storage_unavailable", path=path, error=str(exc))
     elif isinstance(exc, storage.StorageError):
-        ctx.count("storage_error_responses")
+        ctx.metrics.events.storage_error_responses.inc()
         log.warning("storage_error", path=path, error=str(exc))
 
 

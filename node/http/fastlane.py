@@ -28,6 +28,11 @@ Why: a 770 KB segment cost ~1.2 ms of Python through Quart/hypercorn/h11 plus a 
 read the file; the lane costs a parse, a dict lookup and one ``sendfile`` (docs/benchmarks.md,
 Streaming).  ``cache.fast_lane: false`` in cluster.yml turns it off.
 
+Each request the lane answers is measured and logged once (node.http.access: ``playback_hit``
+for a cache file, ``playback_miss`` / ``playback_hop`` for an owner's storage read / a
+non-owner's, ``internal_hop`` for another node's hop, ``other`` for a refusal); a request handed
+to hypercorn is left to the app's middleware.
+
 The cache files were written by this process moments or minutes before and are normally in the
 page cache; a ``sendfile`` from a cold disk would stall the event loop for the read.
 
@@ -54,6 +59,7 @@ from node.records import layout
 
 from node import log, peer_auth, play
 from node.http import cors
+from node.http.access import Access
 from node.http.errors import ApiError, error_doc, storage_failure
 from node.play import Plan, object_plan
 from node.play.segcache import internal_key
@@ -192,6 +198,7 @@ class FastLane:
 
     def __init__(self, ctx: Any, *, keep_alive_timeout: float = 75.0, read_timeout: float = 120.0) -> None:
         self._ctx = ctx
+        self._access = Access(ctx.metrics, log_lines=ctx.cfg.access_log)
         self._keep_alive = keep_alive_timeout
         self._read_timeout = read_timeout
         self._date_at = 0
@@ -255,6 +262,7 @@ class FastLane:
                         return None
             if framed is None:
                 return None  # idle or too slow
+            t0 = time.perf_counter()
             head = None
             if framed.crlf:
                 try:
@@ -270,25 +278,28 @@ class FastLane:
             answer = await self._answer(head) if head is not None else None
             if answer is None:
                 return buf.data
-            p, source = answer
+            p, source, klass = answer
+            sent = 0  # the status, once the whole answer is handed to the socket
             try:
                 # a client that takes longer than read_timeout to take one answer is dropped
                 with trio.fail_after(self._read_timeout):
                     await self._send(stream, p, source, head.keep_alive)
+                sent = p.status
             except trio.TooSlowError:
                 return None
             finally:
                 if isinstance(source, int):
                     os.close(source)
+                self._access.done(head.method, klass, sent, 0, p.length if sent else 0, time.perf_counter() - t0)
             self.answered += 1
             if not head.keep_alive:
                 return None
             buf.take(framed.size)
             await trio.lowlevel.checkpoint()
 
-    async def _answer(self, head: Head) -> tuple[Plan, int | bytes] | None:
-        """The plan and the body's source (an open cache file, or bytes) for a request we
-        answer, else None (hypercorn will, errors included)."""
+    async def _answer(self, head: Head) -> tuple[Plan, int | bytes, str] | None:
+        """The plan, the body's source (an open cache file, or bytes) and the route class
+        (node.http.access) of a request we answer, else None (hypercorn will, errors included)."""
         ctx = self._ctx
         r = route(head.target)
         if r is None or ctx.cache is None:
@@ -307,6 +318,7 @@ class FastLane:
         except (play.PlayError, peer_auth.PeerAuthError, storage.StorageError):
             return None  # 401/403/404/409/503: hypercorn answers with the error body (and logs)
         source: int | bytes | None = None
+        klass = "internal_hop" if kind == "internal" else "playback_hit"  # node.http.access
         if hit is not None:
             path, size, etag = hit
             try:
@@ -314,6 +326,8 @@ class FastLane:
             except FileNotFoundError:  # evicted since the lookup
                 source = None
         if source is None:
+            if kind == "playback":
+                klass = "playback_miss" if ctx.cache.owner_of(vid) == ctx.node_id else "playback_hop"
             try:
                 if kind == "playback":
                     source, etag = await ctx.cache.fetch(vid, key)
@@ -321,11 +335,11 @@ class FastLane:
                     source, etag = await ctx.cache.serve_peer(key)
             except storage.NotFound:
                 what = "no such playlist or segment" if kind == "playback" else "no such object"
-                return self._error(ApiError(404, "not_found", what), head.method, head.headers.get("origin"),
-                                   internal=kind == "internal")
+                return *self._error(ApiError(404, "not_found", what), head.method, head.headers.get("origin"),
+                                    internal=kind == "internal"), klass
             except storage.StorageError as e:  # answered here: a second try would wait as long again
-                return self._error(storage_failure(ctx, e, head.target), head.method, head.headers.get("origin"),
-                                   internal=kind == "internal")
+                return *self._error(storage_failure(ctx, e, head.target), head.method,
+                                    head.headers.get("origin"), internal=kind == "internal"), klass
             size = len(source)
         p = plan(head, kind=kind, size=size, etag=etag, is_segment=rest.endswith(".ts"),
                  node_id=ctx.node_id, date=self._http_date(), origins=ctx.cfg.cors.origins)
@@ -333,20 +347,27 @@ class FastLane:
             if isinstance(source, int):
                 os.close(source)
             return None
+        events = ctx.metrics.events
         if kind == "playback":
-            ctx.count("hls_segments_served" if rest.endswith(".ts") else "hls_playlists_served")
+            (events.hls_segments_served if rest.endswith(".ts") else events.hls_playlists_served).inc()
         else:
-            ctx.count("hops_served")
-        ctx.count("fast_lane_responses")
-        return p, source
+            events.hops_served.inc()
+        events.fast_lane_responses.inc()
+        return p, source, klass
 
     async def _refuse(self, stream: trio.SocketStream, code: str, message: str, method: str) -> None:
         """Answer 400 ``code`` and close: the caller drops the connection (nothing after the
         refused bytes is read as a request)."""
-        self._ctx.count("http_refused")
+        t0 = time.perf_counter()
+        self._ctx.metrics.events.http_refused.inc()
         p, body = self._error(ApiError(400, code, message), method)
-        with trio.move_on_after(self._read_timeout):
-            await self._send(stream, p, body, False)
+        sent = 0
+        try:
+            with trio.move_on_after(self._read_timeout):
+                await self._send(stream, p, body, False)
+                sent = p.status
+        finally:
+            self._access.done(method, "other", sent, 0, p.length if sent else 0, time.perf_counter() - t0)
 
     def _error(self, e: ApiError, method: str, origin: str | None = None, *,
                internal: bool = False) -> tuple[Plan, bytes]:
@@ -356,7 +377,7 @@ class FastLane:
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if e.retry_after is not None:
             headers.append(("Retry-After", str(e.retry_after)))
-        self._ctx.count("fast_lane_responses")
+        self._ctx.metrics.events.fast_lane_responses.inc()
         length = 0 if method == "HEAD" else len(body)
         cors_headers = [] if internal else cors.answer_headers(self._ctx.cfg.cors.origins, origin)
         return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date(), cors_headers), 0, length), body

@@ -1,4 +1,7 @@
-"""Operations surface: /healthz, /readyz, /metrics, /v1/node and the cluster views."""
+"""Operations surface: /healthz, /readyz, /metrics, /v1/node and the cluster views.
+
+``/metrics`` is the Prometheus text of the node's own registry (node.metrics; every metric is
+listed in docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from quart import Response, jsonify, request
 
 from node.records import layout
 
-from node import log, peer_auth
+from node import log, metrics as node_metrics, peer_auth
 from node.http.app import require_token
 from node.context import NodeContext
 from node.http.errors import ApiError
@@ -29,60 +32,13 @@ def node_info(ctx: NodeContext) -> dict:
         "tasks_in_flight": len(w.jobs),
         "jobs": [dataclasses.asdict(j) for j in w.jobs.values()],
         "worker": {k: v for k, v in dataclasses.asdict(w).items() if k != "jobs"},
-        "counters": dict(ctx.counters),
+        "counters": ctx.metrics.events.values(),
         "cache": ctx.cache.statistics() if ctx.cache is not None else None,
         "webhooks": dataclasses.asdict(ctx.webhooks.statistics()) if ctx.webhooks is not None else None,
     }
     if info["cache"] is not None and dataclasses.is_dataclass(info["cache"]):
         info["cache"] = dataclasses.asdict(info["cache"])
     return info
-
-
-def metrics_text(ctx: NodeContext) -> str:
-    lines: list[str] = []
-
-    def metric(name: str, value: float, kind: str = "counter", help_: str = "", **labels: str) -> None:
-        full = f"shoal_{name}"
-        if not any(l.startswith(f"# TYPE {full} ") for l in lines):
-            if help_:
-                lines.append(f"# HELP {full} {help_}")
-            lines.append(f"# TYPE {full} {kind}")
-        lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        lines.append(f"{full}{{{lab}}} {value}" if lab else f"{full} {value}")
-
-    metric("up", 1, "gauge", "the node process is running")
-    metric("uptime_seconds", round(time.time() - ctx.started_at, 3), "gauge")
-    metric("storage_ok", int(ctx.storage_ok), "gauge", "last storage probe succeeded")
-    w = ctx.worker.stats
-    metric("jobs_in_flight", len(w.jobs), "gauge", "processing attempts running on this node")
-    for k in ("claims", "commits", "commits_lost", "leases_lost", "failures", "retries", "scans"):
-        metric(f"worker_{k}_total", getattr(w, k))
-    for k, v in sorted(ctx.counters.items()):
-        metric(f"{k}_total", v)
-    if ctx.cache is not None:
-        for k, v in dataclasses.asdict(ctx.cache.statistics()).items():
-            metric(f"cache_{k}", v, "gauge")
-    if ctx.webhooks is not None:
-        wh = ctx.webhooks.statistics()
-        metric("webhooks_backlog", wh.backlog, "gauge", "outbox entries of this node's videos at the last scan")
-        for k in ("sent", "failed", "dead", "dropped"):
-            metric(f"webhooks_{k}_total", getattr(wh, k))
-    if ctx.membership is not None:
-        st = ctx.membership.statistics()
-        for k, v in ((f.name, getattr(st, f.name)) for f in dataclasses.fields(st)):
-            if hasattr(v, "items"):
-                for sub, n in v.items():
-                    metric(f"gossip_{k}_total", n, reason=str(sub))
-            elif isinstance(v, (int, float)):
-                metric(f"gossip_{k}", v, "gauge" if k == "health_score" else "counter",
-                       "Lifeguard local health: probe interval and timeout x (score + 1)"
-                       if k == "health_score" else "")
-        states: dict[str, int] = {}
-        for m in ctx.membership.members():
-            states[m.state] = states.get(m.state, 0) + 1
-        for s, n in states.items():
-            metric("members", n, "gauge", state=s)
-    return "\n".join(lines) + "\n"
 
 
 def register(app, ctx: NodeContext) -> None:
@@ -102,7 +58,7 @@ def register(app, ctx: NodeContext) -> None:
 
     @app.get("/metrics")
     async def metrics():
-        return Response(metrics_text(ctx), content_type="text/plain; version=0.0.4")
+        return Response(ctx.metrics.text(), content_type=node_metrics.CONTENT_TYPE)
 
     @app.get("/v1/node")
     async def node():

@@ -25,6 +25,7 @@ from node.records import layout
 from node import log, peer_auth, play
 from node.play import segcache
 from node.context import NodeContext
+from node.http import access
 from node.http.errors import ApiError, from_play_error
 from storage.http1 import RequestHead
 
@@ -34,16 +35,25 @@ def check_peer(ctx: NodeContext, header: str | None, method: str, path: str) -> 
     try:
         peer_auth.check(getattr(ctx, "cluster_key", None), header, method, path, time.time())
     except peer_auth.PeerAuthError as e:
-        ctx.count("internal_requests_refused")
+        ctx.metrics.events.internal_requests_refused.inc()
         log.warning("internal_request_refused", path=path, reason=str(e))
         raise from_play_error(e) from None
+
+
+def playback_class(ctx: NodeContext, vid: str, key: str) -> str:
+    """The route class of a playback read of ``key`` (node.http.access), before it is fetched."""
+    if ctx.cache is None:
+        return "playback_miss"
+    if ctx.cache.owner_of(vid) != ctx.node_id:
+        return "playback_hop"
+    return "playback_hit" if ctx.cache.holds(key) else "playback_miss"
 
 
 async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str]:
     """The bytes of a committed object: from the owner's cache when there is one, else storage."""
     if ctx.cache is not None:
         return await ctx.cache.fetch(vid, key)
-    ctx.count("storage_reads")
+    ctx.metrics.events.storage_reads.inc()
     return await ctx.store.get(key)
 
 
@@ -73,12 +83,13 @@ def register(app, ctx: NodeContext) -> None:
         if not layout.valid_hls_path(rest):
             raise ApiError(404, "not_found", "no such playlist or segment")
         key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
+        request.scope[access.SCOPE_KEY] = playback_class(ctx, vid, key)
         try:
             body, etag = await fetch_object(ctx, vid, key)
         except storage.NotFound:
             raise ApiError(404, "not_found", "no such playlist or segment") from None
         is_segment = rest.endswith(".ts")
-        ctx.count("hls_segments_served" if is_segment else "hls_playlists_served")
+        (ctx.metrics.events.hls_segments_served if is_segment else ctx.metrics.events.hls_playlists_served).inc()
         return object_response(body, etag, is_segment=is_segment)
 
     @app.get(segcache.INTERNAL_PREFIX + "/<vid>/<path:rest>")
@@ -99,7 +110,7 @@ def register(app, ctx: NodeContext) -> None:
             body, etag = await ctx.cache.serve_peer(key)
         except storage.NotFound:
             raise ApiError(404, "not_found", "no such object") from None
-        ctx.count("hops_served")
+        ctx.metrics.events.hops_served.inc()
         return Response(body, status=200, headers={"ETag": etag, "Content-Type": "application/octet-stream"})
 
     @app.post(segcache.EVICT_PATH)

@@ -121,7 +121,7 @@ def register(app, ctx: NodeContext) -> None:
             meta = parse_metadata(request.headers.get("Upload-Metadata"))
             rec = await ctx.tus.create(length, meta, clean_filename(meta.get("filename") or meta.get("name")))
             vid = rec["id"]
-            ctx.count("tus_uploads_created")
+            ctx.metrics.events.tus_uploads_created.inc()
             log.info("tus_created", video=vid, length=length)
             headers = {"Location": f"/v1/uploads/{vid}", **_expires(rec)}
             # creation-with-upload: a body of the offset content type is the first PATCH
@@ -165,8 +165,8 @@ def register(app, ctx: NodeContext) -> None:
             off = _offset(rec)
         except UploadRefused as e:
             raise upload_error(e) from None
-        ctx.count("tus_patches")
-        ctx.count("upload_bytes", max(0, off - offset))
+        ctx.metrics.events.tus_patches.inc()
+        ctx.metrics.events.upload_bytes.inc(max(0, off - offset))
         return Response("", status=204, headers={"Upload-Offset": str(off), **_expires(rec)})
 
     @app.route("/v1/uploads/<vid>", methods=["DELETE"])
@@ -178,5 +178,5 @@ def register(app, ctx: NodeContext) -> None:
             await ctx.tus.terminate(vid)
         except UploadRefused as e:
             raise upload_error(e) from None
-        ctx.count("tus_terminated")
+        ctx.metrics.events.tus_terminated.inc()
         return Response("", status=204)

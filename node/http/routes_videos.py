@@ -102,13 +102,13 @@ def register(app, ctx: NodeContext) -> None:
                            idempotency_key=idem, part_size=ctx.cfg.storage.part_size,
                            parts_in_flight=ctx.cfg.storage.parts_in_flight)
         if res.created:
-            ctx.count("uploads_accepted")
-            ctx.count("upload_bytes", length)
+            ctx.metrics.events.uploads_accepted.inc()
+            ctx.metrics.events.upload_bytes.inc(length)
             log.info("upload_accepted", video=res.record["id"], size=length, idempotency_key=bool(idem))
             ctx.uploaded(res.record["id"])  # the owner (maybe us) looks at once
             status = 201
         else:
-            ctx.count("uploads_replayed")
+            ctx.metrics.events.uploads_replayed.inc()
             status = 200
         resp = jsonify(view(ctx, res.record))
         resp.status_code = status

@@ -272,6 +272,11 @@ class SegmentCache:
         self._n["peer_requests"] += 1
         return await self.fetch_local(key)
 
+    def holds(self, key: str) -> bool:
+        """Is ``key`` in this node's cache now?  (Nothing counted; the HTTP edge classes a request
+        by it.)"""
+        return key in self._index
+
     def local_file(self, vid: str, key: str) -> tuple[Path, int, str] | None:
         """``(file, size, etag)`` when this node owns ``vid`` and holds ``key``: a hit for the
         fast lane (node.http.fastlane) to send from the file itself.  None otherwise (nothing counted)."""

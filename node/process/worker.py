@@ -126,7 +126,10 @@ class WorkerStats:
 class Worker:
     def __init__(self, videos: VideoStore, cfg: Config, node_id: str, work_dir: Path, *,
                  claim_policy: ClaimPolicy | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_transcoded: Callable[[float, float], None] = lambda _s, _v: None) -> None:
+        """``on_transcoded(seconds, video_seconds)``: one ffmpeg run finished, after ``seconds``
+        of wall-clock time, for a source of ``video_seconds`` (the node's metrics)."""
         self.videos = videos
         self.store = videos.store
         self.cfg = cfg
@@ -134,6 +137,7 @@ class Worker:
         self.work_dir = work_dir
         self.claim_policy: ClaimPolicy = claim_policy if claim_policy is not None else ClaimAny()
         self.clock = clock
+        self.on_transcoded = on_transcoded
         self.stats = WorkerStats()
         self._wake = trio.Event()
         self._slots = trio.Semaphore(max(1, cfg.processing.concurrency))
@@ -308,12 +312,14 @@ class Worker:
                     last_logged[0] = fraction
                     log.info("transcode_progress", video=vid, epoch=epoch, progress=round(fraction, 2))
 
+            t0 = time.monotonic()
             files = await ffmpeg.transcode(src, out, plans, segment_seconds=p.segment_seconds,
                                           preset=p.preset, threads=p.ffmpeg_threads,
                                           has_audio=probe.has_audio, duration=probe.duration,
                                           on_progress=progress, video_stream=probe.video_stream,
                                           audio_stream=probe.audio_stream, limits=self.cfg.media,
                                           input_format=probe.container or None)
+            self.on_transcoded(time.monotonic() - t0, probe.duration or 0.0)
             job.phase = "uploading"
             await self._upload_outputs(vid, epoch, out, files)
             job.phase = "committing"

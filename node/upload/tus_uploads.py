@@ -40,7 +40,7 @@ import hashlib
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import trio
 
@@ -74,7 +74,9 @@ class TusUploads:
     ``videos``: the records; ``part_size``/``parts_in_flight``: ``cfg.storage``; ``lock_ttl``:
     a PATCH's lock time (``cfg.timing.lease_seconds``); ``expiry``: an idle upload's life
     (``cfg.timing.upload_expiry``); ``alive(node_id)``: the membership view (a dead holder's lock
-    is taken over); ``on_uploaded(video_id)``: an upload became ``uploaded`` (wake the worker).
+    is taken over); ``on_uploaded(video_id)``: an upload became ``uploaded`` (wake the worker);
+    ``on_patch(ms)``: a PATCH was committed, with its phase times in milliseconds (``lock``,
+    ``receive``, ``drain``, ``commit``: the node's metrics).
     """
 
     def __init__(self, videos: VideoStore, node_id: str, *, part_size: int, lock_ttl: float,
@@ -82,7 +84,8 @@ class TusUploads:
                  clock: Callable[[], float] = time.time,
                  alive: Callable[[str], bool] = lambda _: True,
                  on_uploaded: Callable[[str], None] = lambda _: None,
-                 on_resend: storage.OnResend = log_part_resent) -> None:
+                 on_resend: storage.OnResend = log_part_resent,
+                 on_patch: Callable[[Mapping[str, float]], None] = lambda _ms: None) -> None:
         self.videos = videos
         self.store = videos.store
         self.node_id = node_id
@@ -95,6 +98,7 @@ class TusUploads:
         self.alive = alive
         self.on_uploaded = on_uploaded
         self.on_resend = on_resend
+        self.on_patch = on_patch
         self._last_written: OrderedDict[str, storage.Versioned] = OrderedDict()
 
     # ---- reads ------------------------------------------------------------------------------------
@@ -337,6 +341,7 @@ class TusUploads:
         log.info("tus_patch", video=st.vid, start=st.offset, offset=new_offset, length=up["length"],
                  parts=len(rec["upload"]["parts"]), tail=tail["size"] if tail else 0, request=st.request,
                  ms=st.ms, backlog=st.backlog)
+        self.on_patch(st.ms)
         return rec
 
     async def _salvage_or_release(self, st: PatchInProgress) -> None:

@@ -51,7 +51,7 @@ def test_five_processes_converge_kill_restart_pause(cluster_factory):  # noqa: F
     others = [n for n in ids if n != "n3"]
     metrics = httpx.get(c.url("n1") + "/metrics", timeout=2.0).text
     assert "# TYPE shoal_gossip_health_score gauge" in metrics
-    assert re.search(r"^shoal_gossip_probes_sent [1-9]", metrics, re.M)
+    assert re.search(r"^shoal_gossip_probes_sent_total [1-9]", metrics, re.M)
 
     # kill -9 -> dead on every other node; measured
     old_inc = _members(c, "n1")["n3"]["incarnation"]

@@ -16,6 +16,7 @@ import httpx
 import m3u8
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import TEST_LADDER
 from harness import Cluster, cluster_with_ready_videos, owner_of
@@ -112,11 +113,15 @@ def test_cache_statistics_are_prometheus_metrics(cl):
     for node in cl.node_ids:
         r = httpx.get(cl.url(node) + "/metrics")
         assert r.status_code == 200, r.text
+        families = {f.name: f for f in text_string_to_metric_families(r.text)}
         st = cache_stats(cl, node)
-        for field in ("hits", "misses", "owner_hops", "hop_fallbacks", "storage_reads", "bytes_cached",
-                      "evictions", "coalesced", "peer_requests"):
-            assert f"shoal_cache_{field} " in r.text
-        assert f"shoal_cache_max_bytes {st['max_bytes']}" in r.text
+        for field in ("hits", "misses", "owner_hops", "hop_fallbacks", "storage_reads", "evictions",
+                      "coalesced", "peer_requests"):
+            fam = families[f"shoal_cache_{field}"]  # the parser names a counter without its _total
+            assert fam.type == "counter" and fam.samples[0].value >= 0
+        assert families["shoal_cache_bytes"].type == families["shoal_cache_max_bytes"].type == "gauge"
+        assert families["shoal_cache_entries"].samples[0].value == st["entries"]
+        assert families["shoal_cache_max_bytes"].samples[0].value == st["max_bytes"]
 
 
 async def test_fifty_concurrent_readers_of_a_cold_segment_cause_one_storage_read(cl):

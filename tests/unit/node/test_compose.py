@@ -92,3 +92,22 @@ async def test_each_app_bounds_request_bodies_with_its_own_buffer(tmp_path):
     for app, expected in ((small, 64 << 10), (large, 4 << 20)):
         r = await app.test_client().post("/limit", data=b"x" * 10)
         assert (await r.get_json()) == {"limit": expected}
+
+
+def test_the_metrics_handed_in_are_the_nodes_and_read_its_parts(tmp_path):
+    # given metrics made before the node (as node.main makes them, for the store's observer)
+    from node.compose import node_metrics
+    metrics = node_metrics()
+    node = compose_node(Config(nodes=NODES), "n1", storage.MemoryStore(), tmp_path, metrics=metrics)
+    # then the context records into them, and the worker and tus uploads report to them
+    assert node.ctx.metrics is metrics
+    assert node.ctx.worker.on_transcoded == metrics.transcoded
+    assert node.ctx.tus.on_patch == metrics.tus_patch
+    # and a scrape reads the parts' statistics and the process
+    reg = metrics.registry
+    assert reg.get_sample_value("shoal_cache_max_bytes") == node.ctx.cache.statistics().max_bytes
+    states = [reg.get_sample_value("shoal_members", {"state": s}) for s in ("alive", "suspect", "dead", "left")]
+    assert None not in states and sum(states) == len(node.ctx.membership.members())
+    assert reg.get_sample_value("shoal_worker_claims_total") == 0
+    assert reg.get_sample_value("shoal_up") == 1
+    assert reg.get_sample_value("process_resident_memory_bytes") > 0

@@ -213,7 +213,7 @@ async def test_the_lane_and_the_app_give_the_same_cors_answers(tmp_path):
     assert all(h["vary"] == "Origin" for _, h, _ in fast)
     assert fast[13][1]["access-control-allow-methods"] == cors.METHODS
     assert lane.answered == 9  # every GET/HEAD above; the preflights were the app's
-    assert fast_ctx.counters["fast_lane_responses"] == 9
+    assert fast_ctx.metrics.events.values()["fast_lane_responses"] == 9
 
 
 async def test_node_to_node_answers_carry_no_cors_headers_on_either_path(tmp_path):
