@@ -22,7 +22,7 @@ from typing import Any, Callable, TextIO
 
 import httpx
 
-from node.config import Config, ConfigError
+from node.config import Config, ConfigError, effective_yaml
 
 from . import health
 from .client import Client
@@ -31,7 +31,7 @@ from .health import format_status
 from .launcher import Launcher
 from .progress import Progress
 from .tables import format_table, human_bytes, human_time
-from .target import TOKEN_ENV, Source, choose_source, needs_cluster_file, select_endpoint
+from .target import CONFIG_ENV, TOKEN_ENV, Source, choose_source, needs_cluster_file, select_endpoint
 
 __all__ = ["main", "build_parser", "wait_for", "package_version", "select_members",
            "format_status", "WAIT_READY", "WAIT_FAILED", "WAIT_TIMEOUT", "MEMBER_STATES"]
@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
     cmd("token", cmd_token, "print the bearer token for write requests")
+    p = cmd("config", cmd_config, "check cluster.yml: print the effective config (exit 0) "
+                                  "or every error with its path (exit 2)")
+    p.add_argument("action", choices=("check",))
     p = cmd("kill", cmd_kill, "SIGKILL a node (a crash)")
     p.add_argument("target", metavar="node")
     p = cmd("stop", cmd_stop, "stop one node gracefully (SIGTERM: it leaves the cluster)")
@@ -271,6 +274,25 @@ def _known_node(launch: Launcher, node_id: str) -> None:
         launch.cfg.node(node_id)
     except ConfigError as e:
         raise CliError(str(e)) from None
+
+
+def cmd_config(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``config check``: the file the node would read (``--config``, ``$SHOAL_CONFIG`` or
+    ``./cluster.yml``, never a URL) as the effective YAML, or every problem; exit 0 or 2."""
+    path = Path(args.config or os.environ.get(CONFIG_ENV) or "cluster.yml")
+    try:
+        cfg = Config.load(path)
+    except ConfigError as e:
+        print(f"{path}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}",
+              file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if args.json:
+        emit_json(cfg.effective(), out)
+    else:
+        (out or sys.stdout).write(f"# effective configuration of {path}\n" + effective_yaml(cfg))
+    return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
