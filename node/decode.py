@@ -38,7 +38,7 @@ __all__ = ["DecodeError", "decode", "problems"]
 
 Hook = Callable[[type, Any], Any]
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
 _EXPECTED = re.compile(r"^Expected `(?P<types>[^`]+)`(?P<rest>.*)$", re.S)
 _GOT = re.compile(r"^, got `[^`]+`$")
 _FIELD_LINE = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
@@ -121,6 +121,11 @@ def _render(message: str, raw: Any, path: str) -> list[str]:
     assert m is not None  # the pattern matches any text
     text, sub = m.group("msg"), m.group("path") or ""
     where = _join(path, sub.lstrip(".")) if sub else path
+    if m.group("key"):  # a mapping with a key that is not a string (YAML `1: x`)
+        mapping = _value_at(raw, sub)
+        keys = [k for k in mapping if not isinstance(k, str)] if isinstance(mapping, dict) else []
+        return [f"{where or 'top level'}: keys are names, not {_show(k)}" for k in keys[:10]] or [
+            f"{where or 'top level'}: keys are names (strings)"]
     expected = _EXPECTED.match(text)
     if expected:
         rest = expected.group("rest")

@@ -51,6 +51,9 @@ def problems(**raw) -> tuple[str, ...]:
     ({"profile": "fast"}, 'profile: expected one of "default", "local", got "fast"'),
     ({"auth": {"token_env": "MY TOKEN"}}, "auth.token_env: expected a string matching"),
     ({"limits": ["a"]}, 'limits: expected a mapping, got ["a"]'),
+    ({"cache": {1: True}}, "cache: keys are names, not 1"),
+    ({"media": {"max_frames": 0}}, "media.max_frames: must be positive (or null), got 0"),
+    ({"storage": {"bucket": "ab"}}, 'storage.bucket: expected a string of length >= 3, got "ab"'),
 ])
 def test_a_bad_setting_names_its_path(raw, expected):
     found = problems(**raw)
