@@ -8,14 +8,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast down bench clean web system
+.PHONY: install lock demo test test-fast down bench clean web system
 
 install: $(STAMP) web
 
-$(STAMP): pyproject.toml
+# Exactly the versions of requirements.lock, then the project itself without resolving anything
+# again (--no-deps), then pip's own consistency check: a fresh machine gets the same set.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e '.[test]'
+	$(PY) -m pip check
+	@touch $(STAMP)
+
+# After changing a dependency in pyproject.toml: install within its new range, then pin what
+# got installed (scripts/lock.py: the closure of shoal[test], not pip freeze).
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) scripts/lock.py
 	@touch $(STAMP)
 
 web: web/node_modules/.installed

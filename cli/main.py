@@ -6,7 +6,8 @@ ID`` (which node to ask; default the first that answers); read commands take ``-
 URLs only, the token is ``$SHOAL_TOKEN`` and the commands that manage processes refuse.
 Expected failures (node down, storage down, bad file, API errors) print ``error: ...`` on
 stderr and exit 1, never a traceback. ``shoal wait`` exits 0 ready, 1 failed, 2 timeout;
-``shoal status`` exits 1 when a node is not ready or storage is unreachable.
+``shoal status`` exits 1 when a node is not ready or storage is unreachable; ``shoal config check``
+exits 0 with the effective configuration as YAML, or 2 with every problem and its path.
 
 This module is the parser and the one place errors become exit codes; the commands live in
 :mod:`cli.commands` (by group) and :mod:`cli.chaos`, what they share in :mod:`cli.connect`.

@@ -17,16 +17,21 @@ Derived values (formulas, with the function that computes each):
   default 1,024 members, so at most ``max_streams * frame_limit`` bytes of stream bodies are
   buffered at once (~10.4 MiB).
 
-Errors: ``ValueError`` from the constructor (and ``replace``) when a value is out of range.
+It is a frozen msgspec Struct that refuses unknown fields, so whoever decodes the section
+strictly (the node, ``msgspec.convert(..., strict=True)``) gets types checked and misspelt keys
+refused; the ranges are checked here, on every construction.
+
+Errors: ``ValueError`` from the constructor (and ``msgspec.structs.replace``) when a value is out
+of range, written ``membership.<field>: <why>``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import msgspec
+from msgspec.structs import replace
 
 
-@dataclass(frozen=True)
-class MembershipConfig:
+class MembershipConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     probe_interval: float = 1.0  # SWIM: seconds between probes (memberlist LAN: 1 s)
     probe_timeout: float = 0.5  # SWIM: wait for a direct ack (memberlist LAN: 500 ms)
     indirect_probes: int = 3  # SWIM: members asked to probe indirectly (memberlist LAN: 3)
@@ -46,18 +51,18 @@ class MembershipConfig:
                      "stream_timeout", "header_timeout"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                raise ValueError(f"membership.{name} must be a positive number of seconds, "
+                raise ValueError(f"membership.{name}: must be a positive number of seconds, "
                                  f"not {v!r}")
         for name in ("indirect_probes", "replay_memory", "max_members", "max_streams"):
             v, least = getattr(self, name), 0 if name == "indirect_probes" else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < least:
-                raise ValueError(f"membership.{name} must be a whole number >= {least}, not {v!r}")
+                raise ValueError(f"membership.{name}: must be a whole number >= {least}, not {v!r}")
         for name in ("suspicion_mult", "suspicion_max_mult", "retransmit_mult"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"membership.{name} must be a number >= 1, not {v!r}")
+                raise ValueError(f"membership.{name}: must be a number >= 1, not {v!r}")
         if self.probe_timeout >= self.probe_interval:
-            raise ValueError("membership.probe_timeout must be shorter than probe_interval")
+            raise ValueError("membership.probe_timeout: must be shorter than probe_interval")
 
     def local(self) -> "MembershipConfig":
         """Fast timers for tests and demos on one machine (loopback latency)."""

@@ -20,6 +20,7 @@ it serves.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def http_config(bind: str) -> hypercorn.config.Config:
     hc = hypercorn.config.Config()
     hc.bind = [bind]
     hc.accesslog = None
-    hc.errorlog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")  # into node.log's JSON lines (node.log.route_stdlib)
     hc.read_timeout = HTTP_READ_TIMEOUT
     hc.keep_alive_timeout = HTTP_KEEP_ALIVE
     hc.graceful_timeout = HTTP_GRACEFUL

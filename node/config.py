@@ -1,28 +1,41 @@
 """One typed configuration, read from ``cluster.yml``.
 
-Keys of the YAML file map one-to-one onto the dataclasses below; every field
-has a documented default (docs/reference.md holds the same table).  Sizes
-accept ``"8 MiB"`` style strings, times are seconds.  The ``membership:``
-section is gossip's own ``membership.MembershipConfig`` (that package owns its
-timers and limits; the node only composes it).
+Keys of the YAML file map one-to-one onto the msgspec Structs below; every field has a
+documented default (docs/reference.md is generated from this module by
+``scripts/gen_reference.py``, and a test keeps the two equal).  Sizes accept ``"8 MiB"`` style
+strings, times are seconds.  The ``membership:`` section is gossip's own
+``membership.MembershipConfig`` (that package owns its timers and limits; the node only composes
+it).
 
-``Config.local()`` is the profile tests use: the defaults with fast timers,
-written as changes to the default (memberlist's DefaultLocalConfig does the
-same).
+Decoding is strict (``node/decode.py`` over ``msgspec.convert(..., strict=True)``): a wrong type
+(``http_port: "8001"``, ``fast_lane: "no"``), a value out of range or an unknown key anywhere is
+a :class:`ConfigError` that lists every problem with its path
+(``membership.probe_interval: expected a number, got "fast"``).  Value checks that one type
+cannot say live in each Struct's ``__post_init__`` (so a Config built in code obeys them too),
+naming their field as ``field: text``; range bounds that only the file can get wrong are
+``msgspec.Meta`` constraints on the field.
+
+``Config.local()`` is the profile tests use: the defaults with fast timers, written as changes
+to the default (:data:`LOCAL_PROFILE`; memberlist's DefaultLocalConfig does the same).
+``Config.effective()`` is the configuration in force as plain data (what ``shoal config check``
+prints), with secrets masked.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 import yaml
+from msgspec import Meta, field
+from msgspec.structs import replace
 
 from membership import MembershipConfig
+from node.decode import DecodeError, decode
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -32,28 +45,77 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kib": KiB, "kb": 1000, "mib": MiB, "mb": 10**6, "gib": GiB, "gb": 10**9,
           "tib": 1024 * GiB, "tb": 10**12}
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 class ConfigError(ValueError):
-    """cluster.yml is missing, malformed or inconsistent."""
+    """cluster.yml is missing, malformed or inconsistent; ``problems`` lists each, with its path."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class SecretsMissing(ConfigError):
+    """The token or the cluster key is not set and cluster.yml does not say `auth: none`."""
+
+
+class Size(int):
+    """A byte count; cluster.yml writes it as an integer or as ``"8 MiB"`` (:func:`parse_size`)."""
 
 
 def parse_size(value: Any) -> int:
     """``"8 MiB"`` -> 8388608; integers pass through."""
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    m = _SIZE.match(str(value))
+    m = _SIZE.match(value) if isinstance(value, str) else None
     if not m:
         raise ConfigError(f"not a size: {value!r} (try '8 MiB')")
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
 
 
-@dataclass(frozen=True)
-class NodeSpec:
+def human_size(value: int) -> int | str:
+    """``8388608`` -> ``"8 MiB"``; sizes that are not whole MiB stay integers."""
+    if value >= GiB and value % GiB == 0:
+        return f"{value // GiB} GiB"
+    if value >= MiB and value % MiB == 0:
+        return f"{value // MiB} MiB"
+    return int(value)
+
+
+def _decode_hook(typ: type, value: Any) -> Any:
+    """msgspec's hook for the two types it does not know: sizes and paths."""
+    if typ is Size:
+        try:
+            return Size(parse_size(value))
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+    if typ is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+        raise ValueError(f"expected a path (a string), got {value!r}")
+    raise NotImplementedError(typ)
+
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Positive = Annotated[float, Meta(gt=0)]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every Struct of cluster.yml: immutable, and an unknown key is an error."""
+
+
+class NodeSpec(Section):
     id: str
     host: str
-    http_port: int
-    gossip_port: int
-    weight: int = 1
+    http_port: Port
+    gossip_port: Port
+    weight: Annotated[int, Meta(ge=1, le=100)] = 1
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.id):
+            raise ConfigError(f"id: {self.id!r}: use 1-64 letters, digits, '_', '.', '-'")
 
     @property
     def http_addr(self) -> str:
@@ -68,17 +130,22 @@ class NodeSpec:
         return f"http://{self.host}:{self.http_port}"
 
 
-@dataclass(frozen=True)
-class StorageConfig:
+class StorageConfig(Section):
     endpoint: str = "embedded"  # or http(s)://host:port of any S3-compatible server
-    bucket: str = "shoal"  # 3+ characters; created at start when missing
+    bucket: Annotated[str, Meta(min_length=3, max_length=63)] = "shoal"  # 3+ characters; created at start when missing
     region: str = "us-east-1"  # signing region (any value works for SeaweedFS and MinIO)
-    embedded_port: int = 8333  # S3 port of the embedded server (its other ports: this + 100..108)
-    part_size: int = 5 * MiB  # multipart part size for streamed uploads (S3 minimum; bench/ingest: 8 MiB peaks ~30 MiB higher)
-    parts_in_flight: int = 2  # parts uploading concurrently per upload (memory = this * part_size)
+    embedded_port: Port = 8333  # S3 port of the embedded server (its other ports: this + 100..108)
+    part_size: Size = 5 * MiB  # multipart part size for streamed uploads (S3 minimum; bench/ingest: 8 MiB peaks ~30 MiB higher)
+    parts_in_flight: Annotated[int, Meta(ge=1)] = 2  # parts uploading concurrently per upload (memory = this * part_size)
     sign_payload: bool | None = None  # SigV4-hash request bodies; None = only over plain HTTP to a non-loopback host
-    connect_timeout: float = 5.0  # seconds to connect to storage before StorageUnavailable
-    read_timeout: float = 60.0  # seconds without a byte from storage before StorageUnavailable
+    connect_timeout: Positive = 5.0  # seconds to connect to storage before StorageUnavailable
+    read_timeout: Positive = 60.0  # seconds without a byte from storage before StorageUnavailable
+
+    def __post_init__(self) -> None:
+        if self.endpoint != "embedded" and not re.match(r"https?://[^/\s]+", self.endpoint):
+            raise ConfigError(f"endpoint: {self.endpoint!r}: `embedded` or an http(s)://host:port URL")
+        if self.part_size < 5 * MiB:
+            raise ConfigError("part_size: must be at least 5 MiB (S3's minimum part)")
 
     @property
     def embedded(self) -> bool:
@@ -88,12 +155,11 @@ class StorageConfig:
         return f"http://{host}:{self.embedded_port}" if self.embedded else self.endpoint
 
 
-@dataclass(frozen=True)
-class Rendition:
-    name: str
-    height: int
-    video_kbps: int
-    audio_kbps: int = 128
+class Rendition(Section):
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    height: Annotated[int, Meta(ge=2)]
+    video_kbps: Annotated[int, Meta(gt=0)]
+    audio_kbps: Annotated[int, Meta(ge=0)] = 128
 
 
 # Lowest rungs 144p/240p so a 360p source still gets three renditions (never upscaled).
@@ -106,32 +172,35 @@ DEFAULT_LADDER = (
 )
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(Section):
     """The node's own timers (gossip's are in ``membership.MembershipConfig``)."""
 
-    lease_seconds: float = 20.0  # processing lease length; renewed every lease/3
-    recovery_interval: float = 5.0  # scan of the pending index
-    upload_expiry: float = 24 * 3600.0  # an abandoned resumable upload is reclaimed after this
-    orphan_grace: float = 6 * 3600.0  # a multipart upload no record names is aborted after this
-    housekeeping_interval: float = 60.0  # expiry of uploads and garbage collection
+    lease_seconds: Positive = 20.0  # processing lease length; renewed every lease/3
+    recovery_interval: Positive = 5.0  # scan of the pending index
+    upload_expiry: Positive = 24 * 3600.0  # an abandoned resumable upload is reclaimed after this
+    orphan_grace: Positive = 6 * 3600.0  # a multipart upload no record names is aborted after this
+    housekeeping_interval: Positive = 60.0  # expiry of uploads and garbage collection
 
 
-@dataclass(frozen=True)
-class Processing:
-    max_attempts: int = 5  # infrastructure failures before a video is `failed`
-    backoff_base: float = 1.0  # first retry delay (s); doubles per attempt, with jitter
-    backoff_max: float = 60.0
-    concurrency: int = 1  # transcodes at once per node (ffmpeg uses every core)
-    segment_seconds: int = 2
-    ffmpeg_threads: int = 0  # 0 = ffmpeg decides
-    preset: str = "veryfast"
+class Processing(Section):
+    max_attempts: Annotated[int, Meta(ge=1)] = 5  # infrastructure failures before a video is `failed`
+    backoff_base: Positive = 1.0  # first retry delay (s); doubles per attempt, with jitter
+    backoff_max: Positive = 60.0  # longest retry delay (s)
+    concurrency: Annotated[int, Meta(ge=1)] = 1  # transcodes at once per node (ffmpeg uses every core)
+    segment_seconds: Annotated[int, Meta(ge=1, le=60)] = 2  # HLS segment length (s)
+    ffmpeg_threads: Annotated[int, Meta(ge=0)] = 0  # 0 = ffmpeg decides
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                    "slower", "veryslow", "placebo"] = "veryfast"  # x264 preset
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_upload_bytes: int = 20 * GiB  # 413 beyond this
-    body_buffer: int = 1 * MiB  # request body bytes queued before we stop reading the socket
+class Limits(Section):
+    max_upload_bytes: Size = 20 * GiB  # 413 beyond this
+    body_buffer: Size = 1 * MiB  # request body bytes queued before we stop reading the socket
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "body_buffer"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be a positive size")
 
 
 # Container formats (libavformat demuxer names) a video platform accepts; a format is accepted
@@ -141,8 +210,7 @@ class Limits:
 MEDIA_FORMATS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "flv", "ogg", "mpeg", "asf", "mxf")
 
 
-@dataclass(frozen=True)
-class MediaLimits:
+class MediaLimits(Section):
     """What a source may be and cost (docs/security.md "Media: resource limits")."""
 
     max_duration_s: float = 6 * 3600.0  # longer sources fail with media_limit (header or timestamp span)
@@ -154,9 +222,25 @@ class MediaLimits:
     wall_time_factor: float = 10.0  # ffmpeg is killed after factor * duration + wall_time_base_s
     wall_time_base_s: float = 60.0  # seconds added to every ffmpeg deadline (formulas: node/process/limits.py)
     probe_timeout_s: float = 120.0  # the probe child is killed after this
-    probe_memory: int = 1 * GiB  # RLIMIT_DATA of the probe child (8K source needs ~150 MiB)
-    ffmpeg_memory: int = 2 * GiB  # RLIMIT_DATA of ffmpeg (default ladder: ~0.7 GiB 1080p, ~1.05 GiB 8K)
-    formats: tuple[str, ...] = MEDIA_FORMATS  # demuxers ffmpeg and PyAV may use (format_whitelist)
+    probe_memory: Size = 1 * GiB  # RLIMIT_DATA of the probe child (8K source needs ~150 MiB)
+    ffmpeg_memory: Size = 2 * GiB  # RLIMIT_DATA of ffmpeg (default ladder: ~0.7 GiB 1080p, ~1.05 GiB 8K)
+    formats: tuple[str, ...] = MEDIA_FORMATS  # demuxers ffmpeg and PyAV may use (format_whitelist); a list or "a, b"
+
+    def __post_init__(self) -> None:
+        """Raise ConfigError for a limit that cannot work."""
+        positive = ("max_duration_s", "max_width", "max_height", "max_pixels", "max_fps",
+                    "wall_time_factor", "probe_timeout_s", "probe_memory", "ffmpeg_memory")
+        bad = [f"media.{name}: must be a positive number, got {getattr(self, name)!r}"
+               for name in positive if not _positive(getattr(self, name))]
+        if self.wall_time_base_s < 0:
+            bad.append(f"media.wall_time_base_s: must be >= 0, got {self.wall_time_base_s!r}")
+        if self.max_frames is not None and self.max_frames <= 0:
+            bad.append(f"media.max_frames: must be positive (or null), got {self.max_frames!r}")
+        if not self.formats or not all(isinstance(f, str) and re.fullmatch(r"[a-z0-9_]{1,32}", f)
+                                       for f in self.formats):
+            bad.append(f"media.formats: a list of demuxer names, got {list(self.formats)!r}")
+        if bad:
+            raise ConfigError(*bad)
 
     @property
     def frame_limit(self) -> int:
@@ -165,76 +249,74 @@ class MediaLimits:
             return self.max_frames
         return int(self.max_duration_s * self.max_fps)
 
-    def validate(self) -> None:
-        """Raise ConfigError for a limit that cannot work."""
-        positive = ("max_duration_s", "max_width", "max_height", "max_pixels", "max_fps",
-                    "wall_time_factor", "probe_timeout_s", "probe_memory", "ffmpeg_memory")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"media.{name} must be a positive number, got {value!r}")
-        if self.wall_time_base_s < 0 or (self.max_frames is not None and self.max_frames <= 0):
-            raise ConfigError("media.wall_time_base_s must be >= 0 and media.max_frames positive")
-        if not self.formats or not all(re.fullmatch(r"[a-z0-9_]{1,32}", f) for f in self.formats):
-            raise ConfigError(f"media.formats: a list of demuxer names, got {self.formats!r}")
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
-@dataclass(frozen=True)
-class CacheConfig:
-    max_bytes: int = 512 * MiB  # owner's segment cache on local disk
-    hop_timeout: float = 1.0  # non-owner waits this long for the owner before reading storage
+class CacheConfig(Section):
+    max_bytes: Size = 512 * MiB  # owner's segment cache on local disk
+    hop_timeout: Positive = 1.0  # non-owner waits this long for the owner before reading storage
     fast_lane: bool = True  # cache hits answered with sendfile ahead of hypercorn (node.http.fastlane)
 
 
-@dataclass(frozen=True)
-class AuthConfig:
+class AuthConfig(Section):
     """Where the node's two secrets come from, and whether they are required.
 
     ``auth: none`` (the string, at the top level of cluster.yml) is the only way to run
     without them; the mapping form names the environment variables and keeps them required.
     """
 
-    token_env: str = "SHOAL_TOKEN"  # environment variable holding the bearer token
-    cluster_key_env: str = "SHOAL_CLUSTER_KEY"  # environment variable holding the gossip HMAC key
+    token_env: EnvName = "SHOAL_TOKEN"  # environment variable holding the bearer token
+    cluster_key_env: EnvName = "SHOAL_CLUSTER_KEY"  # environment variable holding the gossip HMAC key
     # Invariant: False only when cluster.yml says `auth: none` explicitly.
     required: bool = True  # not a key: `auth: none` (the string, top level) sets it False; see Top level
 
 
-@dataclass(frozen=True)
-class CorsConfig:
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+class CorsConfig(Section):
     """Which web origins may call the API from a browser (node/http/cors.py applies it)."""
 
     origins: tuple[str, ...] = ("*",)  # `["*"]`: any origin; else exact `scheme://host[:port]` entries, echoed with `Vary: Origin`, others get no CORS headers
 
+    def __post_init__(self) -> None:
+        if not self.origins:
+            raise ConfigError("origins: a non-empty list, e.g. [\"*\"] or [\"https://app.example\"]")
+        bad = []
+        for i, o in enumerate(self.origins):
+            if o == "*":
+                if len(self.origins) > 1:
+                    bad.append(f"origins[{i}]: '*' stands alone (it already allows every origin)")
+            elif not (isinstance(o, str) and _ORIGIN.fullmatch(o)):
+                bad.append(f"origins[{i}]: {o!r} is not an origin like 'https://app.example:8443' "
+                           "(scheme and host, no path, no trailing slash)")
+        if bad:
+            raise ConfigError(*bad)
 
-def _cors_section(raw: Any, base: CorsConfig) -> CorsConfig:
-    cfg = _section(CorsConfig, raw, base)
-    origins = cfg.origins
-    if isinstance(origins, str) or not isinstance(origins, (list, tuple)) or not origins:
-        raise ConfigError("cors.origins: a non-empty list, e.g. [\"*\"] or [\"https://app.example\"]")
-    for o in origins:
-        if o == "*":
-            if len(origins) > 1:
-                raise ConfigError("cors.origins: '*' stands alone (it already allows every origin)")
-        elif not isinstance(o, str) or not re.fullmatch(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", o):
-            raise ConfigError(f"cors.origins: {o!r} is not an origin like 'https://app.example:8443' "
-                              "(scheme and host, no path, no trailing slash)")
-    return replace(cfg, origins=tuple(origins))
+
+_WEBHOOK_URL = re.compile(r"https?://[^\s/?#]+(?:[/?][^\s#]*)?")
 
 
-@dataclass(frozen=True)
-class WebhooksConfig:
+class WebhooksConfig(Section):
     """Where video events are POSTed, and how hard we try (node/webhooks, docs/webhooks.md)."""
 
-    urls: tuple[str, ...] = ()  # receivers (http/https); every event goes to each; empty: webhooks off, no outbox writes
-    secret_env: str = "SHOAL_WEBHOOK_SECRET"  # environment variable with the HMAC-SHA256 key of X-Shoal-Signature; required when urls are set
-    timeout: float = 5.0  # seconds for one POST (connect, send, answer)
-    max_attempts: int = 12  # delivery rounds before an event is dead (moved to webhooks/dead/, log line webhook_dead)
-    backoff_base: float = 1.0  # delay after the first failed round (s); doubles per round, with jitter
-    backoff_max: float = 300.0  # longest delay between rounds (s)
-    scan_interval: float = 2.0  # seconds between scans of the outbox (and at once when the ring changes)
-    concurrency: int = 8  # events in delivery at once per node
-    intent_grace: float = 300.0  # an outbox entry whose transition never committed is dropped after this
+    urls: Annotated[tuple[str, ...], Meta(max_length=16)] = ()  # receivers (http/https); every event goes to each; empty: webhooks off, no outbox writes
+    secret_env: EnvName = "SHOAL_WEBHOOK_SECRET"  # environment variable with the HMAC-SHA256 key of X-Shoal-Signature; required when urls are set
+    timeout: Positive = 5.0  # seconds for one POST (connect, send, answer)
+    max_attempts: Annotated[int, Meta(ge=1, le=1000)] = 12  # delivery rounds before an event is dead (moved to webhooks/dead/, log line webhook_dead)
+    backoff_base: Positive = 1.0  # delay after the first failed round (s); doubles per round, with jitter
+    backoff_max: Positive = 300.0  # longest delay between rounds (s)
+    scan_interval: Positive = 2.0  # seconds between scans of the outbox (and at once when the ring changes)
+    concurrency: Annotated[int, Meta(ge=1, le=1000)] = 8  # events in delivery at once per node
+    intent_grace: Positive = 300.0  # an outbox entry whose transition never committed is dropped after this
+
+    def __post_init__(self) -> None:
+        bad = [f"urls[{i}]: {u!r} is not an http(s) URL" for i, u in enumerate(self.urls)
+               if not _WEBHOOK_URL.fullmatch(u)]
+        if bad:
+            raise ConfigError(*bad)
 
     def secret(self) -> bytes | None:
         """The signing key from ``$<secret_env>``; None when unset or empty."""
@@ -242,39 +324,23 @@ class WebhooksConfig:
         return v.encode() if v else None
 
 
-def _webhooks_section(raw: Any, base: WebhooksConfig) -> WebhooksConfig:
-    cfg = _section(WebhooksConfig, raw, base)
-    urls = cfg.urls
-    if isinstance(urls, str) or not isinstance(urls, (list, tuple)) or len(urls) > 16:
-        raise ConfigError("webhooks.urls: a list of at most 16 URLs, e.g. [\"https://app.example/hooks\"]")
-    for u in urls:
-        if not isinstance(u, str) or not re.fullmatch(r"https?://[^\s/?#]+(?:[/?][^\s#]*)?", u):
-            raise ConfigError(f"webhooks.urls: {u!r} is not an http(s) URL")
-    numbers = {"timeout": cfg.timeout, "backoff_base": cfg.backoff_base, "backoff_max": cfg.backoff_max,
-               "scan_interval": cfg.scan_interval, "intent_grace": cfg.intent_grace}
-    for name, value in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"webhooks.{name}: expected a positive number of seconds, got {value!r}")
-    for name in ("max_attempts", "concurrency"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-            raise ConfigError(f"webhooks.{name}: expected an integer from 1 to 1000, got {value!r}")
-    if not isinstance(cfg.secret_env, str) or not cfg.secret_env:
-        raise ConfigError("webhooks.secret_env: the name of an environment variable")
-    return replace(cfg, urls=tuple(urls), timeout=float(cfg.timeout), backoff_base=float(cfg.backoff_base),
-                   backoff_max=float(cfg.backoff_max), scan_interval=float(cfg.scan_interval),
-                   intent_grace=float(cfg.intent_grace))
+# `profile: local`: fast timers for tests and demos on one machine, as changes to the default.
+LOCAL_PROFILE: dict[str, dict[str, Any]] = {
+    "timing": {"lease_seconds": 6.0, "recovery_interval": 1.0, "orphan_grace": 120.0,
+               "housekeeping_interval": 10.0},
+    "membership": {f.name: getattr(MembershipConfig().local(), f.name)
+                   for f in msgspec.structs.fields(MembershipConfig)
+                   if getattr(MembershipConfig().local(), f.name) != getattr(MembershipConfig(), f.name)},
+    "processing": {"backoff_base": 0.5, "backoff_max": 5.0},
+}
 
 
-class SecretsMissing(ConfigError):
-    """The token or the cluster key is not set and cluster.yml does not say `auth: none`."""
-
-
-@dataclass(frozen=True)
-class Config:
-    nodes: tuple[NodeSpec, ...]
+class Config(Section):
+    nodes: tuple[NodeSpec, ...]  # see Top level
     cluster: str = "shoal"
     state_dir: Path = Path(".shoal")
+    profile: Literal["default", "local"] = "default"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     seeds: tuple[str, ...] = ()
     storage: StorageConfig = field(default_factory=StorageConfig)
     ladder: tuple[Rendition, ...] = DEFAULT_LADDER
@@ -288,6 +354,22 @@ class Config:
     cors: CorsConfig = field(default_factory=CorsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     access_log: bool = True  # one `http_request` JSON line per request (node/http/access.py)
+
+    def __post_init__(self) -> None:
+        bad = []
+        if not self.nodes:
+            bad.append("nodes: cluster.yml names no nodes")
+        ids = [n.id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            bad.append(f"nodes: duplicate node ids in {ids}")
+        bad += [f"seeds[{i}]: {s!r} is not a node" for i, s in enumerate(self.seeds) if s not in ids]
+        if not self.ladder:
+            bad.append("ladder: at least one rendition")
+        names = [r.name for r in self.ladder]
+        if len(set(names)) != len(names):
+            bad.append(f"ladder: duplicate rendition names in {names}")
+        if bad:
+            raise ConfigError(*bad)
 
     # ---- lookups -----------------------------------------------------------------
     def node(self, node_id: str) -> NodeSpec:
@@ -335,14 +417,10 @@ class Config:
 
     # ---- profiles ------------------------------------------------------------------
     def local(self) -> "Config":
-        """Fast timers for tests and demos on one machine."""
-        return replace(
-            self,
-            timing=replace(self.timing, lease_seconds=6.0, recovery_interval=1.0,
-                           orphan_grace=120.0, housekeeping_interval=10.0),
-            membership=self.membership.local(),
-            processing=replace(self.processing, backoff_base=0.5, backoff_max=5.0),
-        )
+        """Fast timers for tests and demos on one machine (:data:`LOCAL_PROFILE`)."""
+        return replace(self, profile="local", **{
+            section: replace(getattr(self, section), **changes)
+            for section, changes in LOCAL_PROFILE.items()})
 
     # ---- I/O -----------------------------------------------------------------------------
     @classmethod
@@ -360,88 +438,93 @@ class Config:
         return cfg
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Config":
+    def from_dict(cls, raw: Any) -> "Config":
+        """The Config a loaded cluster.yml describes; :class:`ConfigError` lists every problem."""
         if not isinstance(raw, dict):
-            raise ConfigError("cluster.yml must be a mapping")
+            raise ConfigError("cluster.yml must be a mapping of keys (nodes:, storage:, ...)")
+        raw, early = _prepared(raw)
         try:
-            nodes = tuple(NodeSpec(**n) for n in raw.get("nodes") or [])
-        except TypeError as e:
-            raise ConfigError(f"bad node entry: {e}") from None
-        if not nodes:
-            raise ConfigError("cluster.yml names no nodes")
-        ids = [n.id for n in nodes]
-        if len(set(ids)) != len(ids):
-            raise ConfigError(f"duplicate node ids in {ids}")
-        for n in nodes:
-            if not (isinstance(n.weight, int) and 1 <= n.weight <= 100):
-                raise ConfigError(f"node {n.id}: weight must be an integer from 1 to 100")
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n.id):
-                raise ConfigError(f"node id {n.id!r}: use letters, digits, '_', '.', '-'")
-        kw: dict[str, Any] = {"nodes": nodes}
-        # `profile: local` starts from Config.local(); the file's own keys then override it.
-        profile = raw.get("profile", "default")
-        if profile not in ("default", "local"):
-            raise ConfigError(f"profile {profile!r}: use 'default' or 'local'")
-        base = cls(nodes=nodes)
-        if profile == "local":
-            base = base.local()
-        if "cluster" in raw:
-            kw["cluster"] = str(raw["cluster"])
-        if "state_dir" in raw:
-            kw["state_dir"] = Path(raw["state_dir"])
-        if "access_log" in raw:
-            if not isinstance(raw["access_log"], bool):
-                raise ConfigError(f"access_log: expected true or false, got {raw['access_log']!r}")
-            kw["access_log"] = raw["access_log"]
-        seeds = tuple(raw.get("seeds") or ())
-        for s in seeds:
-            if s not in ids:
-                raise ConfigError(f"seed {s!r} is not a node")
-        kw["seeds"] = seeds
-        kw["storage"] = _section(StorageConfig, raw.get("storage"), base.storage, sizes={"part_size"})
-        if raw.get("ladder"):
-            try:
-                kw["ladder"] = tuple(Rendition(**r) for r in raw["ladder"])
-            except TypeError as e:
-                raise ConfigError(f"bad ladder entry: {e}") from None
-        swim = {f.name for f in dataclasses.fields(MembershipConfig)}
-        moved = sorted(swim & set(raw["timing"])) if isinstance(raw.get("timing"), dict) else []
-        if moved:
-            raise ConfigError(f"timing.{moved[0]} moved to the membership: section "
-                              f"(membership.{moved[0]})")
-        kw["timing"] = _section(Timing, raw.get("timing"), base.timing)
-        try:
-            kw["membership"] = _section(MembershipConfig, raw.get("membership"), base.membership)
-        except ValueError as e:  # MembershipConfig's own range checks
-            raise ConfigError(str(e)) from None
-        kw["processing"] = _section(Processing, raw.get("processing"), base.processing)
-        kw["limits"] = _section(Limits, raw.get("limits"), base.limits, sizes={"max_upload_bytes", "body_buffer"})
-        kw["cache"] = _section(CacheConfig, raw.get("cache"), base.cache, sizes={"max_bytes"})
-        kw["auth"] = _auth_section(raw.get("auth"), base.auth)
-        kw["media"] = _media_section(raw.get("media"), base.media)
-        kw["cors"] = _cors_section(raw.get("cors"), base.cors)
-        kw["webhooks"] = _webhooks_section(raw.get("webhooks"), base.webhooks)
-        cfg = cls(**kw)
-        if cfg.storage.part_size < 5 * MiB:
-            raise ConfigError("storage.part_size must be at least 5 MiB (S3's minimum part)")
-        if len(cfg.storage.bucket) < 3:
-            raise ConfigError("storage.bucket needs 3 or more characters")
+            cfg = decode(raw, cls, dec_hook=_decode_hook)
+        except DecodeError as e:
+            raise ConfigError(*early, *e.problems) from None
+        if early:
+            raise ConfigError(*early)
         return cfg
 
+    def effective(self) -> dict[str, Any]:
+        """The configuration in force as plain data, the way cluster.yml writes it: defaults
+        filled in, sizes as ``"8 MiB"``, ``auth: none`` as the string, and the password of a
+        storage URL masked (the secrets themselves are environment variables, never here)."""
+        out = _plain(self)
+        if not self.auth.required:
+            out["auth"] = "none"
+        else:
+            del out["auth"]["required"]
+        out["storage"]["endpoint"] = mask_url(self.storage.endpoint)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["state_dir"] = str(self.state_dir)
-        return d
+        return self.effective()
 
 
-def _media_section(raw: Any, base: MediaLimits) -> MediaLimits:
-    media = _section(MediaLimits, raw, base, sizes={"probe_memory", "ffmpeg_memory"})
-    formats = media.formats
-    if isinstance(formats, str):
-        formats = formats.split(",")
-    media = replace(media, formats=tuple(str(f).strip() for f in formats))
-    media.validate()
-    return media
+def effective_yaml(cfg: Config) -> str:
+    """:meth:`Config.effective` as YAML, in the order of the fields."""
+    return yaml.safe_dump(cfg.effective(), sort_keys=False, default_flow_style=False, width=100)
+
+
+def mask_url(url: str) -> str:
+    """``https://user:secret@host`` -> ``https://user:***@host``; other strings unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {f.name: (human_size(v) if isinstance(v, Size) or f.type is Size else _plain(v))
+                for f in msgspec.structs.fields(value) for v in (getattr(value, f.name),)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_MEMBERSHIP_KEYS = frozenset(f.name for f in msgspec.structs.fields(MembershipConfig))
+
+
+def _prepared(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The file's document made ready for strict decoding, and the problems found on the way:
+    keys with no value keep their default, ``auth: none`` becomes ``required: false``, a
+    ``formats`` string is split, ``profile: local`` fills in its timers the file does not set."""
+    raw = {k: v for k, v in raw.items() if v is not None}
+    early: list[str] = []
+    auth = raw.get("auth")
+    if auth == "none":
+        raw["auth"] = {"required": False}
+    elif isinstance(auth, str):
+        early.append(f"auth: {auth!r}: say `auth: none` to run without secrets, or give a "
+                     "mapping with token_env / cluster_key_env")
+        del raw["auth"]
+    elif isinstance(auth, dict) and "required" in auth:
+        early.append("auth: unknown key 'required' (to run without secrets say `auth: none`)")
+        raw["auth"] = {k: v for k, v in auth.items() if k != "required"}
+    timing = raw.get("timing")
+    if isinstance(timing, dict):
+        for key in sorted(_MEMBERSHIP_KEYS & set(timing)):
+            early.append(f"timing.{key}: moved to the membership: section (membership.{key})")
+        raw["timing"] = {k: v for k, v in timing.items() if k not in _MEMBERSHIP_KEYS}
+    media = raw.get("media")
+    if isinstance(media, dict) and isinstance(media.get("formats"), str):
+        raw["media"] = {**media, "formats": [f.strip() for f in media["formats"].split(",")]}
+    if raw.get("profile") == "local":
+        for section, changes in LOCAL_PROFILE.items():
+            given = raw.get(section, {})
+            if isinstance(given, dict):
+                raw[section] = {**changes, **given}
+    return raw, early
 
 
 def check_secrets(cfg: Config, node_id: str) -> None:
@@ -459,31 +542,3 @@ def check_secrets(cfg: Config, node_id: str) -> None:
                     gossip="unauthenticated" if cfg.auth.cluster_key_env in missing else "cluster key",
                     detail="cluster.yml says `auth: none`: anyone who reaches the node may write "
                            "and speak gossip with what is missing")
-
-
-def _auth_section(raw: Any, base: AuthConfig) -> AuthConfig:
-    """``auth: none`` (secrets not required), or the mapping of environment variable names."""
-    if raw == "none":
-        return replace(base, required=False)
-    if isinstance(raw, str):
-        raise ConfigError(f"auth: {raw!r}: say `auth: none` to run without secrets, or give a "
-                          "mapping with token_env / cluster_key_env")
-    if isinstance(raw, dict) and "required" in raw:
-        raise ConfigError("auth: unknown key 'required' (to run without secrets say `auth: none`)")
-    return _section(AuthConfig, raw, base)
-
-
-def _section(cls: type, raw: Any, base: Any, sizes: set[str] = frozenset()) -> Any:
-    if raw is None:
-        return base
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{cls.__name__}: expected a mapping, got {raw!r}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kw = {}
-    for k, v in raw.items():
-        if k not in known:
-            raise ConfigError(f"unknown key {k!r} (known: {', '.join(known)})")
-        if k in sizes:
-            v = parse_size(v)
-        kw[k] = v
-    return replace(base, **kw)

@@ -128,7 +128,7 @@ async def run_node(cfg: Config, node_id: str) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     log.configure(node_id)
     log.info("node_starting", http=spec.http_addr, gossip=spec.gossip_addr, pid=os.getpid(),
-             storage=cfg.storage.endpoint_url())
+             storage=cfg.storage.endpoint_url(), log_level=log.current_level())
     metrics = node_metrics()  # first: the store reports every request's time to it
     async with trio_asyncio.open_loop():
         async with storage.open_store(
@@ -179,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = Config.load(args.config)
         cfg.node(args.node)
+        level = log.level_from(cfg.log_level, os.environ)  # $SHOAL_LOG_LEVEL beats log_level
+    except ValueError as e:  # ConfigError is one
+        print(f"shoal node: {e}", file=sys.stderr)
+        return 2
+    log.configure(args.node, level=level)  # our lines and every stdlib logger, at that level
+    try:
         check_secrets(cfg, args.node)  # token and cluster key, or `auth: none` (node.config)
     except ConfigError as e:
         print(f"shoal node: {e}", file=sys.stderr)

@@ -10,16 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Callable
+import sys
+from pathlib import Path
+from typing import Any, Callable, TextIO
 
 import httpx
+
+from node.config import Config, ConfigError, effective_yaml
 
 from .. import health
 from ..connect import client, emit_json, launcher, say, source, token_for
 from ..errors import CliError
 from ..health import format_status
 from ..tables import format_table, human_time
-from ..target import TOKEN_ENV, select_endpoint
+from ..target import CONFIG_ENV, TOKEN_ENV, select_endpoint
 
 __all__ = ["register", "select_members", "format_mapping", "MEMBER_STATES"]
 
@@ -36,6 +40,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     p = cmd("owner", cmd_owner, "which node owns a video")
     p.add_argument("video")
     cmd("token", cmd_token, "print the bearer token for write requests")
+    p = cmd("config", cmd_config, "check cluster.yml: print the effective config (exit 0) "
+                                  "or every error with its path (exit 2)")
+    p.add_argument("action", choices=("check",))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -143,3 +150,22 @@ def format_mapping(data: Any, indent: int = 0) -> str:
             return pad + ", ".join(map(str, data))
         return "\n".join(pad + "- " + format_mapping(v, indent + 1).lstrip() for v in data)
     return pad + str(data)
+
+
+def cmd_config(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``config check``: the file the node would read (``--config``, ``$SHOAL_CONFIG`` or
+    ``./cluster.yml``, never a URL) as the effective YAML, or every problem; exit 0 or 2."""
+    path = Path(args.config or os.environ.get(CONFIG_ENV) or "cluster.yml")
+    try:
+        cfg = Config.load(path)
+    except ConfigError as e:
+        print(f"{path}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}",
+              file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if args.json:
+        emit_json(cfg.effective(), out)
+    else:
+        (out or sys.stdout).write(f"# effective configuration of {path}\n" + effective_yaml(cfg))
+    return 0

@@ -38,6 +38,18 @@ there; it is listed and checked here with the others):
 - ``HashRing`` is subclassed without calling its ``__init__`` (which would regenerate the circle
   with its weight-normalised factor): we set ``ring``, ``_sorted_keys``, ``nodes`` and
   ``weights`` and use its ``get_node``, ``get_node_pos`` and ``gen_key`` over our circle.
+
+botocore (1.40) and aiobotocore (2.25), used in storage/s3.py and storage/raw.py (``storage``
+must not import the node either) for the raw UploadPart / PutObject requests:
+
+- ``client._request_signer._credentials`` (``BaseClient`` and ``RequestSigner`` set them in
+  ``__init__``) and aiobotocore's ``AioCredentials.get_frozen_credentials`` (a coroutine): the
+  credentials the raw requests sign with.  Where they are missing, ``storage.open_store`` quietly
+  keeps every request on aiobotocore (uploads then cost ~1.5 ms of CPU more per request): the
+  test is what makes that loud.
+- ``S3SigV4Auth(credentials, service_name, region_name).add_auth(request)`` over an
+  ``AWSRequest`` whose ``context["client_config"]`` carries ``s3={"payload_signing_enabled":
+  False}``: botocore then signs ``UNSIGNED-PAYLOAD`` (its S3 signer reads that from the context).
 """
 
 from __future__ import annotations
@@ -114,6 +126,18 @@ RELIED_ON: tuple[Internal, ...] = (
     Internal("hashring", "HashRing._sorted_keys", "attribute", "set by _PlacedHashRing (sorted points)"),
     Internal("hashring", "HashRing.nodes", "attribute", "set by _PlacedHashRing"),
     Internal("hashring", "HashRing.weights", "attribute", "set by _PlacedHashRing"),
+    Internal("aiobotocore.client", "AioBaseClient._request_signer", "attribute",
+             "storage.s3 finds the client's credentials behind it for storage.raw"),
+    Internal("aiobotocore.signers", "AioRequestSigner._credentials", "attribute",
+             "the credentials object storage.s3.frozen_credentials reads"),
+    Internal("aiobotocore.credentials", "AioCredentials.get_frozen_credentials", "function",
+             "awaited by storage.s3.frozen_credentials (must be a coroutine)"),
+    Internal("botocore.auth", "S3SigV4Auth", "class", "storage.raw signs its requests with it",
+             ("credentials", "service_name", "region_name")),
+    Internal("botocore.auth", "S3SigV4Auth.add_auth", "function", "storage.raw signs a head",
+             ("request",)),
+    Internal("botocore.awsrequest", "AWSRequest.context", "attribute",
+             "storage.raw puts client_config there: payload_signing_enabled=False -> UNSIGNED-PAYLOAD"),
 )
 
 

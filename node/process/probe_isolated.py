@@ -25,6 +25,7 @@ import json
 import os
 import sys
 
+import msgspec
 import trio
 
 from node.config import MediaLimits
@@ -41,7 +42,7 @@ async def probe_isolated(path: str | os.PathLike[str], limits: MediaLimits = Med
 
     Raises UndecodableInput or MediaLimitExceeded (the user's file), OSError (ours).
     """
-    arg = json.dumps(dataclasses.asdict(limits))
+    arg = json.dumps(msgspec.to_builtins(limits, enc_hook=int))
     with trio.move_on_after(limits.probe_timeout_s) as scope:
         done = await trio.run_process(
             [sys.executable, "-m", "node.process.probe_isolated", os.fspath(path), arg],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 import time
 from collections import Counter
-from dataclasses import replace
+from msgspec.structs import replace
 
 import pytest
 import trio

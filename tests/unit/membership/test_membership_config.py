@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 import pytest
 
@@ -17,7 +17,7 @@ def test_defaults_are_memberlists_lan_config_where_it_has_the_knob():
 
 def test_local_profile_changes_only_the_timers_it_names():
     base, local = MembershipConfig(), MembershipConfig().local()
-    changed = {f.name for f in dataclasses.fields(base)
+    changed = {f.name for f in msgspec.structs.fields(base)
                if getattr(base, f.name) != getattr(local, f.name)}
     assert changed == {"probe_interval", "probe_timeout", "push_pull_interval", "stream_timeout"}
     assert (local.probe_interval, local.probe_timeout, local.push_pull_interval) == (0.3, 0.15, 5.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import replace
+from msgspec.structs import replace
 
 import httpx
 import hypercorn.config

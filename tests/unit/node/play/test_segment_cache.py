@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from dataclasses import replace
+from msgspec.structs import replace
 from types import SimpleNamespace
 
 import pytest

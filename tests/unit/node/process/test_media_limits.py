@@ -53,8 +53,8 @@ def test_media_section_parses_sizes_and_format_lists():
 
 @pytest.mark.parametrize("section, words", [
     ({"max_duration": 60}, "unknown key 'max_duration'"),
-    ({"max_duration_s": 0}, "media.max_duration_s must be a positive number"),
-    ({"max_fps": -1}, "media.max_fps must be a positive number"),
+    ({"max_duration_s": 0}, "media.max_duration_s: must be a positive number"),
+    ({"max_fps": -1}, "media.max_fps: must be a positive number"),
     ({"ffmpeg_memory": "lots"}, "not a size"),
     ({"formats": []}, "media.formats"),
     ({"formats": ["mov", "file:/etc"]}, "media.formats"),
