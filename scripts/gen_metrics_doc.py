@@ -22,7 +22,7 @@ def render() -> str:
     sys.path.insert(0, str(REPO))
     import storage  # noqa: PLC0415
     from node.compose import compose_node, node_metrics  # noqa: PLC0415
-    from dataclasses import replace  # noqa: PLC0415
+    from msgspec.structs import replace  # noqa: PLC0415
     import os  # noqa: PLC0415
 
     from node.config import Config, NodeSpec, WebhooksConfig  # noqa: PLC0415

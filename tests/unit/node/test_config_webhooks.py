@@ -23,14 +23,14 @@ def test_off_by_default_and_parsed_when_given():
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"urls": "https://app.example/hooks"}, "webhooks.urls: a list"),
+    ({"urls": "https://app.example/hooks"}, "webhooks.urls: expected a list"),
     ({"urls": ["ftp://app.example/x"]}, "is not an http(s) URL"),
     ({"urls": ["https://"]}, "is not an http(s) URL"),
-    ({"urls": [f"http://h{i}.example/" for i in range(17)]}, "at most 16"),
-    ({"timeout": "fast"}, "webhooks.timeout: expected a positive number"),
-    ({"backoff_max": 0}, "webhooks.backoff_max: expected a positive number"),
-    ({"max_attempts": 0}, "webhooks.max_attempts: expected an integer from 1 to 1000"),
-    ({"concurrency": True}, "webhooks.concurrency: expected an integer"),
+    ({"urls": [f"http://h{i}.example/" for i in range(17)]}, "length <= 16"),
+    ({"timeout": "fast"}, "webhooks.timeout: expected a number"),
+    ({"backoff_max": 0}, "webhooks.backoff_max: expected a number > 0"),
+    ({"max_attempts": 0}, "webhooks.max_attempts: expected a whole number >= 1"),
+    ({"concurrency": True}, "webhooks.concurrency: expected a whole number"),
     ({"secret": "inline"}, "unknown key 'secret'"),
 ])
 def test_bad_values_are_refused_with_their_key(section, message):

@@ -13,7 +13,7 @@ import functools
 import io
 import json
 import sys
-from dataclasses import replace
+from msgspec.structs import replace
 
 import httpx
 import hypercorn.config

@@ -9,7 +9,7 @@ renewal period and never commits; once storage answers, a new epoch commits, the
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from msgspec.structs import replace
 
 import trio
 
