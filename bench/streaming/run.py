@@ -128,6 +128,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--out", default=str(REPO / "bench" / "streaming" / "results.md"))
+    ap.add_argument("--access-log", choices=("on", "off"), default="on",
+                    help="the nodes' per-request JSON line (cluster.yml access_log; default on, as "
+                         "a node runs; nginx runs with access_log off, its best)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
@@ -136,7 +139,8 @@ def main() -> int:
     tmp.chmod(0o755)  # nginx workers run as nobody
     rows: list[tuple[str, dict, str]] = []
     nginx_proc = None
-    c = Cluster(tmp / "cluster", 3, {"ladder": LADDER, "cache": {"max_bytes": CACHE_BYTES}})
+    c = Cluster(tmp / "cluster", 3, {"ladder": LADDER, "cache": {"max_bytes": CACHE_BYTES},
+                                     "access_log": args.access_log == "on"})
     try:
         src = media.make_video(tmp / "src.mp4", seconds=24, width=1280, height=720)
         vid = upload(c, "n1", src).json()["id"]
@@ -209,10 +213,11 @@ def main() -> int:
     lines = [
         "# Streaming benchmark: segment GETs", "",
         f"Command: `.venv/bin/python bench/streaming/run.py --seconds {args.seconds} "
-        f"--connections {args.connections}`", "",
+        f"--connections {args.connections} --access-log {args.access_log}`", "",
         f"Machine: {platform.machine()}, {cpus} CPUs, Python {platform.python_version()}; load generator "
         f"wrk (2 threads, {args.connections} connections, {args.seconds} s per row) on the same machine, "
-        "127.0.0.1. nginx: 1 worker, sendfile. Shoal: one node process per node, "
+        "127.0.0.1. nginx: 1 worker, sendfile, access_log off. Shoal: one node process per node, "
+        f"access log {args.access_log}, "
         f"cache {CACHE_BYTES // 1024 // 1024} MiB. The same segment files in every row "
         f"(warm set: {WARM_SEGMENTS} 720p segments; cold: all {len(all_segs)} segments of 3 renditions).", "",
         "| scenario | requests/s | MB/s | p50 ms | p99 ms | errors | notes |",
