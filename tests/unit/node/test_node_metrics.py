@@ -174,7 +174,7 @@ def test_access_log_setting(raw, expect):
     assert Config.from_dict({**BASE, **raw}).access_log is expect
 
 
-@pytest.mark.parametrize("bad", ["no", 0, "false", None])
+@pytest.mark.parametrize("bad", ["no", 0, "false"])  # a key with no value keeps its default
 def test_access_log_must_be_a_boolean(bad):
     with pytest.raises(ConfigError, match="access_log: expected true or false"):
         Config.from_dict({**BASE, "access_log": bad})
