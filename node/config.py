@@ -126,6 +126,8 @@ class Processing:
     segment_seconds: int = 2
     ffmpeg_threads: int = 0  # 0 = ffmpeg decides
     preset: str = "veryfast"
+    chunked: bool = False  # plan long videos as chunks several nodes encode (node/chunks/)
+    chunk_segments: int = 15  # segments per chunk (chunk length = this * segment_seconds)
 
 
 @dataclass(frozen=True)
