@@ -226,3 +226,17 @@ def first_failure(docs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
 def committed_epochs(docs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """unit -> the epoch whose outputs are listed.  Invariant: only these epochs are ever read."""
     return {d["unit"]: d["output"]["epoch"] for d in docs if d["state"] == COMMITTED}
+
+
+def stale_epoch(doc: Mapping[str, Any], epoch: int) -> bool:
+    """Can outputs written under ``epoch`` of this unit never be committed or served?
+
+    Committed: every epoch but the committed one.  Claimed: every epoch before the holder's
+    (those holders are fenced out).  Pending or failed: every epoch so far (each attempt was
+    released, taken over or failed).  Such outputs are garbage: never listed, collected."""
+    state = doc["state"]
+    if state == COMMITTED:
+        return epoch != doc["output"]["epoch"]
+    if state == CLAIMED:
+        return epoch < doc["epoch"]
+    return epoch <= doc["epoch"]

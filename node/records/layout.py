@@ -4,6 +4,11 @@
     videos/<id>/source               the uploaded bytes (visible only after CompleteMultipartUpload)
     videos/<id>/out/<epoch>/...      one processing attempt's outputs; `ready` names the epoch
     videos/<id>/tus/...              resumable-upload scratch (small tail objects)
+    videos/<id>/units/<unit>.json    a chunked video's unit of work (a chunk, or "audio"): lease,
+                                     epoch, committed output (CAS only; node/chunks/state.py)
+    videos/<id>/chunks/<unit>/<epoch>/...  one attempt of one unit: <rendition>/seg_NNNNN.ts
+                                     (global segment numbers); only the epoch the unit's
+                                     document commits is ever listed or served
     pending/<id>                     index of non-terminal videos, so recovery never scans videos/
     catalog/<id>                     index of every video, for listing (ids sort by creation time)
     idem/<sha256 of key>             Idempotency-Key -> video id
@@ -50,6 +55,21 @@ def source_key(vid: str) -> str:
 
 def out_prefix(vid: str, epoch: int | None = None) -> str:
     return f"videos/{vid}/out/" if epoch is None else f"videos/{vid}/out/{epoch}/"
+
+
+def units_prefix(vid: str) -> str:
+    return f"videos/{vid}/units/"
+
+
+def unit_doc_key(vid: str, unit: str) -> str:
+    return f"videos/{vid}/units/{unit}.json"
+
+
+def chunk_out_prefix(vid: str, unit: str | None = None, epoch: int | None = None) -> str:
+    """Outputs of every unit, of one unit, or of one unit's attempt ``epoch``."""
+    if unit is None:
+        return f"videos/{vid}/chunks/"
+    return f"videos/{vid}/chunks/{unit}/" if epoch is None else f"videos/{vid}/chunks/{unit}/{epoch}/"
 
 
 def video_prefix(vid: str) -> str:

@@ -172,6 +172,30 @@ def renew(rec: Record, node: str, epoch: int, now: float, lease_seconds: float) 
     return new  # not a state change: no history entry
 
 
+def attach_plan(rec: Record, node: str, epoch: int, plan: dict[str, Any]) -> Record:
+    """Fix a chunked video's plan (node/chunks/plan.py) in the record, once.
+
+    Only the holder of the current epoch may attach it, and only while none is attached: a
+    successor owner reuses the plan it finds, so every chunk of a video is encoded alike and
+    committed chunks stay valid across owner crashes.  Not a state change: no history entry."""
+    _check_fence(rec, node, epoch)
+    if rec.get("plan") is not None:
+        raise Refused("plan_exists", f"the plan of epoch {rec['plan'].get('made_by_epoch')} is fixed")
+    new = copy.deepcopy(rec)
+    new["plan"] = plan
+    return new
+
+
+def note_chunks(rec: Record, node: str, epoch: int, now: float, lease_seconds: float,
+                chunks: list[dict[str, Any]], progress: float) -> Record:
+    """The owner's renewal of a chunked video: the lease, plus the summary of its chunks that
+    ``GET /v1/videos/<id>`` shows (``chunks``, ``progress``).  Fenced like :func:`renew`."""
+    new = renew(rec, node, epoch, now, lease_seconds)
+    new["chunks"] = chunks
+    new["progress"] = progress
+    return new
+
+
 def commit_ready(rec: Record, node: str, epoch: int, now: float,
                  renditions: list[dict[str, Any]]) -> Record:
     """The single commit that makes a video playable: only the current epoch may make it."""
