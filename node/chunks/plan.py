@@ -171,6 +171,8 @@ def make_plan(*, duration: float, segment_seconds: int, chunk_segments: int, chu
     """
     if not renditions:
         raise PlanError("no renditions to encode")
+    if any(r.get("name") == "audio" for r in renditions):
+        raise PlanError("a video rendition may not be named 'audio' (the audio rendition's name)")
     chunks = (cut(duration, segment_seconds, chunk_segments) if chunked else
               (ChunkRange(0, 0.0, duration, 0, segment_count(duration, segment_seconds)),))
     audio = max((int(r.get("audio_kbps") or 0) for r in renditions), default=0) if has_audio else 0
