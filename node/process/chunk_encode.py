@@ -36,6 +36,7 @@ unit's duration) and failures are translated by ``node.process.ffmpeg.run`` alon
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,13 +47,18 @@ import trio
 from node.chunks.plan import ChunkRange, Plan, make_plan
 from node.config import MediaLimits, Processing, Rendition
 from node.process import ffmpeg
-from node.process.errors import TranscodeError
+from node.process.errors import TranscodeError, UndecodableInput
 from node.process.ladder import RenditionPlan, plan_ladder
 from node.process.limits import run_bounds
 from node.process.master_playlist import MEDIA_NAME, measured_bandwidth, parse_media_playlist
 from node.process.probe import Probe
 
 AUDIO_NAME = "audio"  # the audio rendition's directory (node.chunks.state.AUDIO is its unit)
+# ffmpeg's words when a range of the source decodes to nothing or its decoder gave up: the
+# probe read the file's head, so this range of the user's bytes is damaged (not retried)
+RANGE_UNDECODABLE = re.compile(r"Output file is empty, nothing was encoded|"
+                               r"\[dec:[^\]]*\] Terminating thread with return code|"
+                               r"Invalid data found when processing input")
 
 
 @dataclass(frozen=True)
@@ -176,8 +182,9 @@ async def encode_chunk(src: str | os.PathLike[str], outdir: str | os.PathLike[st
                        ffmpeg_path: str | None = None) -> UnitOutput:
     """Encode one chunk; check it made exactly its segments, aligned in every rendition.
 
-    Raises what ``node.process.ffmpeg.run`` raises, and TranscodeError when the output is not
-    the chunk's segments (count, first number, alignment)."""
+    Raises what ``node.process.ffmpeg.run`` raises, UndecodableInput when ffmpeg says the
+    chunk's range cannot be decoded (``RANGE_UNDECODABLE``), and TranscodeError when the output
+    is not the chunk's segments (count, first number, alignment)."""
     out = Path(outdir)
     renditions = rendition_plans(plan)
     for p in renditions:
@@ -185,8 +192,14 @@ async def encode_chunk(src: str | os.PathLike[str], outdir: str | os.PathLike[st
     bounds = run_bounds(chunk.duration, limits)
     cmd = chunk_command(src, out, plan, chunk, formats=limits.formats, ffmpeg_path=ffmpeg_path,
                         max_frames=bounds.max_frames)
-    await ffmpeg.run(cmd, bounds, duration=chunk.duration, length=chunk.duration, limits=limits,
-                     on_progress=on_progress)
+    try:
+        await ffmpeg.run(cmd, bounds, duration=chunk.duration, length=chunk.duration,
+                         limits=limits, on_progress=on_progress)
+    except TranscodeError as e:
+        if RANGE_UNDECODABLE.search(e.stderr_tail):
+            raise UndecodableInput(f"the video cannot be decoded between {chunk.start:g} s and "
+                                   f"{chunk.end:g} s") from e
+        raise
     playlists = await trio.to_thread.run_sync(ffmpeg.check_aligned, out, renditions)
     first = next(iter(playlists.values()))
     want = [ffmpeg.SEGMENT_NAME % (chunk.first_segment + k) for k in range(chunk.segments)]

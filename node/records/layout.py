@@ -72,6 +72,27 @@ def chunk_out_prefix(vid: str, unit: str | None = None, epoch: int | None = None
     return f"videos/{vid}/chunks/{unit}/" if epoch is None else f"videos/{vid}/chunks/{unit}/{epoch}/"
 
 
+def hls_object_key(vid: str, rec: dict, path: str) -> str:
+    """The storage key of HLS ``path`` (``valid_hls_path``) of a ``ready`` record.
+
+    Playlists, and every object of a video processed in one run, are under
+    ``out/<ready_epoch>/``.  A chunked video's segments stay where their unit committed them:
+    the record's ``segments_from`` (written by the `ready` commit) names each unit's committed
+    epoch, and segment number k of a video rendition belongs to chunk
+    ``min(k // chunk_segments, chunks - 1)``; the ``audio`` rendition is the ``audio`` unit.
+    Pure; a unit the record does not name maps to ``out/`` (which holds no segment: 404)."""
+    chunked = rec.get("segments_from")
+    if chunked and path.endswith(".ts"):
+        rendition, _, name = path.partition("/")
+        number = int(name[4:9])
+        unit = "audio" if rendition == "audio" else (
+            f"{min(number // chunked['chunk_segments'], chunked['chunks'] - 1):05d}")
+        epoch = chunked["units"].get(unit)
+        if epoch is not None:
+            return chunk_out_prefix(vid, unit, epoch) + path
+    return out_prefix(vid, rec["ready_epoch"]) + path
+
+
 def video_prefix(vid: str) -> str:
     return f"videos/{vid}/"
 

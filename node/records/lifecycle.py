@@ -197,12 +197,21 @@ def note_chunks(rec: Record, node: str, epoch: int, now: float, lease_seconds: f
 
 
 def commit_ready(rec: Record, node: str, epoch: int, now: float,
-                 renditions: list[dict[str, Any]]) -> Record:
-    """The single commit that makes a video playable: only the current epoch may make it."""
+                 renditions: list[dict[str, Any]], *, segments_from: dict[str, Any] | None = None,
+                 chunks: list[dict[str, Any]] | None = None) -> Record:
+    """The single commit that makes a video playable: only the current epoch may make it.
+
+    A chunked video's commit also names where its segments are (``segments_from``: each unit's
+    committed epoch, read by ``layout.hls_object_key``) and keeps the final chunk summary."""
     _check_fence(rec, node, epoch)
     new = _transition(rec, READY, node, now)
     new["ready_epoch"] = epoch
     new["renditions"] = renditions
+    new["progress"] = 1.0
+    if segments_from is not None:
+        new["segments_from"] = segments_from
+    if chunks is not None:
+        new["chunks"] = chunks
     new["lease"] = None
     new["error"] = None
     return new
@@ -257,6 +266,8 @@ def public_view(rec: Record) -> dict[str, Any]:
         "attempts": rec.get("attempts", 0),
         "epoch": rec.get("epoch", 0),
         "history": rec.get("history", []),
+        "progress": 1.0 if rec["state"] == READY else rec.get("progress"),
+        "chunks": rec.get("chunks", []),
     }
     if rec["state"] == READY:
         out["playback"] = {"hls": f"/v1/videos/{vid}/hls/master.m3u8"}
