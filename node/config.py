@@ -126,8 +126,8 @@ class Processing:
     segment_seconds: int = 2
     ffmpeg_threads: int = 0  # 0 = ffmpeg decides
     preset: str = "veryfast"
-    chunked: bool = False  # plan long videos as chunks several nodes encode (node/chunks/)
-    chunk_segments: int = 15  # segments per chunk (chunk length = this * segment_seconds)
+    chunked: bool = False  # cut videos longer than 1.5 chunks into chunks any node may encode (docs/lifecycle.md "Chunks"); shorter ones, and all when off, stay one ffmpeg run
+    chunk_segments: int = 15  # whole segments per chunk: 15 * 2 s = 30 s chunks
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ TAIL = """
 | largest gossip TCP frame | `284 + 2 + 664 * max_members + 32` bytes (~664 KiB for 1,024 members) | `membership/codec.push_pull_limit` |
 | inbound gossip TCP bodies buffered at most | `max_streams * largest frame` (~10.4 MiB by default) | `membership/streams.py` |
 | part size for an object of size S | `part_size`, or the smallest multiple of 5 MiB that keeps S within 10,000 parts | `storage/multipart.part_size_for` |
+| chunks of a video of D seconds (`processing.chunked`) | one when `ceil(D / segment_seconds) <= 1.5 * chunk_segments`; else `chunk_segments * segment_seconds` each, the last one the rest (a rest under half a chunk joins the chunk before) | `node/chunks/plan.cut` |
+| an idle node takes a unit of another node's | after it waited `pending` for one `lease_seconds` | `node/cluster.py` `CHUNK_STEAL_AFTER_LEASES` |
 
 ## Environment
 

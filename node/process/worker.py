@@ -464,6 +464,11 @@ class Worker:
                     v = await self.videos.get(job.video)
                     if v is not None and v.doc.get("ready_epoch") == job.epoch:
                         return  # Invariant: never delete what the record names
+                    if v is not None and v.doc["state"] == lifecycle.DELETED:
+                        await self.videos.purge(job.video)  # also what units wrote meanwhile
+                        log.info("attempt_discarded", video=job.video, epoch=job.epoch,
+                                 reason=f"{why}; video deleted")
+                        return
                     n = await self.store.delete_prefix(layout.out_prefix(job.video, job.epoch))
                     log.info("attempt_discarded", video=job.video, epoch=job.epoch, reason=why, objects=n)
                 except storage.StorageError as e:

@@ -155,3 +155,31 @@ def test_kill_9_of_a_unit_holder_redoes_only_its_units(cluster_factory, tmp_path
               if e["event"] == "chunk_lost" and e.get("video") == vid]
     assert {e["unit"] for e in takers} == lost and {e["holder"] for e in takers} == {victim}
     check_stream(c, vid, survivor, fps=25)
+
+
+def test_delete_during_chunked_processing_cancels_the_units_and_collects_their_outputs(
+        cluster_factory, tmp_path):
+    slow = {**CHUNKED, "processing": {**CHUNKED["processing"], "preset": "slow"},
+            "ladder": [{"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
+                       {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48}]}
+    c = converged(cluster_factory, slow)
+    src = media.make_video(tmp_path / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25)
+    vid = upload(c, "n1", src).json()["id"]
+    node, unit = wait_unit_in_flight(c, vid, owner="")
+    # when the video is deleted while a unit is being encoded
+    r = httpx.delete(c.url("n2") + f"/v1/videos/{vid}", headers=c.headers())
+    assert r.status_code == 202 and r.json()["state"] == "deleted"
+    # then every node stops its work on it, and only the tombstone record is left
+    deadline = time.monotonic() + 60
+    while True:
+        busy = [j["video"] for n in c.node_ids
+                for j in httpx.get(c.url(n) + "/v1/node").json()["jobs"] if j["video"].startswith(vid)]
+        left = [k for k in s3_objects(c, layout.video_prefix(vid)) if k != layout.record_key(vid)]
+        if not busy and not left:
+            break
+        assert time.monotonic() < deadline, f"still working: {busy}; objects left: {left}"
+        time.sleep(0.5)
+    assert s3_record(c, vid)["state"] == "deleted"
+    lost = [e for e in c.log_lines(node) if e["event"] == "chunk_lost" and e.get("video") == vid]
+    assert any(e["unit"] == unit for e in lost)
+    assert httpx.get(c.url("n3") + f"/v1/videos/{vid}/hls/master.m3u8").status_code == 404
