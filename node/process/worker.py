@@ -36,7 +36,7 @@ from node.records import layout, lifecycle
 
 from node import log
 
-from node.chunks.plan import Plan, PlanError
+from node.chunks.plan import PLAN_FORMAT, Plan, PlanError
 from node.process import ffmpeg
 from node.process.chunk_encode import plan_video
 from node.process.chunk_worker import ChunkWork
@@ -222,6 +222,8 @@ class Worker:
             if rec["state"] in lifecycle.TERMINAL:
                 await self._settle(rec)  # a previous cleanup was interrupted
                 continue
+            if (rec.get("plan") or {}).get("format", 0) > PLAN_FORMAT:
+                continue  # a newer node's plan: left alone (docs/lifecycle.md "Mixed versions")
             if rec["state"] == lifecycle.PROCESSING and rec.get("plan") and self.slot_free():
                 await self.units.consider(vid, rec)
             if job is not None:

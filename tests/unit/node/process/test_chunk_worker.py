@@ -105,3 +105,21 @@ async def test_an_undecodable_chunk_fails_the_video_without_retries(tmp_path):
     failed = [u for u in units if u["state"] == cs.FAILED]
     assert failed and all(u["attempts"] == 1 and u["failures"] == 0 for u in failed)
     assert rec["attempts"] == 1
+
+
+async def test_a_plan_of_a_newer_format_is_left_alone(tmp_path):
+    # given a processing video whose record carries a plan of a format this node does not know
+    store = storage.MemoryStore()
+    videos = VideoStore(store, "n1")
+    vid = layout.new_id(time.time())
+    rec = lifecycle.new_record(vid, "n1", 0.0, state=lifecycle.UPLOADED, filename=None, size=1)
+    rec = lifecycle.claim(rec, "n9", 0.0, 6.0, max_attempts=5)  # its holder's lease ran out long ago
+    rec["plan"] = {"format": 99}
+    await store.put(layout.pending_key(vid), b"")
+    await storage.cas.create(store, layout.record_key(vid), rec)
+    worker = Worker(videos, config(), "n1", tmp_path / "work")
+    # when the worker scans twice
+    await worker.scan_once()
+    await worker.scan_once()
+    # then the record is as it was: not claimed, not released, not failed
+    assert (await videos.get(vid)).doc == rec and worker.stats.claims == 0
