@@ -122,13 +122,14 @@ class RingClaims:
         return decision.allowed
 
     def should_claim_unit(self, doc: dict[str, Any], *, now: float, in_flight: bool,
-                          idle: bool) -> bool:
-        """A unit of a chunked video: the ring by the unit's key (node/chunks/placement.py)."""
+                          idle: bool, deferring: bool) -> bool:
+        """A unit of a chunked video: the ring by the unit's key (node/chunks/placement.py);
+        a holder that took the unit from us lately counts as alive (``deferring``)."""
         c = self._cluster
         alive_ids = c.membership.alive_ids()
         decision = placement.may_claim_unit(
             doc, c.node_id, c.ring_view.ring, alive_ids, now,
-            holder_alive=lambda h: h in alive_ids, in_flight=in_flight, idle=idle,
+            holder_alive=lambda h: deferring or h in alive_ids, in_flight=in_flight, idle=idle,
             steal_after=CHUNK_STEAL_AFTER_LEASES * c.cfg.timing.lease_seconds)
         return decision.allowed
 

@@ -16,7 +16,9 @@ slots: ``processing.concurrency`` ffmpeg runs at once per node, whole videos and
 * **Any node** (:meth:`ChunkWork.consider`, from the worker's scan of ``pending/``): for a
   processing video with a plan, it reads the units and claims, by CAS, those its claim policy
   gives it (node/chunks/placement.py: the ring by unit key, orphans of dead or expired holders,
-  the idle steal), in order, while it has a free slot.  A unit attempt renews its lease every
+  the idle steal), in order, while it has a free slot.  A node that lost a unit to another
+  holder treats that holder as alive for 10 lease lengths (``Worker.defer``), as for videos, so
+  two sides of a partition do not take a unit back and forth.  A unit attempt renews its lease every
   lease/3 with its progress, encodes (node/process/chunk_encode.py; the source through a
   presigned URL, so only its range is read), uploads its segments under its own epoch and
   commits by CAS naming that epoch.  A refused renewal or commit is ``chunk_lost``: the attempt
@@ -47,6 +49,7 @@ from node.process.chunk_encode import encode_audio, encode_chunk
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
 from node.process.failure import classify
 from node.process.limits import run_bounds
+from node.process.outputs import put_each
 from node.records import layout, lifecycle
 from node.records.lifecycle import Refused
 
@@ -136,9 +139,11 @@ class ChunkWork:
         for d in docs:
             key = f"{vid}/{d['unit']}"
             in_flight = key in w.stats.jobs
-            ok, _why = state.claimable(d, now, lambda h: h != w.node_id and w.claim_policy.holder_alive(h))
+            deferring = w.deferring(key)  # we lost this unit lately: its holder counts as alive
+            ok, _why = state.claimable(d, now, lambda h: h != w.node_id and (
+                deferring or w.claim_policy.holder_alive(h)))
             if ok and not in_flight and w.claim_policy.should_claim_unit(
-                    d, now=now, in_flight=in_flight, idle=idle):
+                    d, now=now, in_flight=in_flight, idle=idle, deferring=deferring):
                 decided.append(d)
         for d in sorted(decided, key=lambda d: (d["unit"] != state.AUDIO, d["unit"])):
             if not w.slot_free():
@@ -147,7 +152,8 @@ class ChunkWork:
 
     async def _claim_and_start(self, vid: str, plan: Plan, unit: str) -> None:
         w = self.w
-        alive = (lambda h: False if h == w.node_id else w.claim_policy.holder_alive(h))
+        deferring = w.deferring(f"{vid}/{unit}")
+        alive = (lambda h: False if h == w.node_id else (deferring or w.claim_policy.holder_alive(h)))
         try:
             version = await self.chunks.change(vid, unit, lambda d: state.claim(
                 d, w.node_id, w.clock(), w.cfg.timing.lease_seconds,
@@ -189,6 +195,7 @@ class ChunkWork:
             except (Refused, storage.NotFound, UnsupportedChunk) as e:
                 log.warning("chunk_lost", video=vid, unit=unit, epoch=job.epoch, holder=w.node_id,
                             reason=getattr(e, "message", str(e)))
+                w.defer(f"{vid}/{unit}")
                 lease_scope.cancel()
                 return
             except storage.StorageError as e:
@@ -223,10 +230,7 @@ class ChunkWork:
                     await self.chunks.put_output(vid, unit, epoch, f.relative_to(out_dir).as_posix(),
                                                  f.read_bytes(), content_type=CONTENT_TYPES.get(f.suffix))
 
-            async with trio.open_nursery() as n:
-                for f in out.files:
-                    if f.suffix == ".ts":
-                        n.start_soon(put, f)
+            await put_each(put, [f for f in out.files if f.suffix == ".ts"])
             job.phase = "committing"
             try:
                 known[0] = await self.chunks.change(vid, unit, lambda d: state.commit(
@@ -237,6 +241,7 @@ class ChunkWork:
                     return  # our write landed but its answer was lost
                 log.warning("chunk_lost", video=vid, unit=unit, epoch=epoch, holder=w.node_id,
                             reason=getattr(e, "message", str(e)))
+                w.defer(f"{vid}/{unit}")
                 await self._discard(vid, unit, epoch, "commit lost")
                 return
             w.stats.units_committed += 1

@@ -40,6 +40,7 @@ from node.chunks.plan import PLAN_FORMAT, Plan, PlanError
 from node.process import ffmpeg
 from node.process.chunk_encode import plan_video
 from node.process.chunk_worker import ChunkWork
+from node.process.outputs import put_each
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
 from node.process.failure import classify
 from node.process.ladder import plan_ladder
@@ -91,9 +92,10 @@ class ClaimPolicy(Protocol):
         ...
 
     def should_claim_unit(self, doc: dict[str, Any], *, now: float, in_flight: bool,
-                          idle: bool) -> bool:
+                          idle: bool, deferring: bool) -> bool:
         """Should this node try to claim this unit of a chunked video (node/chunks/placement.py)?
-        ``idle``: this node runs no ffmpeg now."""
+        ``idle``: this node runs no ffmpeg now; ``deferring``: it lost this unit lately (its
+        holder counts as alive)."""
         ...
 
 
@@ -108,7 +110,7 @@ class ClaimAny:
         return True
 
     def should_claim_unit(self, doc: dict[str, Any], *, now: float, in_flight: bool,
-                          idle: bool) -> bool:
+                          idle: bool, deferring: bool) -> bool:
         return True
 
 
@@ -167,6 +169,11 @@ class Worker:
             del self._deferring[vid]
             return False
         return True
+
+    def defer(self, vid: str) -> None:
+        """Count the holder that took ``vid`` (a video id, or ``<video>/<unit>``) as alive for 10
+        lease lengths, whatever gossip says."""
+        self._defer(vid)
 
     def _defer(self, vid: str) -> None:
         if len(self._deferring) > 10_000:  # bounded: drop the oldest half
@@ -403,9 +410,7 @@ class Worker:
                 await self.store.put(prefix + rel, f.read_bytes(),
                                      content_type=CONTENT_TYPES.get(f.suffix))
 
-        async with trio.open_nursery() as n:
-            for f in body_files:
-                n.start_soon(put, f)
+        await put_each(put, body_files)
         for f in master:
             await put(f)
 
