@@ -74,8 +74,26 @@ def summary(plan: Plan, docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
                     "duration": round(c.duration if c else plan.duration, 6),
                     "state": d["state"], "node": holder or last.get("node"),
                     "epoch": d["epoch"], "progress": 1.0 if d["state"] == state.COMMITTED
-                    else d.get("progress", 0.0), "attempts": d.get("attempts", 0)})
+                    else d.get("progress", 0.0), "attempts": d.get("attempts", 0),
+                    "lease_expires": (d.get("lease") or {}).get("expires"),
+                    "retry_at": d.get("retry_at")})
     return out, state.overall_progress(docs, unit_weights(plan))
+
+
+def nothing_to_claim(chunks: list[dict[str, Any]] | None, now: float,
+                     holder_alive: Any) -> bool:
+    """The owner's summary shows every unit committed, failed, or held by a live holder whose
+    lease has not run out (a liveness shortcut: a wrong answer delays a claim by one renewal
+    of the owner's, never decides one).  No summary yet: False (read the units).  Pure."""
+    if not chunks:
+        return False
+    for ch in chunks:
+        if ch["state"] == state.PENDING:
+            return False
+        if ch["state"] == state.CLAIMED and (
+                not holder_alive(ch.get("node")) or (ch.get("lease_expires") or 0.0) <= now):
+            return False
+    return True
 
 
 class ChunkWork:
@@ -121,8 +139,14 @@ class ChunkWork:
 
     # ---- any node --------------------------------------------------------------------------------
     async def consider(self, vid: str, rec: dict[str, Any]) -> None:
-        """Claim the units of ``vid`` this node may take now, while it has free slots."""
+        """Claim the units of ``vid`` this node may take now, while it has free slots.
+
+        The record's summary (the owner's, at most one renewal old) spares the reads of the
+        unit documents when it shows no unit anyone could claim (``nothing_to_claim``)."""
         w = self.w
+        if nothing_to_claim(rec.get("chunks"), w.clock(),
+                            lambda h: h != w.node_id and w.claim_policy.holder_alive(h)):
+            return
         try:
             plan = Plan.from_doc(rec["plan"])
         except PlanError as e:

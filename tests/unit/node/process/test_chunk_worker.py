@@ -123,3 +123,16 @@ async def test_a_plan_of_a_newer_format_is_left_alone(tmp_path):
     await worker.scan_once()
     # then the record is as it was: not claimed, not released, not failed
     assert (await videos.get(vid)).doc == rec and worker.stats.claims == 0
+
+
+def test_the_owners_summary_spares_the_unit_reads_only_when_nothing_is_claimable():
+    from node.process.chunk_worker import nothing_to_claim
+
+    alive = {"n1", "n2"}.__contains__
+    done = {"unit": "00000", "state": "committed", "node": "n1"}
+    held = {"unit": "00001", "state": "claimed", "node": "n2", "lease_expires": 50.0}
+    assert nothing_to_claim([done, held], 10.0, alive)
+    assert not nothing_to_claim(None, 10.0, alive) and not nothing_to_claim([], 10.0, alive)
+    assert not nothing_to_claim([done, held], 60.0, alive)  # the lease ran out
+    assert not nothing_to_claim([done, dict(held, node="n3")], 10.0, alive)  # the holder is dead
+    assert not nothing_to_claim([done, dict(held, state="pending")], 10.0, alive)
