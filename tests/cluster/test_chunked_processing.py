@@ -183,3 +183,38 @@ def test_delete_during_chunked_processing_cancels_the_units_and_collects_their_o
     lost = [e for e in c.log_lines(node) if e["event"] == "chunk_lost" and e.get("video") == vid]
     assert any(e["unit"] == unit for e in lost)
     assert httpx.get(c.url("n3") + f"/v1/videos/{vid}/hls/master.m3u8").status_code == 404
+
+
+def test_kill_9_of_the_owner_while_units_run_hands_the_video_over_without_redoing_committed_units(
+        cluster_factory, tmp_path):
+    slow = {**CHUNKED, "processing": {**CHUNKED["processing"], "preset": "slow"},
+            "ladder": [{"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
+                       {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48}]}
+    c = converged(cluster_factory, slow)
+    src = media.make_video(tmp_path / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25)
+    vid = upload(c, "n1", src).json()["id"]
+    # given the owner fixed the plan and some unit is being encoded
+    deadline = time.monotonic() + 120
+    while True:
+        rec = s3_record(c, vid)
+        if rec.get("plan") and rec.get("lease"):
+            owner = rec["lease"]["holder"]
+            break
+        assert time.monotonic() < deadline, "the video was never planned"
+        time.sleep(0.05)
+    wait_unit_in_flight(c, vid, owner="")
+    # when the owner dies without a word
+    c.kill(owner)
+    survivor = next(n for n in c.node_ids if n != owner)
+    rec = wait_state(c, survivor, vid, "ready", timeout=240)
+    stored = assert_units_committed_once(c, vid)
+    # then another node finished the video under a new epoch, reusing the plan
+    assert rec["epoch"] == 2 and stored["plan"]["made_by_epoch"] == 1
+    assert [h["node"] for h in rec["history"] if h["state"] == "ready"] != [owner]
+    # and only units the owner itself held uncommitted were redone
+    lines = c.log_lines(owner)
+    claimed = {e["unit"] for e in lines if e["event"] == "chunk_claimed" and e.get("video") == vid}
+    committed = {e["unit"] for e in lines if e["event"] == "chunk_committed" and e.get("video") == vid}
+    redone = {u for u, e in stored["segments_from"]["units"].items() if e > 1}
+    assert redone == claimed - committed, (redone, claimed, committed)
+    check_stream(c, vid, survivor, fps=25)
