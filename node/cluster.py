@@ -52,6 +52,7 @@ class Cluster:
         self._wall = wall
         self._dead_since: dict[str, float] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._alive_addrs: dict[str, str] = {}
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """``callback()`` after every membership change (the ring is already rebuilt)."""
@@ -59,6 +60,10 @@ class Cluster:
 
     def alive(self, node_id: str) -> bool:
         return node_id in self.membership.alive_ids()
+
+    def alive_addrs(self) -> dict[str, str]:
+        """The HTTP address ("host:port") of every other alive member, as of the last change."""
+        return dict(self._alive_addrs)
 
     def owner_of(self, vid: str) -> str | None:
         return self.ring_view.ring.owner(vid)
@@ -72,6 +77,7 @@ class Cluster:
         """The membership listener: rebuild the ring, note who died when, tell the listeners."""
         alive = {m.id: self._weights.get(m.id, 1) for m in members if m.state == ALIVE}
         alive[self.node_id] = self._weights.get(self.node_id, 1)
+        self._alive_addrs = {m.id: m.http_addr for m in members if m.state == ALIVE and m.id != self.node_id}
         for m in members:
             if m.state != ALIVE:
                 if len(self._dead_since) < DEAD_SINCE_MAX:
@@ -147,17 +153,14 @@ class OwnerNotifier:
         self._send, self._receive = trio.open_memory_channel[str](WAKE_QUEUE)
 
     def notify(self, vid: str) -> None:
-        """Never waits: the owner is told by :meth:`serve`; when we own ``vid`` (or the queue is
-        full, or the service is not running) our own worker looks at once."""
-        owner = self._cluster.owner_of(vid)
-        if owner is None or owner == self._node_id:
-            self._poke()
-            return
+        """Never waits: :meth:`serve` finds the owner and tells it (or pokes our own worker when
+        we own ``vid``); when the queue is full or the service is not running, our own worker
+        looks at once and applies the ring rules."""
         try:
             self._send.send_nowait(vid)
         except (trio.WouldBlock, trio.ClosedResourceError):
-            log.warning("owner_notify_dropped", video=vid, owner=owner, reason="queue full")
-            self._poke()  # our own scan will apply the ring rules
+            log.warning("owner_notify_dropped", video=vid, reason="queue full")
+            self._poke()
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         limit = trio.Semaphore(WAKE_CONCURRENCY)

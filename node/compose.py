@@ -5,7 +5,8 @@
     VideoStore(store)
     Membership -> Cluster (ring view, follows membership)
     Worker(claim_policy=RingClaims(cluster))      cluster tells the worker of every change
-    SegmentCache(CacheSources)  TusUploads  ReadyRecords  OwnerNotifier(cluster, worker.poke)
+    SegmentCache(CacheSources)  follows Peers(ring, alive addresses) on every change
+    TusUploads  ReadyRecords  OwnerNotifier(cluster, worker.poke)
     NodeContext(all of the above)
     create_app(ctx)  FastLane(ctx) when cache.fast_lane  hypercorn's Config
 
@@ -19,13 +20,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import hypercorn.config
 
 import storage
 from membership import Membership
-from ring import RingView
 
 from node import log
 from node.cluster import Cluster, OwnerNotifier, RingClaims
@@ -34,7 +33,7 @@ from node.context import NodeContext
 from node.http import FastLane, create_app
 from node.http.app import ShoalApp
 from node.play import ReadyRecords
-from node.play import SegmentCache
+from node.play import Peers, SegmentCache
 from node.process import Worker
 from node.records.store import VideoStore
 from node.upload import TusUploads
@@ -53,9 +52,6 @@ class CacheSources:
     node_id: str
     store: storage.ObjectStore
     data_dir: Path
-    membership: Membership
-    ring_view: RingView
-    alive: Callable[[str], bool]
     cluster_key: bytes | None  # node-to-node proof (node.peer_auth); None: hops unauthenticated
 
 
@@ -98,9 +94,10 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
     worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster))
     cluster.add_listener(worker.poke)  # a membership change may hand this node videos
     cache = SegmentCache(CacheSources(cfg=cfg, node_id=node_id, store=store, data_dir=data_dir,
-                                      membership=membership, ring_view=cluster.ring_view,
-                                      alive=cluster.alive, cluster_key=cfg.cluster_key()),
+                                      cluster_key=cfg.cluster_key()),
                          data_dir / "cache")
+    # playback reads who owns what from a snapshot taken at each membership change, never per request
+    cluster.add_listener(lambda: cache.follow(Peers(cluster.ring_view.ring, cluster.alive_addrs())))
     tus = TusUploads(videos, node_id, part_size=cfg.storage.part_size,
                      lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
                      parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,

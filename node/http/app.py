@@ -92,6 +92,8 @@ def create_app(ctx: NodeContext) -> ShoalApp:
         headers.  Unknown paths fall through (404 in the contract's shape)."""
         if not cors.is_preflight(request.method, request.headers.get("Access-Control-Request-Method")):
             return None
+        if cors.internal(request.path):
+            return None  # no page may call a node-to-node route: 405/404 as without CORS
         adapter = app.create_url_adapter(request)
         if adapter is None or not adapter.allowed_methods():  # no route serves this path
             return None
@@ -99,6 +101,9 @@ def create_app(ctx: NodeContext) -> ShoalApp:
 
     @app.after_request
     async def _cors(resp):
+        if cors.internal(request.path):
+            resp.headers["X-Served-By"] = ctx.node_id
+            return resp
         for name, value in cors.answer_headers(origins, request.headers.get("Origin")):
             if name == "Vary":
                 resp.vary.add(value)

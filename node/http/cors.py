@@ -16,7 +16,8 @@ app's answers with the fast lane's.
   ``-Allow-Headers`` and ``-Max-Age``; a refused origin gets only what ``answer_headers`` gives.
 
 Writes need the bearer token whatever the origin; the allow-list only decides which pages may
-read the answers.
+read the answers.  The node-to-node routes (``/v1/internal/``, :func:`internal`) get no CORS
+header and no preflight answer at all: no page has any business calling them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ ALLOW_HEADERS = ("Authorization, Content-Type, Range, If-None-Match, If-Match, U
 MAX_AGE = "86400"  # browsers cache a preflight answer for up to a day (most cap it lower)
 # Every method a route serves (Access-Control-Allow-Methods on every preflight).
 METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+
+
+INTERNAL_PREFIX = "/v1/internal/"
+
+
+def internal(path: str) -> bool:
+    """A node-to-node route (answered without CORS headers)."""
+    return path.startswith(INTERNAL_PREFIX)
 
 
 def allows(origins: tuple[str, ...], origin: str | None) -> bool:

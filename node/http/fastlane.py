@@ -144,8 +144,9 @@ def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_
     p = object_plan(head, kind=kind, size=size, etag=etag, is_segment=is_segment)
     if p.status == 416:
         return None
-    return Plan(p.status, _common(p.headers, node_id, date, cors.answer_headers(origins, head.headers.get("origin"))),
-                p.start, p.length)
+    # an internal answer goes to another node, never to a page: no CORS headers (as the app)
+    cors_headers = [] if kind == "internal" else cors.answer_headers(origins, head.headers.get("origin"))
+    return Plan(p.status, _common(p.headers, node_id, date, cors_headers), p.start, p.length)
 
 
 def _common(headers: list[tuple[str, str]], node_id: str, date: str,
@@ -320,9 +321,11 @@ class FastLane:
                     source, etag = await ctx.cache.serve_peer(key)
             except storage.NotFound:
                 what = "no such playlist or segment" if kind == "playback" else "no such object"
-                return self._error(ApiError(404, "not_found", what), head.method, head.headers.get("origin"))
+                return self._error(ApiError(404, "not_found", what), head.method, head.headers.get("origin"),
+                                   internal=kind == "internal")
             except storage.StorageError as e:  # answered here: a second try would wait as long again
-                return self._error(storage_failure(ctx, e, head.target), head.method, head.headers.get("origin"))
+                return self._error(storage_failure(ctx, e, head.target), head.method, head.headers.get("origin"),
+                                   internal=kind == "internal")
             size = len(source)
         p = plan(head, kind=kind, size=size, etag=etag, is_segment=rest.endswith(".ts"),
                  node_id=ctx.node_id, date=self._http_date(), origins=ctx.cfg.cors.origins)
@@ -345,15 +348,17 @@ class FastLane:
         with trio.move_on_after(self._read_timeout):
             await self._send(stream, p, body, False)
 
-    def _error(self, e: ApiError, method: str, origin: str | None = None) -> tuple[Plan, bytes]:
-        """An error answer with the body and headers node.http.app gives it."""
+    def _error(self, e: ApiError, method: str, origin: str | None = None, *,
+               internal: bool = False) -> tuple[Plan, bytes]:
+        """An error answer with the body and headers node.http.app gives it (``internal``: to
+        another node, without CORS headers)."""
         body = (json.dumps(error_doc(e.code, e.message, **e.extra), separators=(",", ":")) + "\n").encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if e.retry_after is not None:
             headers.append(("Retry-After", str(e.retry_after)))
         self._ctx.count("fast_lane_responses")
         length = 0 if method == "HEAD" else len(body)
-        cors_headers = cors.answer_headers(self._ctx.cfg.cors.origins, origin)
+        cors_headers = [] if internal else cors.answer_headers(self._ctx.cfg.cors.origins, origin)
         return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date(), cors_headers), 0, length), body
 
     async def _send(self, stream: trio.SocketStream, p: Plan, source: int | bytes, keep_alive: bool) -> None:

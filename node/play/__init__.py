@@ -6,8 +6,8 @@ What it offers:
   ``VideoNotFound``, ``NotReady``, ``ObjectNotFound`` (node.http maps them to statuses);
 - ``Plan`` / ``object_plan``: one object's answer (ETag, Range, HEAD) for both HTTP paths;
 - ``SegmentCache``: the owner's bounded on-disk cache, single-flight storage reads, the hop from
-  a non-owner to the owner, and the eviction of a deleted video on every node;
-- ``HopClient``: the small kept-alive HTTP/1.1 client of that hop (storage.http1's codec).
+  a non-owner to the owner (storage.connections' kept-alive client), and the eviction of a
+  deleted video on every node; ``Peers``, the cluster it follows (ring, alive addresses).
 
 Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config`` and the pure
 ``node.peer_auth``; never ``node.upload``, ``node.process`` or ``node.http``, and never quart.
@@ -15,9 +15,8 @@ Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config
 
 from node.play.answers import (NotReady, ObjectNotFound, Plan, PlayError, ReadyRecords, VideoNotFound,
                                internal_object_key, object_plan, ready_record)
-from node.play.hop import HopClient, HopError
-from node.play.segcache import CacheStatistics, SegmentCache
+from node.play.segcache import CacheStatistics, Peers, SegmentCache
 
-__all__ = ["SegmentCache", "CacheStatistics", "HopClient", "HopError",
+__all__ = ["SegmentCache", "CacheStatistics", "Peers",
            "ReadyRecords", "ready_record", "internal_object_key", "Plan", "object_plan",
            "PlayError", "VideoNotFound", "NotReady", "ObjectNotFound"]

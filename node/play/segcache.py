@@ -16,6 +16,10 @@ Where a read goes (``SegmentCache.fetch(vid, key) -> (bytes, etag)``)::
     the owner is dead, slow or errs
         -> storage directly (a "hop fallback"); this node does not cache
 
+Who owns a video and where the other alive nodes listen is a :class:`Peers` snapshot, handed
+to :meth:`SegmentCache.follow` after every membership change (node.compose wires it to
+node.cluster): a request reads it, never rebuilds it, and never asks the membership.
+
 Bytes and ETag are the storage object's either way.  The owner checks a body it
 reads from storage against its ETag when that is a plain MD5 (single-part
 objects) before keeping it, and writes cache files whole (temporary file, then
@@ -59,11 +63,11 @@ import trio
 
 import ring
 import storage
+from storage.connections import ClientError, Http1Client
 
 from node.records import layout
 
 from node import log, peer_auth
-from node.play.hop import HopClient, HopError
 
 HOP_HEADER = peer_auth.HEADER  # proves the cluster key; the owner never hops on such a request
 INTERNAL_PREFIX = "/v1/internal/objects"
@@ -73,6 +77,15 @@ EVICT_CONCURRENCY = 4  # videos whose notices are sent at once
 # out/<epoch>/<hls path>, or a chunked video's segment: chunks/<unit>/<epoch>/<hls path>
 _INTERNAL_REST = re.compile(r"(?:out|chunks/(?:[0-9]{5}|audio))/([0-9]{1,12})/(.+)")
 _PLAIN_MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The cluster as playback sees it, rebuilt on a membership change: the ring of alive
+    members, and the HTTP address of every other alive member (no entry: not alive)."""
+
+    ring: ring.Ring
+    addrs: dict[str, str]  # node id -> "host:port"
 
 
 # ---- pure LRU index ---------------------------------------------------------------------------------
@@ -202,21 +215,22 @@ def internal_hls_path(rest: str) -> str | None:
 class SegmentCache:
     """``fetch(vid, key)`` from wherever is cheapest; see the module docstring.
 
-    ``ctx`` is the NodeContext (store, cfg, node_id, ring_view, membership).
+    ``ctx`` gives cfg, node_id, store, data_dir and cluster_key (node.compose.CacheSources);
+    ``peers``: the cluster to start with (None: every configured node, as without gossip).
     """
 
-    def __init__(self, ctx: Any, directory: Path | None = None) -> None:
+    def __init__(self, ctx: Any, directory: Path | None = None, *, peers: Peers | None = None) -> None:
         self._ctx = ctx
         self.dir = Path(directory) if directory is not None else Path(ctx.data_dir) / "cache"
         shutil.rmtree(self.dir, ignore_errors=True)  # the index is in memory: start empty
         self.dir.mkdir(parents=True, exist_ok=True)
         self._index = LruIndex(ctx.cfg.cache.max_bytes)
         self._flights: dict[str, _Flight] = {}
-        self._client: HopClient | None = None
+        self._client: Http1Client | None = None
         self._key: bytes | None = getattr(ctx, "cluster_key", None)  # None: hops unauthenticated
         # eviction notices after a DELETE, sent by serve(); bounded (a dropped one costs disk space)
         self._notices_send, self._notices_receive = trio.open_memory_channel[str](EVICT_QUEUE)
-        self._config_ring: ring.Ring | None = None
+        self._peers = peers if peers is not None else self._configured_peers()
         self._n = dict(hits=0, misses=0, coalesced=0, storage_reads=0, owner_hops=0, hop_fallbacks=0,
                        peer_requests=0, evictions=0, deleted_evictions=0)
 
@@ -225,25 +239,24 @@ class SegmentCache:
         return CacheStatistics(**self._n, entries=len(self._index), bytes_cached=self._index.bytes,
                                max_bytes=self._index.max_bytes)
 
-    def owner_of(self, vid: str) -> str:
-        """The ring owner of ``vid``.
+    def follow(self, peers: Peers) -> None:
+        """Adopt the cluster after a membership change (called by node.cluster's listener)."""
+        self._peers = peers
 
-        Before the live ring runs (``ctx.ring_view`` is None) the ring of every configured node
-        stands in for it, as membership does ("without gossip, everyone is alive"); a node that
-        is down then costs one refused connection and a read from storage.
-        """
-        rv = self._ctx.ring_view
-        r = rv.ring if rv is not None else self._static_ring()
+    def _configured_peers(self) -> Peers:
+        """Until gossip runs, every configured node counts as alive, as membership says; a node
+        that is down then costs one refused connection and a read from storage."""
+        cfg = self._ctx.cfg
+        return Peers(ring.Ring({n.id: n.weight for n in cfg.nodes}),
+                     {n.id: n.http_addr for n in cfg.nodes if n.id != self._ctx.node_id})
+
+    def owner_of(self, vid: str) -> str:
+        """The ring owner of ``vid`` (this node when the ring is empty)."""
         try:
-            return r.owner(vid) or self._ctx.node_id
+            return self._peers.ring.owner(vid) or self._ctx.node_id
         except Exception as e:  # an empty or rebuilding ring: serve locally
             log.debug("cache_no_owner", video=vid, error=str(e))
             return self._ctx.node_id
-
-    def _static_ring(self) -> ring.Ring:
-        if self._config_ring is None:
-            self._config_ring = ring.Ring({n.id: n.weight for n in self._ctx.cfg.nodes})
-        return self._config_ring
 
     async def fetch(self, vid: str, key: str) -> tuple[bytes, str]:
         owner = self.owner_of(vid)
@@ -342,22 +355,18 @@ class SegmentCache:
     async def tell_peers_evict(self, vid: str) -> None:
         """Ask every other alive member to evict ``vid`` (best effort: each within hop_timeout;
         a lost notice costs space, never correctness)."""
-        ctx = self._ctx
-        if ctx.membership is not None:
-            peers = [m.id for m in ctx.membership.members() if m.id != ctx.node_id and ctx.alive(m.id)]
-        else:
-            peers = [n.id for n in ctx.cfg.nodes if n.id != ctx.node_id]
+        peers = [p for p in self._peers.addrs if p != self._ctx.node_id]
         body = json.dumps({"video": vid}).encode()
         async with trio.open_nursery() as n:
             for peer in peers:
                 n.start_soon(self._tell_one, peer, vid, body)
 
     async def _tell_one(self, peer: str, vid: str, body: bytes) -> None:
-        addr = self._peer_addr(peer)
+        addr = self._peers.addrs.get(peer)
         if addr is None:
             return
         if self._client is None:
-            self._client = HopClient()
+            self._client = Http1Client()
         why = "timeout"
         with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
             try:
@@ -435,32 +444,19 @@ class SegmentCache:
             return None
 
     # ---- one hop to the owner --------------------------------------------------------------------------
-    def _peer_addr(self, node_id: str) -> str | None:
-        ctx = self._ctx
-        if ctx.membership is not None:
-            for m in ctx.membership.members():
-                if m.id == node_id:
-                    return m.http_addr
-        try:
-            return ctx.cfg.node(node_id).http_addr
-        except Exception:
-            return None
-
     async def _hop(self, owner: str, vid: str, key: str) -> tuple[bytes, str] | None:
         """The owner's answer, or None (dead, slow, erring, or a body that fails its ETag)."""
-        if not self._ctx.alive(owner):
-            return None
-        addr = self._peer_addr(owner)
-        if addr is None:
+        addr = self._peers.addrs.get(owner)
+        if addr is None:  # not alive in the last membership we were given
             return None
         if self._client is None:
-            self._client = HopClient()
+            self._client = Http1Client()
         why = "timeout"
         path = internal_path(vid, key)
         with trio.move_on_after(self._ctx.cfg.cache.hop_timeout):
             try:
                 resp = await self._client.get(addr, path, self._proof("GET", path))
-            except HopError as e:
+            except ClientError as e:
                 why = str(e)
             else:
                 etag = resp.headers.get("etag")

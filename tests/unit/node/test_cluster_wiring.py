@@ -137,9 +137,17 @@ def notifier(me: str, owner: str | None = None) -> tuple[OwnerNotifier, list[int
     return n, pokes, video_owned_by(c, owner or me)
 
 
-def test_an_upload_this_node_owns_pokes_its_own_worker_at_once():
+async def test_an_upload_this_node_owns_pokes_its_own_worker_without_a_request():
+    # the request only queues the video (no ring lookup on its path); the service finds the owner
     n, pokes, vid = notifier("n1")
     n.notify(vid)
+    assert pokes == []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(n.serve)
+        with trio.fail_after(5):
+            while not pokes:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
     assert pokes == [1]
 
 

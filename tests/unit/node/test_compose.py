@@ -51,6 +51,23 @@ def test_a_membership_change_wakes_the_worker(tmp_path):
     assert node.ctx.worker._wake.is_set()
 
 
+def test_playback_follows_the_membership_without_asking_it_per_request(tmp_path):
+    from membership import ALIVE, DEAD, Member
+    node = compose(tmp_path)
+    cache = node.ctx.cache
+    # before gossip runs, every configured node is a peer
+    assert cache._peers.addrs == {"n2": "127.0.0.1:9102"}
+
+    def member(state):
+        return Member(id="n2", gossip_addr="127.0.0.1:9202", http_addr="127.0.0.1:9102", state=state,
+                      incarnation=0, since=0.0)
+    node.cluster.members_changed([member(DEAD)])  # n2 died: only this node is left
+    assert cache._peers.addrs == {} and cache.owner_of("any-video") == "n1"
+    node.cluster.members_changed([member(ALIVE)])
+    assert cache._peers.addrs == {"n2": "127.0.0.1:9102"}
+    assert cache._peers.ring is node.cluster.ring_view.ring
+
+
 @pytest.mark.parametrize("on", [True, False])
 def test_the_fast_lane_is_built_only_when_configured(tmp_path, on):
     node = compose(tmp_path, cache=CacheConfig(fast_lane=on))

@@ -214,3 +214,29 @@ async def test_the_lane_and_the_app_give_the_same_cors_answers(tmp_path):
     assert fast[13][1]["access-control-allow-methods"] == cors.METHODS
     assert lane.answered == 9  # every GET/HEAD above; the preflights were the app's
     assert fast_ctx.counters["fast_lane_responses"] == 9
+
+
+async def test_node_to_node_answers_carry_no_cors_headers_on_either_path(tmp_path):
+    # given a ready video on two nodes' HTTP stacks, one with the fast lane in front
+    store = storage.MemoryStore()
+    await ready_video(store, b"z" * 5000)
+    internal = f"/v1/internal/objects/{VID}/out/1/360p/seg_00001.ts"
+    async with trio.open_nursery() as n:
+        slow_url, _ = await serve(n, make_ctx(tmp_path / "a", store), lane=False)
+        fast_url, lane = await serve(n, make_ctx(tmp_path / "b", store), lane=True)
+        answers = []
+        for base in (slow_url, fast_url):
+            async with httpx.AsyncClient(base_url=base) as client:
+                # when another node (or a page pretending to be one) reads an object or preflights
+                got = await client.get(internal, headers={"Origin": APP})
+                pre = await client.options(internal, headers={"Origin": APP,
+                                                              "Access-Control-Request-Method": "GET"})
+                answers.append((got, pre))
+        n.cancel_scope.cancel()
+    # then the object is served, but nothing invites a browser to read it or call the route
+    for got, pre in answers:
+        assert got.status_code == 200 and got.content == b"z" * 5000
+        for r in (got, pre):
+            assert not any(k.lower().startswith("access-control-") for k in r.headers), r.headers
+        assert pre.status_code != 204
+    assert lane.answered == 1

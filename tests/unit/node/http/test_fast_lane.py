@@ -1,4 +1,4 @@
-"""The fast lane (node.http.fastlane) and the hop client (node.play.hop).
+"""The fast lane (node.http.fastlane) and the hop client (storage.connections.Http1Client).
 
 Pure parts by table; then the node's real HTTP stack in-process (hypercorn + the app over the
 in-memory store, on 127.0.0.1): every answer the lane gives is the one the full path gives,
@@ -30,7 +30,8 @@ from node.http.app import create_app
 from node.config import CacheConfig, Config, NodeSpec
 from node.context import NodeContext
 from node.http.fastlane import FastLane, Head, encode_head, parse_head, plan, route
-from node.play.hop import HopClient, HopError, parse_response_head
+from storage.connections import ClientError, Http1Client
+from storage import http1
 from node.play.segcache import SegmentCache
 from node.records.store import VideoStore
 from node.process.worker import Worker
@@ -132,11 +133,11 @@ def test_encode_head():
 
 
 def test_parse_response_head():
-    assert parse_response_head(b"HTTP/1.1 200 OK\r\nETag: x\r\nContent-Length: 3") == (
-        200, {"etag": "x", "content-length": "3"})
+    head = http1.parse_response_head(b"HTTP/1.1 200 OK\r\nETag: x\r\nContent-Length: 3")
+    assert (head.status, head.headers) == (200, {"etag": "x", "content-length": "3"})
     for bad in (b"HTTP/2 200", b"FTP 200 OK", b"HTTP/1.1 abc", b"HTTP/1.1 200 OK\r\nno colon"):
-        with pytest.raises(HopError):
-            parse_response_head(bad)
+        with pytest.raises(http1.ProtocolError):
+            http1.parse_response_head(bad)
 
 
 # ---- the node's HTTP stack in-process --------------------------------------------------------------------
@@ -316,7 +317,7 @@ async def test_hop_client_reuses_connections_and_recovers_from_a_closed_one():
     accepted: list[int] = []
     async with trio.open_nursery() as n:
         addr = await _tiny_server(n, [ok, ok, b"", ok], accepted)
-        client = HopClient()
+        client = Http1Client()
         for _ in range(3):  # the third finds its kept connection closed and retries on a new one
             a = await client.get(addr, "/x", {"X-Shoal-Hop": "n2"})
             assert (a.status, a.headers["etag"], a.body) == (200, '"e"', b"hello")
@@ -334,8 +335,8 @@ async def test_hop_client_reuses_connections_and_recovers_from_a_closed_one():
 async def test_hop_client_errors(answer, why):
     async with trio.open_nursery() as n:
         addr = await _tiny_server(n, [answer], [])
-        client = HopClient()
-        with pytest.raises(HopError, match=why):
+        client = Http1Client()
+        with pytest.raises(ClientError, match=why):
             with trio.fail_after(5):
                 await client.get(addr, "/x", {})
         await client.aclose()
@@ -344,8 +345,8 @@ async def test_hop_client_errors(answer, why):
 
 async def test_hop_client_refused_is_a_hop_error():
     port = storage.free_port()
-    with pytest.raises(HopError):
-        await HopClient().get(f"127.0.0.1:{port}", "/x", {})
+    with pytest.raises(ClientError):
+        await Http1Client().get(f"127.0.0.1:{port}", "/x", {})
 
 
 # ---- parsing edges and the owner hop: both paths answer alike (docs/security.md) ------------------------

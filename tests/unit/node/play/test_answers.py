@@ -9,7 +9,7 @@ import pytest
 
 import storage
 from node import play
-from node.play.ranges import Unsatisfiable, parse_range
+from node.play.answers import Unsatisfiable, parse_range
 from node.records import layout
 from node.records import lifecycle as lc
 from node.records.store import VideoStore

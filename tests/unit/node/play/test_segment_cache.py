@@ -16,7 +16,7 @@ import trio
 import storage
 from node.records import layout
 from node.config import CacheConfig, Config, NodeSpec
-from node.play.segcache import (CacheStatistics, LruIndex, SegmentCache, etag_matches_body, internal_key,
+from node.play.segcache import (CacheStatistics, LruIndex, Peers, SegmentCache, etag_matches_body, internal_key,
                            internal_path)
 
 VID = layout.new_id(1_700_000_000)
@@ -114,9 +114,15 @@ class Ring:
 def make_ctx(tmp_path, store, *, max_bytes=1 << 20, owner="n1", alive=("n1", "n2"), dead_port=None):
     nodes = (NodeSpec("n1", "127.0.0.1", 1, 2), NodeSpec("n2", "127.0.0.1", dead_port or 3, 4))
     cfg = replace(Config(nodes=nodes), cache=CacheConfig(max_bytes=max_bytes, hop_timeout=0.5))
-    return SimpleNamespace(cfg=cfg, node_id="n1", store=store, data_dir=tmp_path, membership=None,
-                           ring_view=None if owner is None else SimpleNamespace(ring=Ring(owner)),
-                           alive=lambda n: n in alive)
+    ctx = SimpleNamespace(cfg=cfg, node_id="n1", store=store, data_dir=tmp_path)
+    # the cluster the cache follows: ``owner`` owns every video, ``alive`` are reachable
+    ctx.peers = None if owner is None else Peers(
+        Ring(owner), {n.id: n.http_addr for n in nodes if n.id in alive and n.id != "n1"})
+    return ctx
+
+
+def make_cache(ctx, directory=None) -> SegmentCache:
+    return SegmentCache(ctx, directory, peers=ctx.peers)
 
 
 async def put(store, key: str, body: bytes) -> str:
@@ -127,7 +133,7 @@ async def test_fifty_concurrent_readers_of_a_cold_segment_make_one_storage_read(
     # given a cold cache on the owner
     store = SlowStore()
     etag = await put(store, KEY, b"s" * 5000)
-    cache = SegmentCache(make_ctx(tmp_path, store), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store), tmp_path / "cache")
     results = []
     store.calls.clear()
 
@@ -154,7 +160,7 @@ async def test_cache_stays_within_its_byte_bound_and_evicts_lru(tmp_path):
     keys = [layout.out_prefix(VID, 1) + f"360p/seg_{i:05d}.ts" for i in range(6)]
     for i, k in enumerate(keys):
         await put(store, k, bytes([i]) * 400)
-    cache = SegmentCache(make_ctx(tmp_path, store, max_bytes=1000), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store, max_bytes=1000), tmp_path / "cache")
     for k in keys:
         body, _ = await cache.fetch(VID, k)
         st = cache.statistics()
@@ -172,14 +178,14 @@ async def test_cache_stays_within_its_byte_bound_and_evicts_lru(tmp_path):
 async def test_an_object_larger_than_the_cache_is_served_but_not_kept(tmp_path):
     store = storage.MemoryStore()
     await put(store, KEY, b"x" * 2000)
-    cache = SegmentCache(make_ctx(tmp_path, store, max_bytes=1000), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store, max_bytes=1000), tmp_path / "cache")
     assert (await cache.fetch(VID, KEY))[0] == b"x" * 2000
     assert cache.statistics().entries == 0 and not list((tmp_path / "cache").iterdir())
 
 
 async def test_not_found_reaches_every_waiting_reader_and_is_not_cached(tmp_path):
     store = SlowStore()
-    cache = SegmentCache(make_ctx(tmp_path, store), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store), tmp_path / "cache")
     errors = []
 
     async def read():
@@ -198,7 +204,7 @@ async def test_not_found_reaches_every_waiting_reader_and_is_not_cached(tmp_path
 async def test_a_cancelled_filler_hands_the_fill_to_a_waiting_reader(tmp_path):
     store = SlowStore(delay=0.2)
     etag = await put(store, KEY, b"z" * 100)
-    cache = SegmentCache(make_ctx(tmp_path, store), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store), tmp_path / "cache")
     got = []
 
     async def waiter():
@@ -216,7 +222,7 @@ async def test_a_cancelled_filler_hands_the_fill_to_a_waiting_reader(tmp_path):
 
 def test_without_a_live_ring_the_ring_of_configured_nodes_names_the_owner(tmp_path):
     import ring
-    cache = SegmentCache(make_ctx(tmp_path, storage.MemoryStore(), owner=None), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, storage.MemoryStore(), owner=None), tmp_path / "cache")
     static = ring.Ring({"n1": 1, "n2": 1})
     vids = [layout.new_id(1_700_000_000 + i) for i in range(40)]
     assert [cache.owner_of(v) for v in vids] == [static.owner(v) for v in vids]
@@ -226,7 +232,7 @@ def test_without_a_live_ring_the_ring_of_configured_nodes_names_the_owner(tmp_pa
 async def test_a_restarted_cache_starts_empty(tmp_path):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "stale").write_bytes(b"old")
-    cache = SegmentCache(make_ctx(tmp_path, storage.MemoryStore()), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, storage.MemoryStore()), tmp_path / "cache")
     assert not list((tmp_path / "cache").iterdir())
     assert isinstance(cache.statistics(), CacheStatistics)
 
@@ -237,7 +243,7 @@ async def test_non_owner_falls_back_to_storage_when_the_owner_refuses_connection
     store = storage.MemoryStore()
     etag = await put(store, KEY, b"q" * 300)
     dead = storage.free_port()  # nothing listens there
-    cache = SegmentCache(make_ctx(tmp_path, store, owner="n2", dead_port=dead), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store, owner="n2", dead_port=dead), tmp_path / "cache")
     try:
         assert await cache.fetch(VID, KEY) == (b"q" * 300, etag)
     finally:
@@ -249,7 +255,7 @@ async def test_non_owner_falls_back_to_storage_when_the_owner_refuses_connection
 async def test_non_owner_reads_storage_without_trying_an_owner_it_knows_is_dead(tmp_path):
     store = storage.MemoryStore()
     await put(store, KEY, b"q" * 300)
-    cache = SegmentCache(make_ctx(tmp_path, store, owner="n2", alive=("n1",)), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store, owner="n2", alive=("n1",)), tmp_path / "cache")
     with trio.fail_after(0.2):  # far under the hop timeout: no connection was tried
         await cache.fetch(VID, KEY)
     assert cache.statistics().hop_fallbacks == 1
@@ -260,7 +266,7 @@ async def test_non_owner_falls_back_when_the_owner_hangs(tmp_path):
     await put(store, KEY, b"q" * 300)
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]  # accepts, never answers
     port = listener.socket.getsockname()[1]
-    cache = SegmentCache(make_ctx(tmp_path, store, owner="n2", dead_port=port), tmp_path / "cache")
+    cache = make_cache(make_ctx(tmp_path, store, owner="n2", dead_port=port), tmp_path / "cache")
     try:
         start = trio.current_time()
         assert (await cache.fetch(VID, KEY))[0] == b"q" * 300
@@ -279,7 +285,7 @@ async def test_evict_video_drops_only_that_videos_objects(tmp_path):
     keys = [KEY, layout.out_prefix(VID, 3) + "master.m3u8", layout.out_prefix(other, 1) + "master.m3u8"]
     for k in keys:
         await store.put(k, b"body of " + k.encode())
-    cache = SegmentCache(make_ctx(tmp_path, store))
+    cache = make_cache(make_ctx(tmp_path, store))
     for k in keys:
         await cache.fetch_local(k)
     assert cache.statistics().entries == 3
@@ -315,7 +321,8 @@ async def test_peers_are_told_to_evict_with_a_signed_notice_and_a_dead_peer_cost
                  NodeSpec("n3", "127.0.0.1", storage.free_port(), 6))  # n3: nothing listens
         ctx.cfg = replace(ctx.cfg, nodes=nodes)
         ctx.cluster_key = b"key"
-        cache = SegmentCache(ctx)
+        ctx.peers = None  # before gossip runs: every configured node
+        cache = make_cache(ctx)
         with trio.fail_after(ctx.cfg.cache.hop_timeout + 2):
             await cache.tell_peers_evict(VID)
         await cache.aclose()
