@@ -136,3 +136,43 @@ def test_the_owners_summary_spares_the_unit_reads_only_when_nothing_is_claimable
     assert not nothing_to_claim([done, held], 60.0, alive)  # the lease ran out
     assert not nothing_to_claim([done, dict(held, node="n3")], 10.0, alive)  # the holder is dead
     assert not nothing_to_claim([done, dict(held, state="pending")], 10.0, alive)
+
+
+class FlakyChunkPuts(storage.MemoryStore):
+    """Storage that is out of reach for the first ``n`` segment uploads of unit 00001."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.failing = n
+
+    async def put(self, key: str, body: bytes, **kw):
+        if "/chunks/00001/" in key and self.failing > 0:
+            self.failing -= 1
+            raise storage.StorageUnavailable(f"put {key}: injected outage")
+        return await super().put(key, body, **kw)
+
+
+async def test_a_storage_outage_mid_unit_releases_it_with_backoff_and_it_is_redone(tmp_path):
+    src = media.make_video(tmp_path / "src.mp4", seconds=24, width=160, height=90, fps=10)
+    store = FlakyChunkPuts(3)
+    videos = VideoStore(store, "n1")
+    vid = layout.new_id(time.time())
+    await store.put(layout.source_key(vid), src.read_bytes())
+    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
+                                             filename="upload", size=1))
+    worker = Worker(videos, config(), "n1", tmp_path / "work")
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.serve)
+            while (rec := (await videos.get(vid)).doc)["state"] not in lifecycle.TERMINAL:
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    # then the video is ready once; unit 00001 was released once (a failure, with backoff) and
+    # redone at epoch 2, and its failed attempt left nothing behind
+    assert rec["state"] == "ready" and [h["state"] for h in rec["history"]].count("ready") == 1
+    unit = (await ChunkStore(store, "n1").get(vid, "00001")).doc
+    assert (unit["state"], unit["epoch"], unit["failures"]) == ("committed", 2, 1)
+    released = [h for h in unit["history"] if h["state"] == "pending" and h.get("error")]
+    assert released and released[0]["error"] == "storage_error" and released[0]["retry_in"] > 0
+    assert rec["segments_from"]["units"]["00001"] == 2
+    assert await store.list_all(layout.chunk_out_prefix(vid, "00001", 1)) == []
