@@ -26,8 +26,11 @@ from membership import ALIVE, Member, Membership
 from ring import RingView, may_claim
 
 from node import log, peer_auth
+from node.chunks import placement
 from node.config import Config
 from node.records import lifecycle
+
+CHUNK_STEAL_AFTER_LEASES = 1.0  # an idle node takes a unit left pending this many lease lengths
 
 WAKE_TIMEOUT = 1.0
 WAKE_PATH = "/v1/internal/wake"
@@ -122,6 +125,18 @@ class RingClaims:
         if decision.allowed and holder and holder != c.node_id and not expired:
             log.info("handoff", video=vid, epoch=rec.get("epoch"), from_node=holder,
                      reason=str(decision.reason), holder_dead_for=c.dead_for(holder))
+        return decision.allowed
+
+    def should_claim_unit(self, doc: dict[str, Any], *, now: float, in_flight: bool,
+                          idle: bool, deferring: bool) -> bool:
+        """A unit of a chunked video: the ring by the unit's key (node/chunks/placement.py);
+        a holder that took the unit from us lately counts as alive (``deferring``)."""
+        c = self._cluster
+        alive_ids = c.membership.alive_ids()
+        decision = placement.may_claim_unit(
+            doc, c.node_id, c.ring_view.ring, alive_ids, now,
+            holder_alive=lambda h: deferring or h in alive_ids, in_flight=in_flight, idle=idle,
+            steal_after=CHUNK_STEAL_AFTER_LEASES * c.cfg.timing.lease_seconds)
         return decision.allowed
 
 

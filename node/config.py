@@ -191,6 +191,8 @@ class Processing(Section):
     ffmpeg_threads: Annotated[int, Meta(ge=0)] = 0  # 0 = ffmpeg decides
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                     "slower", "veryslow", "placebo"] = "veryfast"  # x264 preset
+    chunked: bool = False  # cut videos longer than 1.5 chunks into chunks any node may encode (docs/lifecycle.md "Chunks"); shorter ones, and all when off, stay one ffmpeg run
+    chunk_segments: Annotated[int, Meta(ge=1, le=3600)] = 15  # whole segments per chunk: 15 * 2 s = 30 s chunks
 
 
 class Limits(Section):

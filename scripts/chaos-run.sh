@@ -21,6 +21,7 @@ ladder:                      # tiny renditions for the tiny test clips
   - {name: 180p, height: 180, video_kbps: 250, audio_kbps: 48}
   - {name: 240p, height: 240, video_kbps: 350, audio_kbps: 64}
 timing: {upload_expiry: 30, orphan_grace: 30, housekeeping_interval: 5}  # abandoned uploads and orphan multipart uploads are reclaimed after 30 s
+processing: {chunked: true, chunk_segments: 2}  # the 10 s clip is cut in 3 chunks + audio
 YML
 shoal() { PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m cli.main --config "$DIR/cluster.yml" "$@"; }
 trap 'shoal down >/dev/null 2>&1 || true' EXIT

@@ -73,6 +73,8 @@ TAIL = """
 | inbound gossip TCP bodies buffered at most | `max_streams * largest frame` (~10.4 MiB by default) | `membership/streams.py` |
 | webhook retry delay after round *a* | uniform in `[0.5, 1] * min(webhooks.backoff_max, webhooks.backoff_base * 2^(a-1))`; dead after `max_attempts` rounds | `node/webhooks/policy.retry_delay` |
 | part size for an object of size S | `part_size`, or the smallest multiple of 5 MiB that keeps S within 10,000 parts | `storage/multipart.part_size_for` |
+| chunks of a video of D seconds (`processing.chunked`) | one when `ceil(D / segment_seconds) <= 1.5 * chunk_segments`; else `chunk_segments * segment_seconds` each, the last one the rest (a rest under half a chunk joins the chunk before) | `node/chunks/plan.cut` |
+| an idle node takes a unit of another node's | after it waited `pending` for one `lease_seconds` | `node/cluster.py` `CHUNK_STEAL_AFTER_LEASES` |
 
 ## Environment
 

@@ -104,6 +104,11 @@ class S3Store(ObjectStore):
             body = await self._read_all(resp["Body"], key)
         return body, resp["ETag"]
 
+    async def presign_get(self, key: str, expires: int = 3600) -> str | None:
+        """A SigV4 query-signed GET URL (computed locally: no request is sent)."""
+        return await self._run(f"presign {key}", self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires))
+
     async def _read_all(self, stream: Any, key: str) -> bytes:
         try:
             return await self._run(f"read {key}", stream.read())

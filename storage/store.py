@@ -57,6 +57,11 @@ class ObjectStore(abc.ABC):
     async def head(self, key: str) -> ObjectInfo:
         """Raises NotFound."""
 
+    async def presign_get(self, key: str, expires: int = 3600) -> str | None:
+        """A URL that GETs ``key`` (ranges included) without other credentials for ``expires``
+        seconds, or None where the store has no URLs (the in-memory twin)."""
+        return None
+
     @abc.abstractmethod
     async def put(self, key: str, body: bytes, *, if_none_match: bool = False,
                   if_match: str | None = None, content_type: str | None = None) -> str:

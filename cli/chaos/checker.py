@@ -10,12 +10,17 @@ Anomaly kinds (each names the video and the evidence):
                          `ready_epoch`, or one playlist path was served with different bytes
     premature_playlist   a playlist was served (200) before the video's ready commit (or it never committed)
     missing_segment      a served playlist named a segment or playlist that answered 404, or that is not
-                         under out/<ready_epoch>/ in storage
+                         in storage where the ready record says (out/<ready_epoch>/, or for a chunked
+                         video's segment its unit's committed epoch: layout.hls_object_key)
     state_regression     a status read that started after another had seen a terminal state saw another state
     wrong_outcome        a valid video `failed`, or an invalid one `ready`
     unsettled            an acknowledged video was not terminal within ``settle_bound`` s after the last fault
     orphan_multipart     a multipart upload under videos/ that no `uploading` record names (after GC)
     orphan_attempt       objects under out/<epoch>/ other than the ready epoch (after GC)
+    chunk_not_committed  a ready chunked video's record names, for a unit, an epoch that is not the one
+                         the unit's document committed (or the unit is not committed)
+    orphan_chunk_attempt objects under chunks/<unit>/<epoch>/ of a terminal video other than the epoch its
+                         ready record names for that unit (after GC): a stale epoch's outputs still listed
     membership_split     after every fault was healed, some node still did not see every node alive
 
 The figures: operations by kind and result, faults by kind, uploads acknowledged, videos ready and
@@ -29,13 +34,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from node.records import layout
+
 __all__ = ["Snapshot", "Anomaly", "Report", "check", "ANOMALY_KINDS", "acked_uploads", "format_report"]
 
 ANOMALY_KINDS = ("lost_upload", "idempotency_split", "duplicate_video", "ready_twice", "double_commit",
                  "premature_playlist", "missing_segment", "state_regression", "wrong_outcome",
-                 "unsettled", "orphan_multipart", "orphan_attempt", "membership_split")
+                 "unsettled", "orphan_multipart", "orphan_attempt", "chunk_not_committed",
+                 "orphan_chunk_attempt", "membership_split")
 TERMINAL = ("ready", "failed", "deleted")
 _OUT_RE = re.compile(r"^videos/([^/]+)/out/(\d+)/(.+)$")
+_CHUNK_RE = re.compile(r"^videos/([^/]+)/chunks/([^/]+)/(\d+)/(.+)$")
 
 
 @dataclass
@@ -46,6 +55,8 @@ class Snapshot:
     out_keys: dict[str, list[str]] = field(default_factory=dict)  # vid -> keys under videos/<vid>/out/
     multiparts: list[tuple[str, str, float]] = field(default_factory=list)  # (key, upload id, initiated)
     names: dict[str, list[str]] = field(default_factory=dict)  # filename -> vids holding it
+    chunk_keys: dict[str, list[str]] = field(default_factory=dict)  # vid -> keys under videos/<vid>/chunks/
+    units: dict[str, list[dict]] = field(default_factory=dict)  # vid -> unit documents (chunked videos)
 
 
 @dataclass(frozen=True)
@@ -161,14 +172,14 @@ def check(history: list[dict], snap: Snapshot, *, settle_bound: float = 120.0,
         named = [(base + s["name"], s) for s in e.get("segments") or []] + \
                 [(v["name"], v) for v in e.get("variants") or []]
         epoch = (rec or {}).get("ready_epoch")
-        keys = set(snap.out_keys.get(vid, []))
+        keys = set(snap.out_keys.get(vid, [])) | set(snap.chunk_keys.get(vid, []))
         for rel, s in named:
             if s.get("status") == 404:
                 add("missing_segment", vid, f"{path} served by {e.get('node')} at {e.get('t1')} names {rel}, "
                     f"which answered 404 on {s.get('node')}")
             elif check_playback_storage and epoch is not None and vid in snap.out_keys \
-                    and f"videos/{vid}/out/{epoch}/{rel}" not in keys:
-                add("missing_segment", vid, f"{path} names {rel}, absent from out/{epoch}/ in storage")
+                    and (want := layout.hls_object_key(vid, rec, rel)) not in keys:
+                add("missing_segment", vid, f"{path} names {rel}, absent from {want} in storage")
     for (vid, path), digests in served_bytes.items():
         if len(digests) > 1:
             add("double_commit", vid, f"{path} was served with {len(digests)} different contents")
@@ -231,6 +242,32 @@ def check(history: list[dict], snap: Snapshot, *, settle_bound: float = 120.0,
             add("orphan_attempt", vid, f"out/{epoch}/ holds {n} objects; the record is {rec.get('state')} "
                 f"with ready_epoch {rec.get('ready_epoch')}")
 
+    # -- chunks: the ready commit names committed unit epochs, and only those outputs remain
+    for vid, rec in snap.records.items():
+        named_units = ((rec or {}).get("segments_from") or {}).get("units") or {}
+        if rec is None or rec.get("state") != "ready" or not named_units:
+            continue
+        docs = {d.get("unit"): d for d in snap.units.get(vid, [])}
+        for unit, epoch in sorted(named_units.items()):
+            d = docs.get(unit)
+            committed = (d or {}).get("output", {}).get("epoch") if (d or {}).get("state") == "committed" else None
+            if committed != epoch:
+                add("chunk_not_committed", vid, f"the ready record names epoch {epoch} of unit {unit}; its "
+                    f"document is {(d or {}).get('state', 'missing')} at epoch {committed}")
+    for vid, keys in snap.chunk_keys.items():
+        rec = snap.records.get(vid)
+        if rec is None or rec.get("state") not in ("ready", "failed"):
+            continue
+        named_units = (rec.get("segments_from") or {}).get("units") or {}
+        stray_units = Counter()
+        for k in keys:
+            m = _CHUNK_RE.match(k)
+            if m and (rec.get("state") != "ready" or named_units.get(m.group(2)) != int(m.group(3))):
+                stray_units[(m.group(2), int(m.group(3)))] += 1
+        for (unit, epoch), n in sorted(stray_units.items()):
+            add("orphan_chunk_attempt", vid, f"chunks/{unit}/{epoch}/ holds {n} objects; the record is "
+                f"{rec.get('state')} naming epoch {named_units.get(unit)} for that unit")
+
     # -- membership heals by itself once the faults end
     members = [e for e in history if e.get("op") == "members"]
     if members and not members[-1].get("converged"):
@@ -263,6 +300,8 @@ def _figures(history: list[dict], snap: Snapshot, acked: dict[str, dict], faults
         "uploads_acknowledged": len(acked),
         "uploads_acknowledged_valid": sum(1 for e in acked.values() if e.get("valid")),
         "videos": dict(states),
+        "videos_ready_in_chunks": sum(1 for v in acked if (snap.records.get(v) or {}).get("state") == "ready"
+                                      and (snap.records.get(v) or {}).get("segments_from")),
         "last_fault_to_all_settled": round(max(settle_times), 1) if settle_times else None,
         "membership_converged_after": next((e.get("seconds") for e in reversed(history)
                                             if e.get("op") == "members" and e.get("converged")), None),

@@ -13,8 +13,10 @@ from pathlib import Path
 
 __all__ = ["MediaPool", "ffmpeg_exe"]
 
-# (seconds, size): tiny, so a 3-rendition transcode takes about a second
-CLIPS = [(2, "320x240"), (3, "320x180"), (4, "256x144")]
+# (seconds, size): tiny, so a 3-rendition transcode takes about a second.  The 10 s clip is long
+# enough to be cut in chunks where the cluster says `processing: {chunked: true, chunk_segments: 2}`
+# (5 segments: chunks of 4, 4 and 2 s, and the audio unit), so chaos covers cooperative processing.
+CLIPS = [(2, "320x240"), (3, "320x180"), (4, "256x144"), (10, "256x144")]
 
 
 def ffmpeg_exe() -> str:

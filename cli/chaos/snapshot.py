@@ -66,6 +66,14 @@ async def read_snapshot(store: storage.ObjectStore, history: Iterable[dict], *,
         snap.records[vid] = rec
         snap.sources[vid] = await _sha256(store, f"videos/{vid}/source")
         snap.out_keys[vid] = [i.key for i in await store.list_all(f"videos/{vid}/out/")]
+        snap.chunk_keys[vid] = [i.key for i in await store.list_all(f"videos/{vid}/chunks/")]
+        units = []
+        for info in await store.list_all(f"videos/{vid}/units/"):
+            try:
+                units.append(json.loads((await store.get(info.key))[0]))
+            except storage.NotFound:
+                pass
+        snap.units[vid] = units
         name = (rec or {}).get("filename")
         if name and (name_prefix is None or name.startswith(name_prefix)):
             snap.names.setdefault(name, []).append(vid)

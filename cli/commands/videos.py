@@ -127,6 +127,7 @@ def format_video(rec: dict, base_url: str) -> str:
               ("size", human_bytes(rec.get("size"))), ("created", human_time(rec.get("created_at"))),
               ("updated", human_time(rec.get("updated_at"))), ("owner", rec.get("owner")),
               ("attempts", rec.get("attempts")), ("error", rec.get("error")),
+              ("progress", f"{100 * rec['progress']:.0f}%" if rec.get("progress") is not None else None),
               ("playback", base_url + hls if hls else None)]
     width = max(len(k) for k, _ in fields)
     out = [f"{k.ljust(width)}  {'-' if v is None else v}" for k, v in fields]
@@ -135,6 +136,12 @@ def format_video(rec: dict, base_url: str) -> str:
             ["name", "width", "height", "bandwidth"],
             [[r.get("name"), r.get("width"), r.get("height"), r.get("bandwidth")]
              for r in rec["renditions"]])]
+    if rec.get("chunks"):
+        out += ["", "chunks:", format_table(
+            ["unit", "start", "duration", "state", "node", "epoch", "progress"],
+            [[c.get("unit"), f"{c.get('start', 0):g}", f"{c.get('duration', 0):g}", c.get("state"),
+              c.get("node"), c.get("epoch"), f"{100 * (c.get('progress') or 0):.0f}%"]
+             for c in rec["chunks"]])]
     if rec.get("history"):
         out += ["", "history:", format_table(
             ["state", "at", "node", "epoch"],

@@ -308,7 +308,7 @@ class FastLane:
         try:
             if kind == "playback":
                 rec = await ctx.ready_records.current(ctx, vid)
-                key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
+                key = layout.hls_object_key(vid, rec, rest)
                 hit = ctx.cache.local_file(vid, key)
             else:
                 peer_auth.check(getattr(ctx, "cluster_key", None), head.headers.get(peer_auth.HEADER.lower()),

@@ -82,7 +82,7 @@ def register(app, ctx: NodeContext) -> None:
             raise from_play_error(e) from None
         if not layout.valid_hls_path(rest):
             raise ApiError(404, "not_found", "no such playlist or segment")
-        key = layout.out_prefix(vid, rec["ready_epoch"]) + rest
+        key = layout.hls_object_key(vid, rec, rest)
         request.scope[access.SCOPE_KEY] = playback_class(ctx, vid, key)
         try:
             body, etag = await fetch_object(ctx, vid, key)

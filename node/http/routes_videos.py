@@ -138,7 +138,9 @@ def register(app, ctx: NodeContext) -> None:
         recs, nxt = await ctx.videos.list(
             state=state, limit=limit, cursor=cursor,
             scan_limit=LIST_SCAN_TOKEN if privileged else LIST_SCAN_ANONYMOUS)
-        return jsonify({"videos": [view(ctx, r) for r in recs], "next": nxt})
+        # a listing leaves out each video's chunks (one entry per unit): its progress stays
+        return jsonify({"videos": [{k: v for k, v in view(ctx, r).items() if k != "chunks"}
+                                   for r in recs], "next": nxt})
 
     @app.get("/v1/videos/<vid>")
     async def get_video(vid: str):

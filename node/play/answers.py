@@ -31,7 +31,7 @@ import storage
 from storage.http1 import RequestHead
 
 from node.records import layout, lifecycle
-from node.play.segcache import internal_epoch, internal_key
+from node.play.segcache import internal_hls_path, internal_key
 
 READY_CACHE_TTL = 1.0  # seconds a ready record is trusted before re-reading (bounds delete lag)
 READY_CACHE_MAX = 10_000
@@ -184,7 +184,8 @@ async def ready_record(ctx: Any, cache: ReadyRecords, vid: str) -> dict:
 
 async def internal_object_key(ctx: Any, records: ReadyRecords, vid: str, rest: str) -> str:
     """The storage key a hop (``/v1/internal/objects/<vid>/<rest>``) may be answered with: a
-    committed HLS object of the epoch the current ready record names, of a video that is not
+    committed HLS object the current ready record names (``layout.hls_object_key``: its
+    ``out/<ready_epoch>/``, or a chunked video's committed unit epoch), of a video that is not
     deleted.  Raises ObjectNotFound, or a storage error reading the record."""
     key = internal_key(vid, rest)
     if key is None:
@@ -193,8 +194,9 @@ async def internal_object_key(ctx: Any, records: ReadyRecords, vid: str, rest: s
         rec = await records.current(ctx, vid)
     except (VideoNotFound, NotReady):
         raise ObjectNotFound(f"{vid}/{rest}") from None
-    if internal_epoch(rest) != rec.get("ready_epoch"):
-        raise ObjectNotFound(f"{vid}/{rest}: not the ready epoch")
+    path = internal_hls_path(rest)
+    if path is None or layout.hls_object_key(vid, rec, path) != key:
+        raise ObjectNotFound(f"{vid}/{rest}: not what the ready record names")
     return key
 
 

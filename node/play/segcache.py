@@ -74,7 +74,8 @@ INTERNAL_PREFIX = "/v1/internal/objects"
 EVICT_PATH = "/v1/internal/evict"
 EVICT_QUEUE = 256  # eviction notices waiting to be sent
 EVICT_CONCURRENCY = 4  # videos whose notices are sent at once
-_INTERNAL_REST = re.compile(r"out/([0-9]{1,12})/(.+)")
+# out/<epoch>/<hls path>, or a chunked video's segment: chunks/<unit>/<epoch>/<hls path>
+_INTERNAL_REST = re.compile(r"(?:out|chunks/(?:[0-9]{5}|audio))/([0-9]{1,12})/(.+)")
 _PLAIN_MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
 
 
@@ -202,10 +203,11 @@ def internal_key(vid: str, rest: str) -> str | None:
     return layout.video_prefix(vid) + rest
 
 
-def internal_epoch(rest: str) -> int | None:
-    """The epoch an internal request's ``out/<epoch>/...`` names, or None.  Pure."""
+def internal_hls_path(rest: str) -> str | None:
+    """The HLS path (``<rendition>/seg_NNNNN.ts``, a playlist) an internal request's
+    ``out/<epoch>/...`` or ``chunks/<unit>/<epoch>/...`` names, or None.  Pure."""
     m = _INTERNAL_REST.fullmatch(rest)
-    return int(m.group(1)) if m is not None else None
+    return m.group(2) if m is not None else None
 
 
 # ---- the cache ----------------------------------------------------------------------------------------

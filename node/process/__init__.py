@@ -1,13 +1,17 @@
 """Processing: the worker that claims videos by lease, and the media it runs (probe, ffmpeg, ladder).
 
 What it offers:
-- ``Worker``: claims pending videos, transcodes them, commits ``ready`` by CAS.
+- ``Worker``: claims pending videos, transcodes them, commits ``ready`` by CAS; with
+  ``processing.chunked`` it also coordinates a long video's chunks as its owner and encodes the
+  units the ring gives this node (node/process/chunk_worker.py, chunk_encode.py,
+  chunk_assemble.py; the pure rules in ``node.chunks``).
 - the media pipeline: ``probe`` -> ``plan_ladder`` -> ``transcode`` (one ffmpeg run), the master
   playlist, and the error tree ``MediaError`` > ``UndecodableInput`` | ``MediaLimitExceeded`` |
   ``TranscodeError``; the media limits (``run_bounds``) and how a failure becomes public
   (``classify``, node/process/failure.py).
 
-Import rule: ``storage``, ``node.records``, ``node.log``/``node.config``, PyAV and ffmpeg; never
+Import rule: ``storage``, ``node.records``, ``node.chunks``, ``node.log``/``node.config``, PyAV
+and ffmpeg; never
 ``node.upload``, ``node.play`` or ``node.http``, and never an HTTP library.
 """
 

@@ -264,6 +264,25 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                          audio_stream=audio_stream, ffmpeg=ffmpeg, formats=limits.formats,
                          input_format=input_format, read_seconds=bounds.read_seconds,
                          max_frames=bounds.max_frames)
+    await run(cmd, bounds, duration=duration, length=length, limits=limits,
+              on_progress=on_progress)
+    playlists = await trio.to_thread.run_sync(check_aligned, out, plans)
+    files = await trio.to_thread.run_sync(_write_master, out, plans, playlists)
+    if on_progress is not None:
+        on_progress(1.0)
+    return files
+
+
+async def run(cmd: list[str], bounds: RunBounds, *, duration: float | None, length: float,
+              limits: MediaLimits, on_progress: Callable[[float], None] | None = None) -> None:
+    """Run one bounded ffmpeg (the argv ``cmd``, ``-progress pipe:1`` in it) to its end.
+
+    The one place an ffmpeg run happens and its failures are translated (the module docstring):
+    ``bounds`` (``run_bounds``) give the memory limit and the wall-clock deadline, ``length``
+    the seconds the deadline's message names.  ``on_progress`` gets fractions below 1.0.
+    Raises MediaLimitExceeded, UndecodableInput or TranscodeError; on cancellation ffmpeg is
+    killed and reaped before Cancelled propagates.
+    """
     parser = ProgressParser(duration)
     rc: int | None = None
     # stderr goes to an unnamed temporary file: no pipe to drain, no concurrent task.
@@ -302,11 +321,6 @@ async def transcode(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                 raise UndecodableInput(f"ffmpeg could not read the file ({why})")
             how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
             raise TranscodeError(f"ffmpeg {how}", tail)
-    playlists = await trio.to_thread.run_sync(check_aligned, out, plans)
-    files = await trio.to_thread.run_sync(_write_master, out, plans, playlists)
-    if on_progress is not None:
-        on_progress(1.0)
-    return files
 
 
 def _spawn(cmd: list[str], errfile, bounds: RunBounds) -> subprocess.Popen[bytes]:

@@ -11,6 +11,8 @@
       360p/index.m3u8
 
   Variants are listed in ladder order, lowest first.
+- ``media_playlist(entries)``: a VOD media playlist from (URI, seconds) pairs in order: how a
+  chunked video's renditions are stitched from its committed chunks.
 - ``parse_media_playlist(text)``: the few facts of a VOD media playlist that
   the alignment check needs (segment URIs, EXTINF durations, ENDLIST).
 - ``measured_bandwidth(sizes, durations)``: peak and average bits/s over the
@@ -30,6 +32,7 @@ from node.process.ladder import RenditionPlan
 HLS_VERSION = 3
 MASTER_NAME = "master.m3u8"
 MEDIA_NAME = "index.m3u8"
+AUDIO_GROUP = "aud"  # GROUP-ID of a chunked video's one audio rendition
 
 
 def media_uri(plan: RenditionPlan) -> str:
@@ -37,22 +40,32 @@ def media_uri(plan: RenditionPlan) -> str:
     return f"{plan.name}/{MEDIA_NAME}"
 
 
-def master_playlist(plans: Sequence[RenditionPlan], codecs: str | Mapping[str, str]) -> str:
+def master_playlist(plans: Sequence[RenditionPlan], codecs: str | Mapping[str, str], *,
+                    audio_uri: str | None = None) -> str:
     """The master playlist text.
 
     ``codecs`` is either one CODECS value for every variant or a mapping from
     rendition name to its value (``{p.name: p.codecs() for p in plans}``).
+    ``audio_uri``: the media playlist of one audio rendition shared by every variant
+    (a chunked video's audio, encoded once): an ``EXT-X-MEDIA`` group ``AUDIO_GROUP`` that
+    every ``EXT-X-STREAM-INF`` names; the variants then carry no audio of their own.
     """
     if not plans:
         raise ValueError("a master playlist needs at least one rendition")
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if audio_uri is not None:
+        if '"' in audio_uri:
+            raise ValueError("quoted attribute values cannot contain '\"'")
+        lines.append(f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="audio",DEFAULT=YES,'
+                     f'AUTOSELECT=YES,CHANNELS="2",URI="{audio_uri}"')
     for p in plans:
         c = codecs if isinstance(codecs, str) else codecs[p.name]
         if '"' in c or '"' in p.name:
             raise ValueError("quoted attribute values cannot contain '\"'")
+        group = f',AUDIO="{AUDIO_GROUP}"' if audio_uri is not None else ""
         lines.append(
             f"#EXT-X-STREAM-INF:BANDWIDTH={p.bandwidth},AVERAGE-BANDWIDTH={p.average_bandwidth},"
-            f'RESOLUTION={p.width}x{p.height},CODECS="{c}",NAME="{p.name}"')
+            f'RESOLUTION={p.width}x{p.height},CODECS="{c}",NAME="{p.name}"{group}')
         lines.append(media_uri(p))
     return "\n".join(lines) + "\n"
 
@@ -68,6 +81,25 @@ class MediaPlaylist:
     @property
     def total_seconds(self) -> float:
         return sum(self.durations)
+
+
+def media_playlist(entries: Sequence[tuple[str, float]]) -> str:
+    """A VOD media playlist of ``entries`` (URI, EXTINF seconds) in order, one ENDLIST.
+
+    TARGETDURATION is the longest EXTINF rounded to the nearest integer (RFC 8216 4.3.3.1:
+    every EXTINF, rounded, is at most the target); no EXT-X-DISCONTINUITY: the stitched
+    chunks' timestamps are continuous by construction (node/process/chunk_encode.py)."""
+    if not entries:
+        raise ValueError("a media playlist needs at least one segment")
+    target = max(1, max(math.floor(d + 0.5) for _, d in entries))
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", f"#EXT-X-TARGETDURATION:{target}",
+             "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for uri, d in entries:
+        if "\n" in uri or uri.startswith("#"):
+            raise ValueError(f"bad segment URI {uri!r}")
+        lines += [f"#EXTINF:{d:.6f},", uri]
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
 
 
 def parse_media_playlist(text: str) -> MediaPlaylist:

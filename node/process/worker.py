@@ -38,7 +38,11 @@ from node.records import layout, lifecycle
 
 from node import log
 
+from node.chunks.plan import PLAN_FORMAT, Plan, PlanError
 from node.process import ffmpeg
+from node.process.chunk_encode import plan_video
+from node.process.chunk_worker import ChunkWork
+from node.process.outputs import put_each
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
 from node.process.failure import classify
 from node.process.ladder import plan_ladder
@@ -89,6 +93,13 @@ class ClaimPolicy(Protocol):
         runs an attempt of it."""
         ...
 
+    def should_claim_unit(self, doc: dict[str, Any], *, now: float, in_flight: bool,
+                          idle: bool, deferring: bool) -> bool:
+        """Should this node try to claim this unit of a chunked video (node/chunks/placement.py)?
+        ``idle``: this node runs no ffmpeg now; ``deferring``: it lost this unit lately (its
+        holder counts as alive)."""
+        ...
+
 
 class ClaimAny:
     """A node alone (tests without gossip): every video may be claimed, every holder is alive."""
@@ -100,6 +111,10 @@ class ClaimAny:
                      in_flight: bool) -> bool:
         return True
 
+    def should_claim_unit(self, doc: dict[str, Any], *, now: float, in_flight: bool,
+                          idle: bool, deferring: bool) -> bool:
+        return True
+
 
 @dataclass
 class Job:
@@ -109,6 +124,8 @@ class Job:
     attempts: int = 1
     phase: str = "claimed"
     progress: float = 0.0
+    holds_slot: bool = True  # Invariant: True while this job counts against processing.concurrency
+    summary: list[dict[str, Any]] | None = None  # a chunked video's units, as its owner saw them
 
 
 @dataclass
@@ -120,6 +137,7 @@ class WorkerStats:
     failures: int = 0
     retries: int = 0
     scans: int = 0
+    units_committed: int = 0
     jobs: dict[str, Job] = field(default_factory=dict)
 
 
@@ -147,6 +165,7 @@ class Worker:
         # counts as alive whatever gossip says, so two nodes that cannot see each other (a
         # partition) do not steal a video back and forth; only lease expiry hands it back.
         self._deferring: dict[str, float] = {}
+        self.units = ChunkWork(self)
 
     def deferring(self, vid: str) -> bool:
         until = self._deferring.get(vid)
@@ -156,6 +175,11 @@ class Worker:
             del self._deferring[vid]
             return False
         return True
+
+    def defer(self, vid: str) -> None:
+        """Count the holder that took ``vid`` (a video id, or ``<video>/<unit>``) as alive for 10
+        lease lengths, whatever gossip says."""
+        self._defer(vid)
 
     def _defer(self, vid: str) -> None:
         if len(self._deferring) > 10_000:  # bounded: drop the oldest half
@@ -197,8 +221,11 @@ class Worker:
         now = self.clock()
         for info in await self.store.list("pending/", limit=PENDING_SCAN_LIMIT):
             vid = info.key.removeprefix("pending/")
-            if vid in self.stats.jobs or not layout.valid_id(vid):
+            if not layout.valid_id(vid):
                 continue
+            job = self.stats.jobs.get(vid)
+            if job is not None and job.summary is None:
+                continue  # our own whole-video attempt runs
             v = await self.videos.get(vid)
             if v is None:
                 if now - info.last_modified > ORPHAN_INDEX_AGE:
@@ -208,6 +235,12 @@ class Worker:
             if rec["state"] in lifecycle.TERMINAL:
                 await self._settle(rec)  # a previous cleanup was interrupted
                 continue
+            if (rec.get("plan") or {}).get("format", 0) > PLAN_FORMAT:
+                continue  # a newer node's plan: left alone (docs/lifecycle.md "Mixed versions")
+            if rec["state"] == lifecycle.PROCESSING and rec.get("plan") and self.slot_free():
+                await self.units.consider(vid, rec)
+            if job is not None:
+                continue  # we coordinate it: only its units were ours to consider
             # a lease this node holds but no job of this process runs is from a previous life
             deferring = self.deferring(vid)
             policy = self.claim_policy
@@ -256,8 +289,37 @@ class Worker:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             self.stats.jobs.pop(job.video, None)
-            self._slots.release()
+            self.give_back_slot(job)
             self.poke()
+
+    # ---- slots and jobs, shared with the chunked half (node/process/chunk_worker.py) --------------
+    def give_back_slot(self, job: Job) -> None:
+        """``job`` runs no ffmpeg any more (a chunked video's owner waiting for its units)."""
+        if job.holds_slot:
+            job.holds_slot = False
+            self._slots.release()
+
+    def slot_free(self) -> bool:
+        return self._slots.value > 0
+
+    def idle(self) -> bool:
+        """No ffmpeg runs here now."""
+        return self._slots.value == max(1, self.cfg.processing.concurrency)
+
+    async def start_unit_job(self, key: str, epoch: int) -> Job:
+        await self._slots.acquire()
+        job = Job(key, epoch, self.clock())
+        self.stats.jobs[key] = job
+        return job
+
+    def end_unit_job(self, job: Job) -> None:
+        self.stats.jobs.pop(job.video, None)
+        self.give_back_slot(job)
+        self.poke()
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
 
     async def _renew_loop(self, job: Job, lease_scope: trio.CancelScope, expires: float) -> None:
         """Renew every lease/3; cancel the attempt when refused, or when ``expires`` (the lease's
@@ -270,8 +332,13 @@ class Worker:
             rec, error = None, f"no answer from storage within {t / 3:.1f} s"
             with trio.move_on_after(t / 3):  # Invariant: one renewal never outlasts its period
                 try:
-                    rec = await self.videos.change(job.video, lambda r: lifecycle.renew(
-                        r, self.node_id, job.epoch, self.clock(), t))
+                    if job.summary is None:
+                        step = (lambda r: lifecycle.renew(r, self.node_id, job.epoch, self.clock(), t))
+                    else:  # a chunked video's owner: the units' summary rides on the renewal
+                        chunks, progress = job.summary, job.progress
+                        step = (lambda r: lifecycle.note_chunks(r, self.node_id, job.epoch, self.clock(),
+                                                                t, chunks, progress))
+                    rec = await self.videos.change(job.video, step)
                 except (Refused, storage.NotFound) as e:
                     log.warning("lease_lost", video=job.video, epoch=job.epoch,
                                 reason=getattr(e, "message", str(e)))
@@ -294,12 +361,31 @@ class Worker:
     async def _work(self, job: Job, rec: Record, tmp: Path) -> None:
         vid, epoch = job.video, job.epoch
         try:
+            if rec.get("plan") is not None:  # a chunked video: its plan is fixed, reuse it
+                try:
+                    plan = Plan.from_doc(rec["plan"])
+                except PlanError as e:
+                    raise TranscodeError("the stored plan cannot be read", str(e)) from None
+                await self.units.coordinate(job, plan)
+                return
             tmp.mkdir(parents=True, exist_ok=True)
             src = tmp / "source"
             job.phase = "downloading"
             await self.store.download_to(layout.source_key(vid), src)
             job.phase = "probing"
             probe = await probe_isolated(src, self.cfg.media)
+            if self.cfg.processing.chunked:
+                chunk_plan = plan_video(probe, self.cfg.ladder, self.cfg.processing,
+                                        made_by_epoch=epoch)
+                if not chunk_plan.single:
+                    shutil.rmtree(tmp, ignore_errors=True)  # the units read their own ranges
+                    await self.videos.change(vid, lambda r: lifecycle.attach_plan(
+                        r, self.node_id, epoch, chunk_plan.to_doc()))
+                    log.info("video_planned", video=vid, epoch=epoch, chunks=len(chunk_plan.chunks),
+                             chunk_seconds=chunk_plan.chunk_segments * chunk_plan.encoder.segment_seconds,
+                             audio=chunk_plan.has_audio)
+                    await self.units.coordinate(job, chunk_plan)
+                    return
             plans = plan_ladder(probe, self.cfg.ladder)
             job.phase = "transcoding"
             out = tmp / "out"
@@ -326,9 +412,11 @@ class Worker:
             stated = master_bandwidths((out / "master.m3u8").read_text())
             renditions = [{"name": pl.name, "width": pl.width, "height": pl.height,
                            "bandwidth": stated.get(pl.name, pl.bandwidth)} for pl in plans]
-            await self._commit(job, renditions)
+            await self.commit_video(job, renditions)
         except (UndecodableInput, MediaLimitExceeded) as e:  # the user's file: fail now
             await self._fail(job, e)
+        except Refused as e:  # the plan could not be fixed: the epoch moved on
+            log.warning("lease_lost", video=vid, epoch=epoch, reason=e.message)
         except (TranscodeError, storage.StorageError, OSError) as e:
             await self._release(job, e)
 
@@ -345,17 +433,17 @@ class Worker:
                 await self.store.put(prefix + rel, f.read_bytes(),
                                      content_type=CONTENT_TYPES.get(f.suffix))
 
-        async with trio.open_nursery() as n:
-            for f in body_files:
-                n.start_soon(put, f)
+        await put_each(put, body_files)
         for f in master:
             await put(f)
 
-    async def _commit(self, job: Job, renditions: list[dict[str, Any]]) -> None:
+    async def commit_video(self, job: Job, renditions: list[dict[str, Any]], **chunked: Any) -> None:
+        """The single `ready` commit (``chunked``: ``segments_from`` and ``chunks`` of a chunked
+        video, see ``lifecycle.commit_ready``)."""
         vid, epoch = job.video, job.epoch
         try:
             await self.videos.change(vid, lambda r: lifecycle.commit_ready(
-                r, self.node_id, epoch, self.clock(), renditions))
+                r, self.node_id, epoch, self.clock(), renditions, **chunked))
         except Refused as e:
             v = await self.videos.get(vid)
             if v is not None and v.doc.get("ready_epoch") == epoch:
@@ -385,6 +473,8 @@ class Worker:
         collected by a later scan."""
         vid = rec["id"]
         try:
+            if rec["state"] != lifecycle.DELETED:
+                await self.units.settle(rec)
             if rec["state"] == lifecycle.DELETED:
                 await self.videos.purge(vid)
             else:
@@ -404,6 +494,11 @@ class Worker:
                     v = await self.videos.get(job.video)
                     if v is not None and v.doc.get("ready_epoch") == job.epoch:
                         return  # Invariant: never delete what the record names
+                    if v is not None and v.doc["state"] == lifecycle.DELETED:
+                        await self.videos.purge(job.video)  # also what units wrote meanwhile
+                        log.info("attempt_discarded", video=job.video, epoch=job.epoch,
+                                 reason=f"{why}; video deleted")
+                        return
                     n = await self.store.delete_prefix(layout.out_prefix(job.video, job.epoch))
                     log.info("attempt_discarded", video=job.video, epoch=job.epoch, reason=why, objects=n)
                 except storage.StorageError as e:
@@ -413,9 +508,13 @@ class Worker:
         f = classify(err)
         log.warning("input_refused", video=job.video, epoch=job.epoch, code=f.code,
                     limit=getattr(err, "limit", None), error=f.message)
+        await self.fail_video(job, f.code, f.message)
+
+    async def fail_video(self, job: Job, code: str, message: str, **fields: Any) -> None:
+        """Make the video `failed` (fenced by the job's epoch), then collect its garbage."""
         try:
             rec = await self.videos.change(job.video, lambda r: lifecycle.fail(
-                r, self.node_id, job.epoch, self.clock(), f.code, f.message))
+                r, self.node_id, job.epoch, self.clock(), code, message), **fields)
             self.stats.failures += 1
             await self._settle(rec)
         except Refused as e:

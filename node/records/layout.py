@@ -4,6 +4,11 @@
     videos/<id>/source               the uploaded bytes (visible only after CompleteMultipartUpload)
     videos/<id>/out/<epoch>/...      one processing attempt's outputs; `ready` names the epoch
     videos/<id>/tus/...              resumable-upload scratch (small tail objects)
+    videos/<id>/units/<unit>.json    a chunked video's unit of work (a chunk, or "audio"): lease,
+                                     epoch, committed output (CAS only; node/chunks/state.py)
+    videos/<id>/chunks/<unit>/<epoch>/...  one attempt of one unit: <rendition>/seg_NNNNN.ts
+                                     (global segment numbers); only the epoch the unit's
+                                     document commits is ever listed or served
     pending/<id>                     index of non-terminal videos, so recovery never scans videos/
     catalog/<id>                     index of every video, for listing (ids sort by creation time)
     idem/<sha256 of key>             Idempotency-Key -> video id
@@ -52,6 +57,42 @@ def source_key(vid: str) -> str:
 
 def out_prefix(vid: str, epoch: int | None = None) -> str:
     return f"videos/{vid}/out/" if epoch is None else f"videos/{vid}/out/{epoch}/"
+
+
+def units_prefix(vid: str) -> str:
+    return f"videos/{vid}/units/"
+
+
+def unit_doc_key(vid: str, unit: str) -> str:
+    return f"videos/{vid}/units/{unit}.json"
+
+
+def chunk_out_prefix(vid: str, unit: str | None = None, epoch: int | None = None) -> str:
+    """Outputs of every unit, of one unit, or of one unit's attempt ``epoch``."""
+    if unit is None:
+        return f"videos/{vid}/chunks/"
+    return f"videos/{vid}/chunks/{unit}/" if epoch is None else f"videos/{vid}/chunks/{unit}/{epoch}/"
+
+
+def hls_object_key(vid: str, rec: dict, path: str) -> str:
+    """The storage key of HLS ``path`` (``valid_hls_path``) of a ``ready`` record.
+
+    Playlists, and every object of a video processed in one run, are under
+    ``out/<ready_epoch>/``.  A chunked video's segments stay where their unit committed them:
+    the record's ``segments_from`` (written by the `ready` commit) names each unit's committed
+    epoch, and segment number k of a video rendition belongs to chunk
+    ``min(k // chunk_segments, chunks - 1)``; the ``audio`` rendition is the ``audio`` unit.
+    Pure; a unit the record does not name maps to ``out/`` (which holds no segment: 404)."""
+    chunked = rec.get("segments_from")
+    if chunked and path.endswith(".ts"):
+        rendition, _, name = path.partition("/")
+        number = int(name[4:9])
+        unit = "audio" if rendition == "audio" else (
+            f"{min(number // chunked['chunk_segments'], chunked['chunks'] - 1):05d}")
+        epoch = chunked["units"].get(unit)
+        if epoch is not None:
+            return chunk_out_prefix(vid, unit, epoch) + path
+    return out_prefix(vid, rec["ready_epoch"]) + path
 
 
 def video_prefix(vid: str) -> str:

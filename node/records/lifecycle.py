@@ -172,13 +172,46 @@ def renew(rec: Record, node: str, epoch: int, now: float, lease_seconds: float) 
     return new  # not a state change: no history entry
 
 
+def attach_plan(rec: Record, node: str, epoch: int, plan: dict[str, Any]) -> Record:
+    """Fix a chunked video's plan (node/chunks/plan.py) in the record, once.
+
+    Only the holder of the current epoch may attach it, and only while none is attached: a
+    successor owner reuses the plan it finds, so every chunk of a video is encoded alike and
+    committed chunks stay valid across owner crashes.  Not a state change: no history entry."""
+    _check_fence(rec, node, epoch)
+    if rec.get("plan") is not None:
+        raise Refused("plan_exists", f"the plan of epoch {rec['plan'].get('made_by_epoch')} is fixed")
+    new = copy.deepcopy(rec)
+    new["plan"] = plan
+    return new
+
+
+def note_chunks(rec: Record, node: str, epoch: int, now: float, lease_seconds: float,
+                chunks: list[dict[str, Any]], progress: float) -> Record:
+    """The owner's renewal of a chunked video: the lease, plus the summary of its chunks that
+    ``GET /v1/videos/<id>`` shows (``chunks``, ``progress``).  Fenced like :func:`renew`."""
+    new = renew(rec, node, epoch, now, lease_seconds)
+    new["chunks"] = chunks
+    new["progress"] = progress
+    return new
+
+
 def commit_ready(rec: Record, node: str, epoch: int, now: float,
-                 renditions: list[dict[str, Any]]) -> Record:
-    """The single commit that makes a video playable: only the current epoch may make it."""
+                 renditions: list[dict[str, Any]], *, segments_from: dict[str, Any] | None = None,
+                 chunks: list[dict[str, Any]] | None = None) -> Record:
+    """The single commit that makes a video playable: only the current epoch may make it.
+
+    A chunked video's commit also names where its segments are (``segments_from``: each unit's
+    committed epoch, read by ``layout.hls_object_key``) and keeps the final chunk summary."""
     _check_fence(rec, node, epoch)
     new = _transition(rec, READY, node, now)
     new["ready_epoch"] = epoch
     new["renditions"] = renditions
+    new["progress"] = 1.0
+    if segments_from is not None:
+        new["segments_from"] = segments_from
+    if chunks is not None:
+        new["chunks"] = chunks
     new["lease"] = None
     new["error"] = None
     return new
@@ -233,6 +266,8 @@ def public_view(rec: Record) -> dict[str, Any]:
         "attempts": rec.get("attempts", 0),
         "epoch": rec.get("epoch", 0),
         "history": rec.get("history", []),
+        "progress": 1.0 if rec["state"] == READY else rec.get("progress"),
+        "chunks": rec.get("chunks", []),
     }
     if rec["state"] == READY:
         out["playback"] = {"hls": f"/v1/videos/{vid}/hls/master.m3u8"}

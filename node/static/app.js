@@ -82,7 +82,9 @@ async function refreshVideos() {
   body.replaceChildren(...list.map((v) => el("tr", { "data-id": v.id },
     el("td", { class: "id" }, v.id),
     el("td", {}, v.filename || ""),
-    el("td", { class: "state-" + v.state }, v.state + (v.error ? `: ${v.error.message || v.error}` : "")),
+    el("td", { class: "state-" + v.state }, v.state
+      + (v.state === "processing" && v.progress != null ? ` ${Math.round(100 * v.progress)}%` : "")
+      + (v.error ? `: ${v.error.message || v.error}` : "")),
     el("td", {}, owners.get(v.id) || ""),
     el("td", {}, v.state === "ready" ? el("button", { class: "play", onclick: () => play(v.id) }, "play") : ""))));
   for (const v of list) if (!owners.has(v.id)) lookupOwner(v.id);

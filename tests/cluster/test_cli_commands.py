@@ -155,6 +155,21 @@ def test_format_mapping_nests_ring_views():
                                  "  - node: n1", "    points: 160", "empty: []"]
 
 
+def test_format_video_prints_the_chunks_and_progress():
+    rec = {"id": "v1", "state": "processing", "progress": 0.625, "history": [],
+           "chunks": [{"unit": "00000", "index": 0, "start": 0.0, "duration": 30.0,
+                       "state": "committed", "node": "n2", "epoch": 1, "progress": 1.0},
+                      {"unit": "audio", "index": None, "start": 0.0, "duration": 61.5,
+                       "state": "claimed", "node": "n3", "epoch": 2, "progress": 0.25}]}
+    text = format_video(rec, "http://h:1")
+    assert "progress  62%" in text
+    lines = text.split("chunks:\n", 1)[1].splitlines()
+    assert lines[0].split() == ["unit", "start", "duration", "state", "node", "epoch", "progress"]
+    assert [ln.split() for ln in lines[2:]] == [
+        ["00000", "0", "30", "committed", "n2", "1", "100%"],
+        ["audio", "0", "61.5", "claimed", "n3", "2", "25%"]]
+
+
 def test_format_video_and_status():
     rec = {"id": "v1", "state": "ready", "filename": "a.mp4", "size": 2 * MiB, "created_at": 0,
            "playback": {"hls": "/v1/videos/v1/hls/master.m3u8"}, "attempts": 1,

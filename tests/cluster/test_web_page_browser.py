@@ -152,3 +152,68 @@ def test_page_uploads_plays_switches_rendition_and_spreads_segments_over_nodes(c
     assert len(out["members"]) == 3 and all("alive" in m for m in out["members"]), out["members"]
     owner = httpx.get(c.url("n1") + f"/v1/cluster/owner/{out['vid']}").json()["owner"]
     assert out["owner_cell"] == owner
+
+
+CHUNK_DRIVER = r"""
+const { chromium } = require(process.env.PLAYWRIGHT);
+const T = 90000;
+const out = { steps: [], console: [] };
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true,
+    args: JSON.parse(process.env.FLAGS) });
+  try {
+    const page = await browser.newPage();
+    page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
+    await page.goto(process.env.PAGE_URL);
+    const play = `tr[data-id="${process.env.VIDEO}"] button.play`;
+    await page.waitForSelector(play, { timeout: T });
+    await page.click(play);
+    const until = Number(process.env.PLAY_UNTIL);
+    await page.waitForFunction((u) => document.querySelector("#video").currentTime > u, until, { timeout: T });
+    Object.assign(out, await page.evaluate(() => {
+      const v = document.querySelector("#video");
+      const ranges = [];
+      for (let i = 0; i < v.buffered.length; i++) ranges.push([v.buffered.start(i), v.buffered.end(i)]);
+      return { errors: window.shoal.errors, current_time: v.currentTime, buffered: ranges,
+               audio_tracks: window.shoal.hls.audioTracks.length,
+               media_error: v.error && v.error.message };
+    }));
+  } catch (e) {
+    out.failure = String(e && e.stack || e);
+  } finally {
+    await browser.close();
+    console.log(JSON.stringify(out));
+  }
+})();
+"""
+
+
+def test_hls_js_plays_a_chunked_video_across_its_chunk_borders(cluster_factory, tmp_path):
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make system` (apt-get install chromium)"
+    assert (PLAYWRIGHT / "package.json").exists(), "web/node_modules is missing: `make web`"
+    # given a video cut in 4 s chunks (borders at 4, 8, 12 s) with its audio as its own group
+    c = cluster_factory(3, {"ladder": TEST_LADDER,
+                            "processing": {"chunked": True, "chunk_segments": 2, "preset": "ultrafast"}})
+    from harness import upload, wait_state
+    src = media.make_video(tmp_path / "chunked.mp4", seconds=16)
+    vid = upload(c, "n1", src).json()["id"]
+    rec = wait_state(c, "n2", vid, "ready", timeout=180)
+    assert len(rec["chunks"]) == 5  # 4 chunks and the audio
+    driver = tmp_path / "chunks.cjs"
+    driver.write_text(CHUNK_DRIVER)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLAYWRIGHT": str(PLAYWRIGHT),
+           "CHROMIUM": CHROMIUM, "FLAGS": json.dumps(CHROMIUM_FLAGS), "TMPDIR": str(tmp_path),
+           "PAGE_URL": c.url("n1") + "/", "VIDEO": vid, "PLAY_UNTIL": "9"}
+    # when the page plays it with hls.js past two borders
+    p = subprocess.run(["node", str(driver)], env=env, capture_output=True, text=True, timeout=240)
+    assert p.stdout.strip(), p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    context = json.dumps(out, indent=1)[-4000:]
+    assert "failure" not in out, context
+    # then playback advanced with no fatal error, one audio track, and what is buffered is one
+    # range: no hole at a chunk border (hls.js may note a hole at t=0 with a separate audio group)
+    assert out["current_time"] > 9 and out["media_error"] is None, context
+    assert not [e for e in out["errors"] if e["fatal"]], context
+    assert out["audio_tracks"] == 1, context
+    assert len(out["buffered"]) == 1, context

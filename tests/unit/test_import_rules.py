@@ -25,7 +25,8 @@ RULES: dict[str, set[str]] = {
     "membership": {"membership"},
     "node/records": NODE_COMMON | {"node.records"},
     "node/upload": NODE_COMMON | {"node.records", "node.upload"},
-    "node/process": NODE_COMMON | {"node.records", "node.process"},
+    "node/chunks": NODE_COMMON | {"node.records", "node.chunks", "ring"},
+    "node/process": NODE_COMMON | {"node.records", "node.chunks", "node.process"},
     "node/play": NODE_COMMON | {"node.records", "node.play", "node.peer_auth", "ring"},
     "node/webhooks": NODE_COMMON | {"node.records", "node.webhooks"},
 }

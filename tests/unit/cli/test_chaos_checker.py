@@ -231,6 +231,44 @@ async def test_orphan_attempt_and_orphan_multipart():
     assert ("orphan_multipart", X) not in kinds(report)
 
 
+def chunked(objects: dict[str, bytes]) -> None:
+    """Make V a video ready in chunks: 2 chunks of one segment each; unit 00001 redone at epoch 2."""
+    edit_record(objects, V, lambda r: r.update(segments_from={
+        "chunk_segments": 1, "chunks": 2, "units": {"00000": 1, "00001": 2}}))
+    for k in [k for k in objects if "/out/2/144p/seg_" in k]:
+        del objects[k]
+    objects[f"videos/{V}/chunks/00000/1/144p/seg_00000.ts"] = b"ts0"
+    objects[f"videos/{V}/chunks/00001/2/144p/seg_00001.ts"] = b"ts1"
+    for unit, epoch in (("00000", 1), ("00001", 2)):
+        objects[f"videos/{V}/units/{unit}.json"] = json.dumps(
+            {"unit": unit, "state": "committed", "epoch": epoch, "output": {"epoch": epoch}}).encode()
+
+
+async def test_a_video_ready_in_chunks_reads_its_segments_from_its_committed_unit_epochs():
+    history, objects, _ = clean()
+    chunked(objects)
+    report = await run_check(history, objects)
+    assert report.ok, report.anomalies
+    assert report.figures["videos_ready_in_chunks"] == 1
+    # a segment missing where the record says (its unit's committed epoch) is missing
+    del objects[f"videos/{V}/chunks/00001/2/144p/seg_00001.ts"]
+    objects[f"videos/{V}/chunks/00001/1/144p/seg_00001.ts"] = b"ts1 of a stale epoch"
+    assert kinds(await run_check(history, objects)) == [("missing_segment", V), ("orphan_chunk_attempt", V)]
+
+
+async def test_chunk_not_committed_and_orphan_chunk_attempt():
+    history, objects, _ = clean()
+    chunked(objects)
+    # the record names epoch 2 of unit 00001, its document committed epoch 3
+    objects[f"videos/{V}/units/00001.json"] = json.dumps(
+        {"unit": "00001", "state": "committed", "epoch": 3, "output": {"epoch": 3}}).encode()
+    objects[f"videos/{V}/chunks/00000/3/144p/seg_00000.ts"] = b"a stale epoch's leftovers"
+    report = await run_check(history, objects)
+    assert kinds(report) == [("chunk_not_committed", V), ("orphan_chunk_attempt", V)]
+    assert "chunks/00000/3/ holds 1 objects" in next(
+        a.detail for a in report.anomalies if a.kind == "orphan_chunk_attempt")
+
+
 async def test_membership_split_after_the_faults():
     history, objects, _ = clean()
     history.append({"op": "members", "t0": T0 + 30, "seconds": 24.0, "converged": True,

@@ -206,3 +206,25 @@ async def test_the_service_tells_the_owner_over_http(tmp_path):
 def test_the_cluster_answers_who_is_alive_from_gossip(alive):
     c, _ = cluster_of("n1", alive)
     assert {n.id for n in NODES if c.alive(n.id)} == alive
+
+
+def test_units_of_a_chunked_video_are_claimed_by_their_ring_node_and_taken_from_the_dead():
+    from node.chunks import placement, state as cs
+
+    # given three nodes that see each other, and the units of one video
+    c = {n: cluster_of(n, {"n1", "n2", "n3"})[0] for n in ("n1", "n2", "n3")}
+    vid = layout.new_id(1_700_000_000)
+    docs = [cs.new_chunk(vid, cs.unit_name(i), 1, 0.0) for i in range(12)]
+    # then each pending unit is claimed by exactly the node the ring places it on
+    for d in docs:
+        yes = [n for n, cl in c.items() if RingClaims(cl).should_claim_unit(
+            d, now=1.0, in_flight=False, idle=False, deferring=False)]
+        assert yes == [c["n1"].ring_view.ring.owner(placement.unit_key(vid, d["unit"]))]
+    # when n1 holds a unit and n2 sees it dead, n2 takes it, unless n1 took it from n2 lately
+    d = next(d for d in docs if c["n1"].ring_view.ring.preference(placement.unit_key(vid, d["unit"]))[:2]
+             == ["n1", "n2"])
+    held_unit = cs.claim(d, "n1", 1.0, 60.0, max_attempts=3)
+    c2_alone, _ = cluster_of("n2", {"n2", "n3"})
+    policy = RingClaims(c2_alone)
+    assert policy.should_claim_unit(held_unit, now=2.0, in_flight=False, idle=False, deferring=False)
+    assert not policy.should_claim_unit(held_unit, now=2.0, in_flight=False, idle=False, deferring=True)

@@ -99,11 +99,34 @@ async def test_ready_record_raises_domain_errors(state, error):
 @pytest.mark.parametrize("rest,ok", [
     ("out/1/master.m3u8", True), ("out/1/360p/seg_00001.ts", True),
     ("out/2/master.m3u8", False), ("out/0/master.m3u8", False),  # not the ready epoch
-    ("out/01/master.m3u8", True),  # the same number
+    ("out/01/master.m3u8", False),  # the same number, but not the key the record names
     ("record.json", False), ("source", False), ("out/1/../record.json", False),
 ])
 async def test_a_hop_reads_only_the_ready_epoch(rest, ok):
     ctx, _ = await _ctx_with(lc.READY)
+    memo = play.ReadyRecords(Clock())
+    if ok:
+        assert await play.internal_object_key(ctx, memo, VID, rest) == layout.video_prefix(VID) + rest
+    else:
+        with pytest.raises(play.ObjectNotFound):
+            await play.internal_object_key(ctx, memo, VID, rest)
+
+
+@pytest.mark.parametrize("rest,ok", [
+    ("out/1/master.m3u8", True), ("out/1/360p/index.m3u8", True),
+    ("chunks/00001/3/360p/seg_00004.ts", True),  # chunk 1 (segments 3-5) committed at epoch 3
+    ("chunks/00003/2/360p/seg_00011.ts", True),  # the last chunk, committed at epoch 2
+    ("chunks/audio/1/audio/seg_00004.ts", True),
+    ("chunks/00001/2/360p/seg_00004.ts", False),  # a stale epoch of that chunk
+    ("chunks/00000/3/360p/seg_00004.ts", False),  # a chunk that does not hold that segment
+    ("out/1/360p/seg_00004.ts", False),  # a chunked video's segments are not under out/
+])
+async def test_a_hop_to_a_chunked_video_reads_only_committed_unit_epochs(rest, ok):
+    ctx, store = await _ctx_with(lc.READY)
+    v = await ctx.videos.get(VID)
+    rec = dict(v.doc, segments_from={"chunk_segments": 3, "chunks": 4,
+                                     "units": {"00000": 1, "00001": 3, "00002": 1, "00003": 2, "audio": 1}})
+    await store.put(layout.record_key(VID), encode(rec))
     memo = play.ReadyRecords(Clock())
     if ok:
         assert await play.internal_object_key(ctx, memo, VID, rest) == layout.video_prefix(VID) + rest
