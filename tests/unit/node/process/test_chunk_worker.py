@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import replace
+from msgspec.structs import replace
 
 import trio
 
