@@ -221,7 +221,9 @@ def test_units_of_a_chunked_video_are_claimed_by_their_ring_node_and_taken_from_
             d, now=1.0, in_flight=False, idle=False, deferring=False)]
         assert yes == [c["n1"].ring_view.ring.owner(placement.unit_key(vid, d["unit"]))]
     # when n1 holds a unit and n2 sees it dead, n2 takes it, unless n1 took it from n2 lately
-    d = next(d for d in docs if c["n1"].ring_view.ring.preference(placement.unit_key(vid, d["unit"]))[:2]
+    # (a unit whose preference is n1 then n2: one in six is; the video id is random, so look far)
+    pool = [cs.new_chunk(vid, cs.unit_name(i), 1, 0.0) for i in range(200)]
+    d = next(d for d in pool if c["n1"].ring_view.ring.preference(placement.unit_key(vid, d["unit"]))[:2]
              == ["n1", "n2"])
     held_unit = cs.claim(d, "n1", 1.0, 60.0, max_attempts=3)
     c2_alone, _ = cluster_of("n2", {"n2", "n3"})
