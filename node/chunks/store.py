@@ -30,7 +30,7 @@ from node.chunks import state
 from node.chunks.plan import Plan
 from node.chunks.state import ChunkDoc
 from node.records import layout
-from node.records.lifecycle import Refused
+from node.records.store import apply_step
 
 UNIT_LIST_LIMIT = 100_001  # Invariant: a plan has at most 100,000 chunks plus the audio unit
 
@@ -105,27 +105,9 @@ class ChunkStore:
                      known: cas.Versioned | None = None) -> cas.Versioned:
         """Apply a step of node/chunks/state.py by CAS; raise Refused (re-checked on every retry),
         NotFound (no such unit) or UnsupportedChunk.  Returns the version written."""
-        refused: list[Refused] = []
-        before: list[ChunkDoc] = []
-
-        def decide(doc: ChunkDoc | None) -> Any:
-            if doc is None:
-                raise storage.NotFound(layout.unit_doc_key(vid, unit))
-            _check_format(doc)
-            try:
-                new = step(doc)
-            except Refused as r:
-                refused.append(r)
-                return storage.Keep(r.message)
-            before[:] = [doc]
-            return new
-
-        version, wrote = await cas.update(self.store, layout.unit_doc_key(vid, unit), decide,
-                                          known=known)
-        if not wrote:
-            raise refused[-1]
-        assert version is not None
-        _log_change(vid, before[0], version.doc)
+        version, old = await apply_step(self.store, layout.unit_doc_key(vid, unit), step, known=known,
+                                        check=_check_format)
+        _log_change(vid, old, version.doc)
         return version
 
     # ---- outputs --------------------------------------------------------------------------------

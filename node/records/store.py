@@ -24,6 +24,38 @@ from node import log
 from node.records.lifecycle import Record, Refused
 
 
+async def apply_step(store: storage.ObjectStore, key: str, step: Callable[[dict], dict], *,
+                     known: storage.Versioned | None = None, check: Callable[[dict], None] | None = None,
+                     missing: str | None = None) -> tuple[storage.Versioned, dict]:
+    """Apply a lifecycle step to the document at ``key`` by CAS (the one loop, storage.cas.update).
+
+    The step runs again on every retry, so a :class:`Refused` is re-checked against the latest
+    document and raised only when the last one refuses; ``check(doc)`` runs first on each (a
+    format check may raise).  :class:`storage.NotFound` (naming ``missing``, else ``key``) when
+    there is no document.  Returns the version written and the document it replaced."""
+    refused: list[Refused] = []
+    before: list[dict] = []
+
+    def decide(doc: dict | None) -> Any:
+        if doc is None:
+            raise storage.NotFound(missing or key)
+        if check is not None:
+            check(doc)
+        try:
+            new = step(doc)
+        except Refused as r:
+            refused.append(r)
+            return storage.Keep(r.message)
+        before[:] = [doc]
+        return new
+
+    version, wrote = await cas.update(store, key, decide, known=known)
+    if not wrote:
+        raise refused[-1]
+    assert version is not None
+    return version, before[0]
+
+
 class VideoStore:
     def __init__(self, store: storage.ObjectStore, node_id: str, *,
                  clock: Callable[[], float] = time.time,
@@ -67,26 +99,9 @@ class VideoStore:
     async def change(self, vid: str, step: Callable[[Record], Record], *,
                      event: str | None = None, **fields: Any) -> Record:
         """Apply a lifecycle step by CAS; raise Refused (re-checked on every retry) or NotFound."""
-        refused: list[Refused] = []
-        before: list[Record] = []
-
-        def decide(doc: Record | None):
-            if doc is None:
-                raise storage.NotFound(vid)
-            try:
-                new = step(doc)
-            except Refused as r:
-                refused.append(r)
-                return storage.Keep(r.message)
-            before[:] = [doc]
-            return new
-
         known = await self._write_intent(vid, step) if self.outbox is not None else None
-        version, wrote = await cas.update(self.store, layout.record_key(vid), decide, known=known)
-        if not wrote:
-            raise refused[-1]
-        new = version.doc  # type: ignore[union-attr]
-        old = before[0]
+        version, old = await apply_step(self.store, layout.record_key(vid), step, known=known, missing=vid)
+        new = version.doc
         if old["state"] != new["state"] or old.get("epoch") != new.get("epoch") or (
                 new.get("history") and old.get("history") and len(new["history"]) != len(old["history"])):
             last = new["history"][-1]
