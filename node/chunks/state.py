@@ -30,7 +30,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from node.records.lifecycle import Refused
+from node.records.lifecycle import Refused, lease_verdict
 
 ChunkDoc = dict[str, Any]
 
@@ -100,12 +100,7 @@ def claimable(doc: ChunkDoc, now: float, holder_alive: Callable[[str], bool] = l
         return True, "pending"
     if state != CLAIMED:
         return False, f"chunk {state}"
-    lease = doc["lease"]
-    if lease["expires"] <= now:
-        return True, "lease expired"
-    if not holder_alive(lease["holder"]):
-        return True, "holder dead"
-    return False, f"held by {lease['holder']}"
+    return lease_verdict(doc["lease"], now, holder_alive)
 
 
 def claim(doc: ChunkDoc, node: str, now: float, lease_seconds: float, *, max_attempts: int,

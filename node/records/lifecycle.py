@@ -123,6 +123,11 @@ def claimable(rec: Record, now: float, holder_alive: Callable[[str], bool] = lam
         if rec.get("retry_at") and rec["retry_at"] > now:
             return False, "backing off"
         return True, "released"
+    return lease_verdict(lease, now, holder_alive)
+
+
+def lease_verdict(lease: dict, now: float, holder_alive: Callable[[str], bool]) -> tuple[bool, str]:
+    """May a held lease (of a video or of a chunk unit) be taken over now, and why."""
     if lease["expires"] <= now:
         return True, "lease expired"
     if not holder_alive(lease["holder"]):
