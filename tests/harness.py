@@ -328,3 +328,17 @@ def owner_of(c: Cluster, vid: str) -> str:
     if r.status_code == 200:
         return r.json()["owner"]
     return ring.Ring({n: 1 for n in c.node_ids}).owner(vid)
+
+
+def wait_process_ready(http: httpx.Client, url: str, proc: Any, log_path: Path, timeout: float = 60) -> None:
+    """Poll ``url``/readyz until 200; fail with the node's log if ``proc`` exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            if http.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)

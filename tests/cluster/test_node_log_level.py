@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from harness import wait_process_ready
 from test_node_secrets import node_env, run_node, write_config  # same directory
 
 SECRETS = {"SHOAL_TOKEN": "t" * 32, "SHOAL_CLUSTER_KEY": "k" * 32}
@@ -30,17 +31,8 @@ def run_until_ready(cfg: Path, env: dict[str, str], log_path: Path) -> list[str]
                                 env=env, cwd=cfg.parent, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
         with httpx.Client(timeout=2) as http:
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if http.get(url + "/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+            wait_process_ready(http, url, proc, log_path)
             assert http.get(url + "/v1/videos/nosuchvideo").status_code == 404
     finally:
         if proc.poll() is None:

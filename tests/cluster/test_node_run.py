@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import ACCESS_KEY, SECRET_KEY
-from harness import pick_ports
+from harness import pick_ports, wait_process_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -60,19 +60,6 @@ def _node_run(cfg: Path, node_id: str, log_path: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _wait_ready(http: httpx.Client, url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            if http.get(url + "/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
-
-
 def _events(log_path: Path) -> list[str]:
     return [json.loads(ln)["event"] for ln in log_path.read_text().splitlines()
             if ln.startswith("{")]
@@ -88,7 +75,7 @@ def test_node_run_serves_one_node_on_its_address_and_stops_on_sigterm(tmp_path, 
             procs[n] = _node_run(cfg, n, logs[n])
         with httpx.Client(timeout=2) as http:
             for n in ("n1", "n2"):
-                _wait_ready(http, urls[n], procs[n], logs[n])
+                wait_process_ready(http, urls[n], procs[n], logs[n])
             # then each process is exactly its own node, bound to its own address only
             assert http.get(urls["n2"] + "/v1/node").json()["id"] == "n2"
             port = int(urls["n2"].rsplit(":", 1)[1])

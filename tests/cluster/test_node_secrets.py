@@ -18,7 +18,7 @@ import httpx
 import yaml
 
 from conftest import ACCESS_KEY, SECRET_KEY
-from harness import pick_ports
+from harness import pick_ports, wait_process_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,17 +67,8 @@ def test_a_node_under_auth_none_starts_warns_and_stays_open(tmp_path, s3_server)
                                 env=node_env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
         with httpx.Client(timeout=2) as http:
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if http.get(url + "/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+            wait_process_ready(http, url, proc, log_path)
             # Open on purpose: a write without a token is accepted.
             r = http.post(url + "/v1/videos", content=b"not a video", headers={"X-Filename": "a.mp4"})
             assert r.status_code in (200, 201, 202), r.text
