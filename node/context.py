@@ -51,6 +51,9 @@ class NodeContext:
     webhooks: Deliverer | None = None  # delivers the outbox's events (None: no webhooks.urls)
     started_at: float = field(default_factory=time.time)
     storage_ok: bool = False  # last storage probe succeeded
+    # the probe's verdict for `store` (a storage.GatedStore in a composed node): closed, the
+    # HTTP side's storage calls fail at once with StorageUnavailable (503 + Retry-After)
+    storage_gate: storage.StorageGate = field(default_factory=storage.StorageGate)
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
