@@ -36,7 +36,7 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--history", default="chaos-history.jsonl", help="JSON-lines history file")
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="fault rates: short (tests) or long (kill every 20-40 s, storage outages 10-30 s); "
-                        "against a lab: lab (default: a network fault every 2-5 s) or lab-long")
+                        "against a lab: lab (the default there: a network fault every 5-9 s) or lab-long")
     p.add_argument("--threads", type=int, default=3, help="workload client threads")
     p.add_argument("--max-uploads", type=int, default=200)
     p.add_argument("--settle", type=float, default=120.0,

@@ -75,7 +75,7 @@ PROFILES: dict[str, FaultProfile] = {
                           partition_hold=(4.0, 10.0), first_at=3.0),
     # lab runs: the process track slower (a lab host is heavier), real network faults often
     "lab": FaultProfile(process_gap=(15.0, 25.0), kill_hold=(0.5, 3.0), pause_hold=(2.0, 6.0),
-                        network_gap=(2.0, 5.0), network_hold=(4.0, 8.0),
+                        network_gap=(5.0, 9.0), network_hold=(3.0, 6.0),
                         server_gap=(15.0, 25.0), server_hold=(2.0, 6.0), first_at=3.0),
     "lab-long": FaultProfile(network_gap=(15.0, 35.0), network_hold=(5.0, 20.0),
                              server_gap=(40.0, 90.0), server_hold=(2.0, 15.0)),
