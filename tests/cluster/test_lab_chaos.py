@@ -42,7 +42,7 @@ def test_lab_chaos_run_with_real_faults_passes_the_checker(chaos_lab, tmp_path):
     assert lab is not None and lab.plan.name == chaos_lab.plan.name
     report = run_chaos(Launcher(config), duration=DURATION, seed=SEED, lab=lab, profile="lab",
                        history_path=tmp_path / "history.jsonl",
-                       params=WorkloadParams(threads=2, max_uploads=30),
+                       params=WorkloadParams(threads=2, max_uploads=18),
                        settle_bound=SETTLE, gc_bound=60.0, say=print)
     print(format_report(report))
     assert report.ok, format_report(report)
