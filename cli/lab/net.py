@@ -23,7 +23,7 @@ from typing import Sequence
 __all__ = ["LabError", "run", "require_tools", "netns_list", "link_names", "netns_pids",
            "add_bridge", "add_host", "delete_netns", "delete_link", "ns_run", "cut", "heal",
            "root_forward_rule", "delete_root_rule", "FAULT_CHAIN", "TIMEOUT", "addresses_in_use",
-           "cap", "uncap", "caps"]
+           "cap", "uncap", "caps", "lossy"]
 
 TIMEOUT = 15.0  # seconds for any one ip/iptables call
 FAULT_CHAIN = "SHOAL-LAB"
@@ -129,6 +129,17 @@ def cut(netns: str, addrs: Sequence[str], *, inbound: bool = True, outbound: boo
             ns_run(netns, ["iptables", "-w", "-A", FAULT_CHAIN, "-s", a, "-j", "DROP"])
         if outbound:
             ns_run(netns, ["iptables", "-w", "-A", FAULT_CHAIN, "-d", a, "-j", "DROP"])
+
+
+def lossy(netns: str, share: float) -> None:
+    """Drop a random ``share`` (0..1) of every packet the namespace sends and of every packet
+    it receives (iptables ``statistic --mode random``): a lossy link, without netem."""
+    if not 0.0 < share < 1.0:
+        raise LabError(f"loss share {share}: between 0 and 1")
+    _ensure_chain(netns)
+    for chain_rule in (["-i", "eth0"], ["-o", "eth0"]):
+        ns_run(netns, ["iptables", "-w", "-A", FAULT_CHAIN, *chain_rule, "-m", "statistic",
+                       "--mode", "random", "--probability", f"{share:.4f}", "-j", "DROP"])
 
 
 def heal(netns: str) -> None:

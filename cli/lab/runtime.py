@@ -228,6 +228,10 @@ class Lab:
         """Limit what ``host`` sends to ``rate_kbit`` kbit/s (tc tbf in its namespace)."""
         net.cap(self._host(host).netns, rate_kbit)
 
+    def lossy(self, host: str, share: float) -> None:
+        """``host`` drops a random ``share`` of what it sends and receives (iptables statistic)."""
+        net.lossy(self._host(host).netns, share)
+
     def process_names(self) -> list[str]:
         """Every process of the lab, in start order (master, volume-v*, filer, s3, n1..)."""
         return [proc.name for proc in self.plan.processes]
