@@ -163,7 +163,10 @@ def uncap(netns: str) -> None:
 
 
 def caps(netns: str) -> list[str]:
-    """The namespace's tbf qdiscs on eth0, as ``tc`` prints them (empty: no cap)."""
+    """The namespace's tbf qdiscs on eth0, as ``tc`` prints them (empty: no cap, or no ``tc``
+    on this machine, so none could have been set)."""
+    if shutil.which("tc") is None:
+        return []
     out = ns_run(netns, ["tc", "qdisc", "show", "dev", "eth0"], check=False).stdout
     return [line for line in out.splitlines() if line.startswith("qdisc tbf")]
 
