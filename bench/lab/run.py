@@ -1,17 +1,19 @@
 """Failure detection under real partitions in the lab (issue 13's Goals), measured.
 
-    .venv/bin/python bench/lab/run.py [--cuts 6] [--loss 0.2 --loss-seconds 150] [--md PATH]
+    .venv/bin/python bench/lab/run.py [--cuts 6] [--gap 10] [--loss 0.2 --loss-seconds 150] [--md PATH]
 
 On a lab of 3 Shoal hosts (``shoal lab``, distributed SeaweedFS, profile local), as root:
 
 1. **cut -> dead**: ``--cuts`` times, one node (n1, n2, n3 in turn) is cut from both peers by
    iptables in its namespace (storage still reachable); the time from the cut until *both* other
    nodes list it ``dead`` (``/v1/cluster/members``, polled every 0.1 s), then the cut is healed
-   and every node waits to see every node ``alive`` again.  Prints each figure and the median.
+   and every node waits to see every node ``alive`` again, then ``--gap`` s more (0: cut again at
+   once; Lifeguard's local health, raised by the failed probes of a cut, then slows the next
+   detection).  Prints each figure and the median.
 2. **loss without false deaths**: one host (n3) drops a random ``--loss`` share of every packet
    it sends and receives (iptables ``statistic --mode random``) for ``--loss-seconds``; every
    node's view is polled every 0.5 s; counted: views in which a live node is ``dead`` (the goal
-   is 0) or ``suspect``.
+   is 0) or ``suspect``.  ``--loss-seconds 0`` skips it.
 
 The lab is always torn down (``finally``).  Writes Markdown to ``--md`` (default
 bench/lab/results.md) and prints it.
@@ -95,6 +97,7 @@ def loss_run(lab: Lab, http: httpx.Client, urls: dict[str, str], host: str, shar
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cuts", type=int, default=6)
+    ap.add_argument("--gap", type=float, default=10.0, help="s between a heal and the next cut")
     ap.add_argument("--loss", type=float, default=0.2)
     ap.add_argument("--loss-seconds", type=float, default=150.0)
     ap.add_argument("--md", default=str(Path(__file__).with_name("results.md")))
@@ -114,9 +117,12 @@ def main() -> int:
                 dead.append(cut_to_dead(lab, http, urls, victim))
                 print(f"cut {victim}: dead on both peers after {dead[-1]:.2f} s", file=sys.stderr)
                 wait_all_alive(http, urls)
-            counts = loss_run(lab, http, urls, "n3", args.loss, args.loss_seconds)
-            print(f"loss run: {counts}", file=sys.stderr)
-            wait_all_alive(http, urls)
+                time.sleep(args.gap)
+            counts = None
+            if args.loss_seconds > 0:
+                counts = loss_run(lab, http, urls, "n3", args.loss, args.loss_seconds)
+                print(f"loss run: {counts}", file=sys.stderr)
+                wait_all_alive(http, urls)
     finally:
         lab.down()
     load = os.getloadavg()
@@ -125,12 +131,14 @@ def main() -> int:
         f"`{' '.join(['.venv/bin/python', 'bench/lab/run.py'] + sys.argv[1:])}` on "
         f"{platform.node()} ({os.cpu_count()} CPUs, load average at the end {load[0]:.1f}), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; lab of 3 hosts, profile local.", "",
-        f"**cut -> dead on both peers** ({args.cuts} cuts by iptables, storage reachable): median "
+        f"**cut -> dead on both peers** ({args.cuts} cuts by iptables, storage reachable, "
+        f"{args.gap:.0f} s after the previous heal converged): median "
         f"**{statistics.median(dead):.2f} s**; each: {', '.join(f'{d:.2f}' for d in dead)} s "
-        f"(min {min(dead):.2f}, max {max(dead):.2f}).", "",
-        f"**{args.loss:.0%} packet loss on n3** (iptables statistic, both directions) for "
-        f"{args.loss_seconds:.0f} s: {counts['views']} views read (every node, every 0.5 s); live "
-        f"nodes seen `dead`: **{counts['dead']}**; seen `suspect`: {counts['suspect']}.", ""])
+        f"(min {min(dead):.2f}, max {max(dead):.2f}).", ""]
+        + ([f"**{args.loss:.0%} packet loss on n3** (iptables statistic, both directions) for "
+            f"{args.loss_seconds:.0f} s: {counts['views']} views read (every node, every 0.5 s); live "
+            f"nodes seen `dead`: **{counts['dead']}**; seen `suspect`: {counts['suspect']}.", ""]
+           if counts else []))
     Path(args.md).write_text(md)
     print(md)
     return 0
