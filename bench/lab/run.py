@@ -131,10 +131,11 @@ def main() -> int:
         f"`{' '.join(['.venv/bin/python', 'bench/lab/run.py'] + sys.argv[1:])}` on "
         f"{platform.node()} ({os.cpu_count()} CPUs, load average at the end {load[0]:.1f}), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; lab of 3 hosts, profile local.", "",
-        f"**cut -> dead on both peers** ({args.cuts} cuts by iptables, storage reachable, "
-        f"{args.gap:.0f} s after the previous heal converged): median "
-        f"**{statistics.median(dead):.2f} s**; each: {', '.join(f'{d:.2f}' for d in dead)} s "
-        f"(min {min(dead):.2f}, max {max(dead):.2f}).", ""]
+        ]
+        + ([f"**cut -> dead on both peers** ({args.cuts} cuts by iptables, storage reachable, "
+            f"{args.gap:.0f} s after the previous heal converged): median "
+            f"**{statistics.median(dead):.2f} s**; each: {', '.join(f'{d:.2f}' for d in dead)} s "
+            f"(min {min(dead):.2f}, max {max(dead):.2f}).", ""] if dead else [])
         + ([f"**{args.loss:.0%} packet loss on n3** (iptables statistic, both directions) for "
             f"{args.loss_seconds:.0f} s: {counts['views']} views read (every node, every 0.5 s); live "
             f"nodes seen `dead`: **{counts['dead']}**; seen `suspect`: {counts['suspect']}.", ""]
