@@ -3,7 +3,9 @@
 :func:`compose_node` builds, without starting anything (order = who needs whom)::
 
     NodeMetrics (its own registry; node.main makes it first, for the store's storage observer)
-    VideoStore(store, outbox=Outbox when webhooks.urls are set)
+    StorageGate -> GatedStore(store): what HTTP handlers use (fails fast while storage is cut)
+    VideoStore(gated store) for the HTTP side, VideoStore(store) for the worker and webhooks
+    (each with an Outbox when webhooks.urls are set)
     Membership -> Cluster (ring view, follows membership)
     Worker(claim_policy=RingClaims(cluster), on_transcoded=metrics)  cluster tells it of every change
     Deliverer(owns=the ring's owner is us) when webhooks.urls are set; pokes on ring changes
@@ -102,9 +104,17 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
         metrics = NodeMetrics(process=False)
     spec = cfg.node(node_id)
     hooks = cfg.webhooks
-    videos = VideoStore(store, node_id, outbox=Outbox(store, clock=time.time,
-                                                      refresh_after=hooks.intent_grace / 5)
-                        if hooks.urls else None)
+    # Requests answer within the storage probe's bound when storage cannot be reached: the HTTP
+    # side (records, tus, playback misses) goes through the gate; the background services (the
+    # worker, webhooks) keep their own bounds and retries on the store itself.
+    gate = storage.StorageGate()
+    gated = storage.GatedStore(store, gate)
+
+    def records(over: storage.ObjectStore) -> VideoStore:
+        return VideoStore(over, node_id, outbox=Outbox(over, clock=time.time,
+                                                       refresh_after=hooks.intent_grace / 5)
+                          if hooks.urls else None)
+    videos, background = records(gated), records(store)
     if membership is None:
         membership = Membership(node_id, gossip_addr=spec.gossip_addr, http_addr=spec.http_addr,
                                 cluster=cfg.cluster, key=cfg.cluster_key(),
@@ -112,17 +122,17 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
                                 peers={n.id: n.gossip_addr for n in cfg.nodes},
                                 config=cfg.membership, log=log.emit)
     cluster = Cluster(cfg, node_id, membership)
-    worker = Worker(videos, cfg, node_id, data_dir, claim_policy=RingClaims(cluster),
+    worker = Worker(background, cfg, node_id, data_dir, claim_policy=RingClaims(cluster),
                     on_transcoded=metrics.transcoded)
     cluster.add_listener(worker.poke)  # a membership change may hand this node videos
     deliverer = None
     if hooks.urls:
         secret = hooks.secret()
         assert secret is not None, "node.config.check_secrets refuses webhook URLs without the key"
-        deliverer = Deliverer(videos, hooks, node_id, secret,
+        deliverer = Deliverer(background, hooks, node_id, secret,
                               owns=lambda vid: cluster.owner_of(vid) in (None, node_id))
         cluster.add_listener(deliverer.poke)  # a dead node's events may be ours now
-    cache = SegmentCache(CacheSources(cfg=cfg, node_id=node_id, store=store, data_dir=data_dir,
+    cache = SegmentCache(CacheSources(cfg=cfg, node_id=node_id, store=gated, data_dir=data_dir,
                                       cluster_key=cfg.cluster_key()),
                          data_dir / "cache")
     # playback reads who owns what from a snapshot taken at each membership change, never per request
@@ -132,11 +142,11 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
                      parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,
                      on_uploaded=lambda _vid: worker.poke(), on_patch=metrics.tus_patch)
     owners = OwnerNotifier(cfg, node_id, cfg.cluster_key(), cluster, worker.poke)
-    ctx = NodeContext(cfg=cfg, node_id=node_id, store=store, videos=videos, worker=worker,
+    ctx = NodeContext(cfg=cfg, node_id=node_id, store=gated, videos=videos, worker=worker,
                       data_dir=data_dir, token=cfg.token(), membership=membership,
                       ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),
                       tus=tus, owners=owners, cluster_key=cfg.cluster_key(), webhooks=deliverer,
-                      metrics=metrics)
+                      metrics=metrics, storage_gate=gate)
     # what the parts count themselves is read at scrape time
     registry = metrics.registry
     registry.register(Reading(lambda: node_families(NodeState(time.time() - ctx.started_at, ctx.storage_ok))))

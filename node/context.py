@@ -54,6 +54,9 @@ class NodeContext:
     storage_ok: bool = False  # last storage probe succeeded
     # what this node measures, on its own registry (node.metrics); a test's own when not given
     metrics: NodeMetrics = field(default_factory=lambda: NodeMetrics(process=False))
+    # the probe's verdict for `store` (a storage.GatedStore in a composed node): closed, the
+    # HTTP side's storage calls fail at once with StorageUnavailable (503 + Retry-After)
+    storage_gate: storage.StorageGate = field(default_factory=storage.StorageGate)
 
     def alive(self, node_id: str) -> bool:
         """Is this node alive in our membership view?  Without gossip, everyone is."""

@@ -30,10 +30,11 @@ from node.context import NodeContext
 from node.http import patches
 from node.upload import TusUploads
 
-STORAGE_PROBE_INTERVAL = 2.0
+STORAGE_PROBE_INTERVAL = 1.0
 # One probe's bound: a partition drops packets, so a probe on a kept-alive connection would
-# otherwise wait the whole storage.read_timeout (60 s).  /readyz turns 503 at most
-# INTERVAL + TIMEOUT (5 s) after storage stops answering.
+# otherwise wait the whole storage.read_timeout (60 s).  /readyz turns 503, and the storage
+# gate closes (every API request's storage call fails at once: storage.gate), at most
+# INTERVAL + TIMEOUT (4 s) after storage stops answering.
 STORAGE_PROBE_TIMEOUT = 3.0
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
 M_ARENA_MAX = -8
@@ -79,9 +80,12 @@ async def trim_memory() -> None:
 
 
 async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
-    """Keep ``ctx.storage_ok`` current; create the bucket once storage answers.
+    """Keep ``ctx.storage_ok`` and ``ctx.storage_gate`` current; create the bucket once storage
+    answers.
 
     Each probe is bounded by ``STORAGE_PROBE_TIMEOUT``: no answer in time counts as unreachable.
+    Once storage has answered, a failed probe closes the gate (the API's storage calls fail at
+    once, those in flight are cut short); the next good probe opens it.
     """
     bucket_ok = False
     while True:
@@ -101,10 +105,13 @@ async def probe_storage(ctx: NodeContext, store: storage.S3Store) -> None:
             if not ctx.storage_ok:
                 log.info("storage_reachable")
             ctx.storage_ok = True
+            ctx.storage_gate.mark(True)
         else:
             if ctx.storage_ok or not bucket_ok:
                 log.warning("storage_unreachable", error=error)
             ctx.storage_ok = False
+            if bucket_ok:  # it answered once: silence now is a fault, not a slow start
+                ctx.storage_gate.mark(False, error)
         await trio.sleep(STORAGE_PROBE_INTERVAL if ctx.storage_ok else 0.5)
 
 

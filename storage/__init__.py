@@ -3,6 +3,8 @@
 Public face:
 - :class:`ObjectStore` (interface), :class:`S3Store` / :func:`open_store` (aioboto3 under
   trio-asyncio), :class:`MemoryStore` (in-memory twin for unit tests);
+- :class:`GatedStore` / :class:`StorageGate`: calls refused at once while the storage probe
+  says storage is unreachable, and cut short when it starts saying so (:mod:`gate`);
 - the error tree :class:`StorageError` > :class:`StorageUnavailable`, :class:`NotFound`,
   :class:`PreconditionFailed`;
 - :mod:`cas` documents (create with If-None-Match, update by If-Match with a re-read loop);
@@ -22,6 +24,7 @@ Public face:
 from . import cas, connections, http1, observe
 from .cas import CasExhausted, Keep, Versioned
 from .embedded import free_port, start_embedded, wait_s3_ready, weed_command
+from .gate import GatedStore, StorageGate
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
 from .memory import MemoryStore
 from .feeder import FedPart, HeldBytes, PartFeeder
@@ -38,5 +41,5 @@ __all__ = [
     "MemoryStore", "StreamingUpload", "part_size_for", "PartWriter", "OnResend", "hash_pieces", "joined",
     "PartFeeder", "FedPart", "HeldBytes", "MAX_PARTS", "MIN_PART",
     "S3Store", "open_store",
-    "MultipartInfo", "ObjectInfo", "ObjectStore", "Part",
+    "MultipartInfo", "ObjectInfo", "ObjectStore", "Part", "GatedStore", "StorageGate",
 ]

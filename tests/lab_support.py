@@ -49,8 +49,10 @@ def free_subnet(rng: random.Random) -> str:
 
 
 @contextlib.contextmanager
-def lab_for_test(tmp_path: Path, letter: str, hosts: int = 3) -> Iterator[Lab]:
-    """A lab named ``<letter>`` + 3 random characters with the test ladder; ``down`` always runs."""
+def lab_for_test(tmp_path: Path, letter: str, hosts: int = 3,
+                 overrides: dict | None = None) -> Iterator[Lab]:
+    """A lab named ``<letter>`` + 3 random characters with the test ladder (and ``overrides`` of
+    its cluster.yml); ``down`` always runs."""
     reason = namespace_refusal()
     if reason:
         print(f"skipping the lab test: {reason}")
@@ -58,7 +60,7 @@ def lab_for_test(tmp_path: Path, letter: str, hosts: int = 3) -> Iterator[Lab]:
     rng = random.Random()
     name = letter + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3))
     lab = Lab.create(name, hosts, free_subnet(rng), tmp_path / "lab", die_with_parent=True,
-                     overrides={"ladder": TEST_LADDER})
+                     overrides={"ladder": TEST_LADDER, **(overrides or {})})
     try:
         yield lab
     finally:

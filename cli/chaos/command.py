@@ -2,6 +2,10 @@
 
     shoal chaos --config cluster.yml --duration 120 --seed 7 --history out.jsonl [--profile long]
     shoal chaos check --config cluster.yml --history out.jsonl
+    shoal chaos --config .shoal-lab/0/cluster.yml --duration 120     # a lab: real faults
+
+A cluster file that ``shoal lab up`` wrote (a ``lab.json`` beside it) makes the nemesis inject
+real faults in the lab's namespaces (cli.chaos.lab_faults) with the ``lab`` profile by default.
 
 Both print one verdict with the figures and exit 0 (no anomaly) or 1 (anomalies), 2 on a
 run that could not start.
@@ -30,8 +34,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--duration", type=float, default=120.0, help="seconds of workload and faults")
     p.add_argument("--seed", type=int, default=1, help="seeds the fault schedule and the workload")
     p.add_argument("--history", default="chaos-history.jsonl", help="JSON-lines history file")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="short",
-                   help="fault rates: short (tests) or long (kill every 20-40 s, storage outages 10-30 s)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="fault rates: short (tests) or long (kill every 20-40 s, storage outages 10-30 s); "
+                        "against a lab: lab (the default there: a network fault every 5-9 s) or lab-long")
     p.add_argument("--threads", type=int, default=3, help="workload client threads")
     p.add_argument("--max-uploads", type=int, default=200)
     p.add_argument("--settle", type=float, default=120.0,
@@ -41,18 +46,21 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     from ..launcher import Launcher
+    from .lab_faults import lab_of
     from .runner import check_history, run_chaos
 
     config = Path(args.config or "cluster.yml")
     launcher = Launcher(config, out=sys.stderr)
+    lab = lab_of(config)  # the lab's cluster file: real network and storage-server faults
+    profile = args.profile or ("lab" if lab is not None else "short")
     if args.action == "check":
         report = check_history(args.history, launcher.cfg, launcher.existing_secrets(),
                                settle_bound=args.settle, gc_bound=0.0)
     else:
         params = WorkloadParams(threads=args.threads, max_uploads=args.max_uploads)
         report = run_chaos(launcher, duration=args.duration, seed=args.seed, history_path=args.history,
-                           profile=args.profile, params=params, settle_bound=args.settle, gc_bound=args.gc,
-                           say=lambda s: print(s, file=sys.stderr, flush=True))
+                           profile=profile, params=params, settle_bound=args.settle, gc_bound=args.gc,
+                           lab=lab, say=lambda s: print(s, file=sys.stderr, flush=True))
     if getattr(args, "json", False):
         print(json.dumps({"ok": report.ok, "figures": report.figures,
                           "anomalies": [a.as_dict() for a in report.anomalies]}, indent=2))

@@ -9,6 +9,19 @@ Two tracks run side by side, each one fault at a time:
   after ``hold``) and ``partition`` (one node's gossip blocked from/to all the others, on both
   sides, healed after ``hold``).
 
+Against a lab (``shoal lab``: hosts in network namespaces, distributed SeaweedFS), the faults are
+real (:class:`cli.chaos.lab_faults.LabFaults`), on three tracks:
+
+- the *process* track as above (kill -9 and restart, SIGSTOP/SIGCONT of a node);
+- the *network* track, one fault at a time, the kinds dealt from a seeded shuffled deck (every
+  kind once before any repeats), with iptables and tc inside the lab's namespaces:
+  ``isolate`` (a node cut from every peer, not from storage), ``storage_cut`` (a node cut from
+  storage, not from its peers), ``split`` (a minority of nodes cut from the majority and from
+  storage, which stays with the majority), ``one_way`` (a node drops what one peer sends it),
+  ``bandwidth`` (a host's sending capped by a tbf qdisc);
+- the *storage-server* track: ``server_kill`` (kill -9 of a weed volume server, the S3 gateway,
+  the filer or the master; started again after ``hold``).
+
 :func:`plan_faults` turns ``(seed, nodes, duration, profile)`` into the whole schedule before the
 run starts, so a seed replays the same faults in the same order at the same offsets.
 """
@@ -24,7 +37,13 @@ from typing import Any, Callable
 
 import httpx
 
-__all__ = ["Fault", "FaultProfile", "PROFILES", "plan_faults", "Nemesis", "LauncherFaults"]
+__all__ = ["Fault", "FaultProfile", "PROFILES", "plan_faults", "Nemesis", "LauncherFaults",
+           "NETWORK_KINDS", "TRACKS", "LAB_SERVERS"]
+
+NETWORK_KINDS = ("isolate", "storage_cut", "split", "one_way", "bandwidth")
+LAB_SERVERS = ("volume-v1", "volume-v2", "volume-v3", "s3", "filer", "master")  # weed processes of a lab
+TRACKS = {"kill": "process", "pause": "process", "storage": "infra", "partition": "infra",
+          "server_kill": "servers", **{k: "network" for k in NETWORK_KINDS}}
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,12 @@ class FaultProfile:
     partition_hold: tuple[float, float] = (5.0, 20.0)
     partition_share: float = 0.4  # of infrastructure faults
     first_at: float = 5.0  # no fault before this (the workload warms up)
+    # lab runs only (real faults: cli.chaos.lab_faults)
+    network_gap: tuple[float, float] = (20.0, 40.0)
+    network_hold: tuple[float, float] = (5.0, 20.0)
+    server_gap: tuple[float, float] = (40.0, 90.0)
+    server_hold: tuple[float, float] = (2.0, 15.0)
+    bandwidth_kbit: tuple[int, ...] = (512, 1024, 4096)
 
 
 PROFILES: dict[str, FaultProfile] = {
@@ -48,6 +73,12 @@ PROFILES: dict[str, FaultProfile] = {
     "short": FaultProfile(process_gap=(8.0, 14.0), kill_hold=(0.5, 3.0), pause_hold=(2.0, 6.0),
                           infra_gap=(20.0, 35.0), storage_hold=(3.0, 8.0),
                           partition_hold=(4.0, 10.0), first_at=3.0),
+    # lab runs: the process track slower (a lab host is heavier), real network faults often
+    "lab": FaultProfile(process_gap=(15.0, 25.0), kill_hold=(0.5, 3.0), pause_hold=(2.0, 6.0),
+                        network_gap=(5.0, 9.0), network_hold=(3.0, 6.0),
+                        server_gap=(15.0, 25.0), server_hold=(2.0, 6.0), first_at=3.0),
+    "lab-long": FaultProfile(network_gap=(15.0, 35.0), network_hold=(5.0, 20.0),
+                             server_gap=(40.0, 90.0), server_hold=(2.0, 15.0)),
 }
 
 
@@ -61,8 +92,9 @@ class Fault:
 
 
 def plan_faults(seed: int, nodes: list[str], duration: float,
-                profile: FaultProfile = FaultProfile()) -> list[Fault]:
-    """Every fault of a run, by start time; each heals before ``duration`` ends."""
+                profile: FaultProfile = FaultProfile(), *, lab: bool = False) -> list[Fault]:
+    """Every fault of a run, by start time; each heals before ``duration`` ends.  ``lab``: the
+    network and storage-server tracks of a lab in place of the infrastructure track."""
     rng = random.Random(f"nemesis:{seed}")
     p = profile
     out: list[Fault] = []
@@ -81,6 +113,9 @@ def plan_faults(seed: int, nodes: list[str], duration: float,
         if len(nodes) >= 2:
             out.append(Fault(round(t, 3), kind, target, round(hold, 3)))
         t += hold + rng.uniform(*p.process_gap)
+    if lab:
+        out += _plan_lab(random.Random(f"nemesis-lab:{seed}"), nodes, duration, p)
+        return sorted(out, key=lambda f: (f.at, f.kind))
     # infrastructure track
     t = p.first_at + rng.uniform(0, p.infra_gap[0] / 2)
     while True:
@@ -95,6 +130,52 @@ def plan_faults(seed: int, nodes: list[str], duration: float,
             out.append(Fault(round(t, 3), kind, "storage", round(hold, 3), {"signal": sig}))
         t += hold + rng.uniform(*p.infra_gap)
     return sorted(out, key=lambda f: (f.at, f.kind))
+
+
+def _plan_lab(rng: random.Random, nodes: list[str], duration: float, p: FaultProfile) -> list[Fault]:
+    out: list[Fault] = []
+    kinds = [k for k in NETWORK_KINDS if len(nodes) >= 2 or k in ("storage_cut", "bandwidth")]
+    deck: list[str] = []
+    t = p.first_at + rng.uniform(0, p.network_gap[0] / 2)
+    while True:
+        if not deck:
+            deck = rng.sample(kinds, len(kinds))
+        kind = deck.pop()
+        hold = rng.uniform(*p.network_hold)
+        if t + hold >= duration:
+            break
+        out.append(_network_fault(rng, kind, nodes, round(t, 3), round(hold, 3), p))
+        t += hold + rng.uniform(*p.network_gap)
+    t = p.first_at + rng.uniform(p.server_gap[0] / 4, p.server_gap[0] / 2)
+    while True:
+        hold = rng.uniform(*p.server_hold)
+        if t + hold >= duration:
+            break
+        out.append(Fault(round(t, 3), "server_kill", rng.choice(LAB_SERVERS), round(hold, 3),
+                         {"signal": "SIGKILL"}))
+        t += hold + rng.uniform(*p.server_gap)
+    return out
+
+
+def _network_fault(rng: random.Random, kind: str, nodes: list[str], at: float, hold: float,
+                   p: FaultProfile) -> Fault:
+    """One network fault; ``detail`` names every host it touches (``hosts``: what the heal undoes)."""
+    target = rng.choice(nodes)
+    others = [n for n in nodes if n != target]
+    if kind == "isolate":
+        return Fault(at, kind, target, hold, {"cut_from": others, "hosts": [target]})
+    if kind == "storage_cut":
+        return Fault(at, kind, target, hold, {"cut_from": ["s0"], "hosts": [target]})
+    if kind == "split":
+        minority = sorted(rng.sample(nodes, max(1, (len(nodes) - 1) // 2)))
+        majority = [n for n in nodes if n not in minority]
+        return Fault(at, kind, ",".join(minority), hold,
+                     {"minority": minority, "majority": majority, "hosts": minority})
+    if kind == "one_way":
+        peer = rng.choice(others)
+        return Fault(at, kind, target, hold, {"drops_from": peer, "hosts": [target]})
+    host = rng.choice([*nodes, "s0"])  # bandwidth: a node's host, or the storage host
+    return Fault(at, kind, host, hold, {"rate_kbit": rng.choice(p.bandwidth_kbit), "hosts": [host]})
 
 
 class LauncherFaults:
@@ -216,8 +297,8 @@ class Nemesis:
 
     def run(self) -> None:
         """Both tracks in threads; returns when every fault is healed (or the stop event fired)."""
-        tracks = [[f for f in self.schedule if f.kind in ("kill", "pause")],
-                  [f for f in self.schedule if f.kind in ("storage", "partition")]]
+        names = sorted({TRACKS[f.kind] for f in self.schedule})
+        tracks = [[f for f in self.schedule if TRACKS[f.kind] == name] for name in names]
         threads = [threading.Thread(target=self._track, args=(t,), daemon=True, name=f"nemesis-{i}")
                    for i, t in enumerate(tracks)]
         for th in threads:
@@ -262,6 +343,17 @@ class Nemesis:
                         self.faults.block(side, [])
                     except httpx.HTTPError as e:  # down: a restarted node starts unblocked; heal_all retries
                         skipped.append(f"unblock on {side}: {type(e).__name__}")
+            elif f.kind == "server_kill":
+                self.faults.kill_server(f.target)
+                self.stop.wait(f.hold)
+                self.faults.start_server(f.target)
+            elif f.kind in NETWORK_KINDS:
+                try:
+                    self.faults.network(f)
+                    self.stop.wait(f.hold)
+                finally:
+                    for host in f.detail["hosts"]:
+                        self.faults.heal(host)
         except Exception as e:  # a fault that could not be injected or healed is recorded, not fatal
             error = f"{type(e).__name__}: {e}"[:300]
         t1 = self.clock()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,7 @@ import trio
 import trio_asyncio
 
 from .checker import Report, acked_uploads, check
+from .lab_faults import LabFaults
 from .history import History, read_history
 from .media_pool import MediaPool
 from .nemesis import PROFILES, FaultProfile, LauncherFaults, Nemesis, plan_faults
@@ -40,23 +42,29 @@ GARBAGE = ("orphan_multipart", "orphan_attempt")
 
 def run_chaos(launcher: Any, *, duration: float, seed: int, history_path: str | Path,
               profile: FaultProfile | str = "short", params: WorkloadParams = WorkloadParams(),
-              settle_bound: float = 120.0, gc_bound: float = 90.0,
+              settle_bound: float = 120.0, gc_bound: float = 90.0, lab: Any = None,
               say: Callable[[str], None] = print) -> Report:
+    """``lab``: the :class:`cli.lab.Lab` the cluster runs in (real network and storage-server
+    faults, cli.chaos.lab_faults); None: a local cluster of the launcher (simulated partitions)."""
     cfg = launcher.cfg
     secrets = launcher.existing_secrets()
     token = secrets.token if secrets else cfg.token()
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     launcher.wait_ready(cfg.node_ids, timeout=90.0)
     pool = MediaPool(cfg.state_dir / "chaos" / "media")
-    faults = LauncherFaults(launcher, token)
+    faults: Any = LauncherFaults(launcher, token) if lab is None else LabFaults(lab, cfg, token)
     history = History(history_path)
     prefix = f"chaos-{seed}-{random.Random().getrandbits(32):08x}"
     t0 = time.time()
-    schedule = plan_faults(seed, cfg.node_ids, duration, profile)
+    schedule = plan_faults(seed, cfg.node_ids, duration, profile, lab=lab is not None)
     history.write("run", t0=t0, seed=seed, duration=duration, nodes=cfg.node_ids, name_prefix=prefix,
                   profile=asdict(profile), workload={k: v for k, v in asdict(params).items()},
-                  faults_planned=len(schedule), settle_bound=settle_bound)
-    say(f"chaos: seed {seed}, {duration:.0f} s, {len(schedule)} faults planned, history {history_path}")
+                  faults_planned=len(schedule), settle_bound=settle_bound,
+                  lab=lab.plan.name if lab is not None else None)
+    planned = Counter(f.kind for f in schedule)
+    say(f"chaos: seed {seed}, {duration:.0f} s, {len(schedule)} faults planned "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(planned.items()))})"
+        f"{f' against lab {lab.plan.name}' if lab is not None else ''}, history {history_path}")
     stop_faults, stop_work = threading.Event(), threading.Event()
     workload = Workload(cfg, token, history, pool, seed=seed, name_prefix=prefix, params=params,
                         stop=stop_work)

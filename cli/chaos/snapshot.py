@@ -8,6 +8,7 @@ tests), never through the nodes. Which videos: every id the history names, plus 
 from __future__ import annotations
 
 import base64
+import os
 import hashlib
 import json
 from typing import Any, Iterable
@@ -85,10 +86,12 @@ async def read_snapshot(store: storage.ObjectStore, history: Iterable[dict], *,
 def open_cluster_store(cfg: Any, secrets: Any | None):
     """``storage.open_store`` for a cluster config (enter inside ``trio_asyncio.open_loop()``).
 
-    Credentials: the launcher's generated S3 keys for embedded storage, else the environment.
+    Credentials: the launcher's generated S3 keys for embedded storage, or for any storage when
+    the environment has none (a lab's SeaweedFS runs with the keys of its secrets.json); else the
+    environment.
     """
     kw: dict[str, Any] = {}
-    if cfg.storage.embedded and secrets is not None:
+    if secrets is not None and (cfg.storage.embedded or not os.environ.get("AWS_ACCESS_KEY_ID")):
         kw = {"access_key": secrets.s3_access_key, "secret_key": secrets.s3_secret_key}
     return storage.open_store(cfg.storage.endpoint_url(), cfg.storage.bucket, region=cfg.storage.region,
                               create_bucket=False, **kw)

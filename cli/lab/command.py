@@ -1,4 +1,4 @@
-"""``shoal lab up|down|cut|heal``: the lab from the command line (see :mod:`cli.lab`).
+"""``shoal lab up|down|cut|cap|heal``: the lab from the command line (see :mod:`cli.lab`).
 
 ``lab up`` prints progress on stderr and the lab's cluster file as the last line of stdout, so
 ``shoal --config "$(shoal lab up | tail -1)" status`` works from the machine's own namespace.
@@ -24,12 +24,14 @@ __all__ = ["register", "cmd_lab"]
 def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     p = cmd("lab", cmd_lab, "hosts as network namespaces on this machine: distributed SeaweedFS "
                             "and one node per host (root)")
-    p.add_argument("action", choices=["up", "down", "cut", "heal"],
+    p.add_argument("action", choices=["up", "down", "cut", "cap", "heal"],
                    help="up: build and start; down: remove everything (also after a crash); "
-                        "cut HOST --from A,B: drop packets between them (iptables); heal HOST")
+                        "cut HOST --from A,B: drop packets between them (iptables); "
+                        "cap HOST --rate KBIT: limit what HOST sends (tc tbf); heal HOST")
     p.add_argument("host", nargs="?", help="cut/heal: a host (h1, v2, s0) or a node id (n1)")
     p.add_argument("--from", dest="peers", metavar="A,B", help="cut: the hosts or nodes to cut from")
     p.add_argument("--one-way", choices=["in", "out"], help="cut: drop only packets coming in / going out")
+    p.add_argument("--rate", type=int, metavar="KBIT", help="cap: kbit/s HOST may send")
     p.add_argument("--hosts", type=int, default=3, help="up: Shoal hosts (default 3)")
     p.add_argument("--name", default="0", help="the lab's name: 1-4 letters/digits (default 0); "
                                                "every namespace and link is slab<name>-*")
@@ -67,6 +69,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
             lab.cut(args.host, args.peers.split(","), inbound=args.one_way != "out",
                     outbound=args.one_way != "in")
             say(f"cut {args.host} from {args.peers}" + (f" ({args.one_way} only)" if args.one_way else ""))
+        elif args.action == "cap":
+            if not args.host or not args.rate or args.rate <= 0:
+                raise CliError("lab cap HOST --rate KBIT (a positive number)")
+            lab.cap(args.host, args.rate)
+            say(f"capped {args.host} at {args.rate} kbit/s")
         elif args.action == "heal":
             if not args.host:
                 raise CliError("lab heal HOST")

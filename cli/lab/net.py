@@ -8,7 +8,8 @@ module only makes, lists and removes what it is told, and:
   of each veth pair, and (only where the root ``FORWARD`` policy drops bridged packets) one
   ``ACCEPT`` rule for traffic from the bridge to the bridge;
 - puts fault rules (a chain ``SHOAL-LAB`` of the namespace's ``filter`` table, jumped to from
-  ``INPUT`` and ``OUTPUT``) inside a lab namespace, so they vanish with it.
+  ``INPUT`` and ``OUTPUT``) and bandwidth caps (a ``tbf`` qdisc on its ``eth0``: ``tc netem``
+  does not exist in every kernel, ``tbf`` does) inside a lab namespace, so they vanish with it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Sequence
 
 __all__ = ["LabError", "run", "require_tools", "netns_list", "link_names", "netns_pids",
            "add_bridge", "add_host", "delete_netns", "delete_link", "ns_run", "cut", "heal",
-           "root_forward_rule", "delete_root_rule", "FAULT_CHAIN", "TIMEOUT", "addresses_in_use"]
+           "root_forward_rule", "delete_root_rule", "FAULT_CHAIN", "TIMEOUT", "addresses_in_use",
+           "cap", "uncap", "caps", "lossy"]
 
 TIMEOUT = 15.0  # seconds for any one ip/iptables call
 FAULT_CHAIN = "SHOAL-LAB"
@@ -129,10 +131,44 @@ def cut(netns: str, addrs: Sequence[str], *, inbound: bool = True, outbound: boo
             ns_run(netns, ["iptables", "-w", "-A", FAULT_CHAIN, "-d", a, "-j", "DROP"])
 
 
+def lossy(netns: str, share: float) -> None:
+    """Drop a random ``share`` (0..1) of every packet the namespace sends and of every packet
+    it receives (iptables ``statistic --mode random``): a lossy link, without netem."""
+    if not 0.0 < share < 1.0:
+        raise LabError(f"loss share {share}: between 0 and 1")
+    _ensure_chain(netns)
+    for chain_rule in (["-i", "eth0"], ["-o", "eth0"]):
+        ns_run(netns, ["iptables", "-w", "-A", FAULT_CHAIN, *chain_rule, "-m", "statistic",
+                       "--mode", "random", "--probability", f"{share:.4f}", "-j", "DROP"])
+
+
 def heal(netns: str) -> None:
     """Remove every fault rule of the namespace (its chain stays, empty)."""
     if ns_run(netns, ["iptables", "-w", "-S", FAULT_CHAIN], check=False).returncode == 0:
         ns_run(netns, ["iptables", "-w", "-F", FAULT_CHAIN])
+
+
+def cap(netns: str, rate_kbit: int) -> None:
+    """Limit what the namespace sends (its eth0) to ``rate_kbit`` kbit/s with a token bucket;
+    packets that wait longer than 500 ms are dropped.  Replaces an earlier cap."""
+    burst = max(1600, rate_kbit * 1000 // 8 // 50)  # bytes: 20 ms at the rate, at least one frame
+    ns_run(netns, ["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate",
+                   f"{rate_kbit}kbit", "burst", str(burst), "latency", "500ms"])
+
+
+def uncap(netns: str) -> None:
+    """Remove the namespace's bandwidth cap (none: nothing to do)."""
+    if caps(netns):
+        ns_run(netns, ["tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+
+
+def caps(netns: str) -> list[str]:
+    """The namespace's tbf qdiscs on eth0, as ``tc`` prints them (empty: no cap, or no ``tc``
+    on this machine, so none could have been set)."""
+    if shutil.which("tc") is None:
+        return []
+    out = ns_run(netns, ["tc", "qdisc", "show", "dev", "eth0"], check=False).stdout
+    return [line for line in out.splitlines() if line.startswith("qdisc tbf")]
 
 
 # ---- the machine's own FORWARD chain (only where it would drop the lab's bridged packets) -----

@@ -219,7 +219,44 @@ class Lab:
         net.cut(h.netns, [self.addr(o) for o in others], inbound=inbound, outbound=outbound)
 
     def heal(self, host: str) -> None:
-        net.heal(self._host(host).netns)
+        """Remove ``host``'s fault rules and bandwidth cap."""
+        ns = self._host(host).netns
+        net.heal(ns)
+        net.uncap(ns)
+
+    def cap(self, host: str, rate_kbit: int) -> None:
+        """Limit what ``host`` sends to ``rate_kbit`` kbit/s (tc tbf in its namespace)."""
+        net.cap(self._host(host).netns, rate_kbit)
+
+    def lossy(self, host: str, share: float) -> None:
+        """``host`` drops a random ``share`` of what it sends and receives (iptables statistic)."""
+        net.lossy(self._host(host).netns, share)
+
+    def process_names(self) -> list[str]:
+        """Every process of the lab, in start order (master, volume-v*, filer, s3, n1..)."""
+        return [proc.name for proc in self.plan.processes]
+
+    def running(self, name: str) -> bool:
+        """Is lab process ``name`` alive (and ours: its command line names the lab folder)?"""
+        state = LabState.load(self.plan.dir)
+        pid = state.pids.get(name) if state else None
+        return pid is not None and _ours(pid, str(self.plan.dir))
+
+    def restart_process(self, name: str) -> int:
+        """Start lab process ``name`` again in its namespace (after a kill); its new pid.
+        Refused while it still runs."""
+        proc = next((p for p in self.plan.processes if p.name == name), None)
+        if proc is None:
+            raise LabError(f"no process {name!r} in lab {self.plan.name}")
+        state = LabState.load(self.plan.dir)
+        if state is None:
+            raise LabError(f"lab {self.plan.name} has no state file in {self.plan.dir}: is it up?")
+        old = state.pids.get(name)
+        if old is not None and _ours(old, str(self.plan.dir)):
+            raise LabError(f"{name} still runs (pid {old})")
+        if old is not None:
+            _reap(old)
+        return self._start(proc, state)
 
     def signal_process(self, name: str, sig: int = signal.SIGKILL) -> bool:
         """Send ``sig`` to one lab process's group (``n2``, ``volume-v1``, ``s3``, ``master``)."""

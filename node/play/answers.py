@@ -34,6 +34,9 @@ from node.records import layout, lifecycle
 from node.play.segcache import internal_hls_path, internal_key
 
 READY_CACHE_TTL = 1.0  # seconds a ready record is trusted before re-reading (bounds delete lag)
+# While storage cannot be reached, a ready record read at most this long ago still plays
+# (stale-if-error, RFC 5861): a node cut from storage keeps serving its warm cached segments.
+READY_STALE_IF_UNREACHABLE = 300.0
 READY_CACHE_MAX = 10_000
 SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE_CONTROL = "public, max-age=5"
@@ -125,7 +128,11 @@ class ReadyRecords:
     reader renews an expired record, the others keep the record of a moment ago instead of all
     waiting on storage together.  Every answer is still from a record read at most
     ``READY_CACHE_TTL`` before the request or during it, so a deleted video stops playing
-    within that second (plus one record read).  The clock is injected.
+    within that second (plus one record read).  Only while storage cannot be reached
+    (:class:`storage.StorageUnavailable`) is a record read at most ``READY_STALE_IF_UNREACHABLE``
+    ago used instead, so warm cached segments keep playing on a node cut from storage; a DELETE
+    needs storage, so what it could make stale is only a delete done through another node whose
+    eviction notice was lost.  The clock is injected.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -158,6 +165,11 @@ class ReadyRecords:
         self._renewing.add(vid)
         try:
             return await ready_record(ctx, self, vid)
+        except storage.StorageUnavailable:
+            if hit is not None and hit[0] - READY_CACHE_TTL + READY_STALE_IF_UNREACHABLE > self._clock():
+                return hit[1]  # stale-if-error: storage is out of reach, not the video gone
+            self.forget(vid)
+            raise
         except (PlayError, storage.StorageError):
             self.forget(vid)
             raise

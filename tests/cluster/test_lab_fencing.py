@@ -6,7 +6,7 @@ the video's lease is seen transcoding it and its namespace then drops every pack
 the storage host (S3 gateway, filer, master; its peers stay reachable), then:
 
 - it reports itself unready: ``/readyz`` 503 within ``UNREADY_BOUND`` (the storage probe runs
-  every 2 s and gives up after 3 s: node/main.py);
+  every 1 s and gives up after 3 s: node/main.py);
 - it stops its attempt once it cannot renew: a ``lease_lost`` line for its epoch within
   ``STOP_BOUND`` of the cut (lease 6 s under profile local; renewals every 2 s, each bounded by
   2 s: node/process/worker.py) and no ffmpeg left among its children;
@@ -34,7 +34,7 @@ from media import make_video
 
 pytestmark = pytest.mark.cluster
 
-UNREADY_BOUND = 6.0  # s from the cut to /readyz 503: probe interval 2 s + probe bound 3 s, +1 s polling
+UNREADY_BOUND = 6.0  # s from the cut to /readyz 503: probe interval 1 s + probe bound 3 s, + polling and slack
 STOP_BOUND = 15.0  # s from the cut to `lease_lost`: lease 6 s + one renewal period and its bound (4 s)
 READY_BOUND = 120.0
 

@@ -1,5 +1,5 @@
 """`shoal lab` refuses what it cannot do with `error: ...` and exit 1, before touching the
-network: a bad lab name or subnet, `cut` without peers, `heal` without a host."""
+network: a bad lab name or subnet, `cut` without peers, `cap` without a rate, `heal` without a host."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from cli.main import main
     (["lab", "up", "--name", "q", "--hosts", "0"], "--hosts 0: from 1 to 9"),
     (["lab", "cut", "h1", "--name", "q"], "lab cut HOST --from A,B"),
     (["lab", "heal", "--name", "q"], "lab heal HOST"),
+    (["lab", "cap", "h1", "--name", "q"], "lab cap HOST --rate KBIT"),
+    (["lab", "cap", "h1", "--rate", "-5", "--name", "q"], "lab cap HOST --rate KBIT"),
 ])
 def test_lab_refuses_with_the_reason(argv, words, tmp_path, capsys):
     code = main([*argv, "--dir", str(tmp_path / "lab")])

@@ -140,3 +140,31 @@ async def test_a_hop_to_a_video_not_ready_is_not_found(state):
     ctx, _ = await _ctx_with(state)
     with pytest.raises(play.ObjectNotFound):
         await play.internal_object_key(ctx, play.ReadyRecords(Clock()), VID, "out/1/master.m3u8")
+
+
+async def test_the_memo_keeps_a_ready_record_while_storage_is_unreachable_for_a_bounded_time():
+    ctx, store = await _ctx_with(lc.READY)
+    clock = Clock()
+    memo = play.ReadyRecords(clock)
+    assert (await memo.current(ctx, VID))["ready_epoch"] == 1
+    store.fail_next = 1
+    clock.now = 5.0  # expired, and storage does not answer: the record of 5 s ago still plays
+    assert (await memo.current(ctx, VID))["ready_epoch"] == 1
+    store.fail_next = 1
+    clock.now = play.answers.READY_STALE_IF_UNREACHABLE + 1.0  # too old: the error goes through
+    with pytest.raises(storage.StorageUnavailable):
+        await memo.current(ctx, VID)
+    store.fail_next = 1
+    with pytest.raises(storage.StorageUnavailable):  # and it was forgotten
+        await memo.current(ctx, VID)
+
+
+async def test_the_memo_does_not_keep_a_record_when_storage_says_no():
+    ctx, store = await _ctx_with(lc.READY)
+    clock = Clock()
+    memo = play.ReadyRecords(clock)
+    await memo.current(ctx, VID)
+    await store.delete(layout.record_key(VID))
+    clock.now = 2.0
+    with pytest.raises(play.VideoNotFound):
+        await memo.current(ctx, VID)
