@@ -36,6 +36,8 @@ Writes a markdown report to --out and prints it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
 import statistics
@@ -208,15 +210,17 @@ def measure(c: Cluster, sampler: Sampler, src: Path, label: str, *, kill_after: 
     vid = r.json()["id"]
     owner = (get(c, "n1", f"/v1/cluster/owner/{vid}") or {}).get("owner")
     phases: dict[str, float] = {}
-    killed = None
+    killed, kill_note = None, ""
     rec = None
     deadline = time.monotonic() + timeout
+    progress = 0.0
     while time.monotonic() < deadline:
         now = time.time()
         watch = alive_node(c, killed)
-        if killed is None and kill_after is not None and now - t_up >= kill_after:
+        if killed is None and kill_after is not None and (now - t_up >= kill_after or progress >= KILL_AT):
             lease = (get(c, watch, f"/v1/cluster/owner/{vid}") or {}).get("lease") or {}
             victim = lease.get("holder") or owner if isinstance(lease, dict) else owner
+            why = f"{now - t_up:.1f} s after the upload, progress {progress:.2f}"
             if kill_chunk_holder:
                 v = get(c, watch, f"/v1/videos/{vid}") or {}
                 holders = [ch["node"] for ch in v.get("chunks") or [] if ch["state"] == "claimed"]
@@ -224,24 +228,27 @@ def measure(c: Cluster, sampler: Sampler, src: Path, label: str, *, kill_after: 
                 victim = others[0] if others else (holders[0] if holders else owner)
                 held = [ch["unit"] for ch in v.get("chunks") or []
                         if ch["state"] == "claimed" and ch["node"] == victim]
-                print(f"  {label}: killing {victim} (holds {held}; owner {owner}) at "
-                      f"{now - t_up:.1f} s after the upload", flush=True)
+                print(f"  {label}: killing {victim} (holds {held}; owner {owner}) at {why}", flush=True)
             else:
-                print(f"  {label}: killing the lease holder {victim} at {now - t_up:.1f} s after the upload", flush=True)
+                print(f"  {label}: killing the lease holder {victim} at {why}", flush=True)
             c.kill(victim)
-            killed = victim
+            killed, kill_note = victim, why
             continue
         if owner and not kill_chunk_holder and killed is None:
             info = get(c, owner, "/v1/node") or {}
             for j in info.get("jobs") or []:
-                if j.get("video") == vid and j.get("phase") not in phases:
-                    phases[j["phase"]] = now
+                if j.get("video") == vid:
+                    phases.setdefault(j.get("phase"), now)
+                    if j.get("phase") == "transcoding":
+                        progress = max(progress, j.get("progress") or 0.0)
         v = get(c, watch, f"/v1/videos/{vid}")
         if v and v.get("state") == "ready":
             rec = v
             break
         if v and v.get("state") == "failed":
             raise RuntimeError(f"{label}: video failed: {v.get('error')}")
+        if v and kill_chunk_holder:
+            progress = max(progress, v.get("progress") or 0.0)
         time.sleep(POLL)
     t_ready = time.time()
     if rec is None:
@@ -250,8 +257,8 @@ def measure(c: Cluster, sampler: Sampler, src: Path, label: str, *, kill_after: 
     cpu1 = node_cpu(c)
     children = sampler.between(t0, t_ready)
     out = {"label": label, "vid": vid, "owner": owner, "killed": killed, "upload": t_up - t0,
-           "to_ready": t_ready - t0, "processing": t_ready - t_up, "phases": phase_spans(phases, t_up),
-           "chunks": rec.get("chunks") or [], "children": children,
+           "to_ready": t_ready - t0, "kill_note": kill_note, "processing": t_ready - t_up, "phases": phase_spans(phases, t_up),
+           "chunks": rec.get("chunks") or [], "children": [dataclasses.asdict(ch) for ch in children],
            "node_cpu": {n: (cpu1[n][0] - cpu0[n][0], cpu1[n][1] - cpu0[n][1]) for n in c.node_ids
                         if n != killed}}
     print(f"  {label}: upload {out['upload']:.1f} s, upload-to-ready {out['to_ready']:.1f} s, "
@@ -297,9 +304,18 @@ def set_chunked(c: Cluster, on: bool) -> None:
 
 
 # ---- analysis ------------------------------------------------------------------------------------
+def children(m: dict) -> list[Child]:
+    return [Child(**d) for d in m["children"]]
+
+
+def ffmpeg_cpu(m: dict, node: str | None = None) -> float:
+    """CPU-s of every ffmpeg run of the measurement (of ``node`` only if given), killed ones too."""
+    return sum(ch.cpu for ch in children(m) if node is None or ch.node == node)
+
+
 def unit_cpu(m: dict) -> list[dict]:
     """Per committed unit of a chunked run: node, duration, the CPU-s of its ffmpeg run(s) there."""
-    runs = m["children"]
+    runs = children(m)
     out = []
     for ch in m["chunks"]:
         if ch["unit"] == "audio":
@@ -339,24 +355,29 @@ def report(args, cfg: Config, bare: dict, runs: dict[str, dict], load: tuple[flo
         f"30 fps ({args.short} s for the one-chunk row). Ladder {', '.join(bare['renditions'])}, "
         f"preset {cfg.processing.preset}, {cfg.processing.segment_seconds} s segments, chunks of "
         f"{cfg.processing.chunk_segments} segments, lease 6 s (local profile).", "",
-        "| run | upload s | upload-to-ready s | processing s | vs bare ffmpeg | notes |",
-        "|---|---:|---:|---:|---:|---|",
-        f"| bare ffmpeg (same argv, same file) | | | {bare['wall']:.1f} | 1.00 | CPU {bare['cpu']:.1f} s, "
-        f"parallelism {bare['cpu'] / bare['wall']:.2f} |",
+        "| run | upload s | upload-to-ready s | processing s | vs bare ffmpeg | ffmpeg CPU-s (vs bare) | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| bare ffmpeg (same argv, same file), mean of 2 | | | {bare['wall']:.1f} | 1.00 | {bare['cpu']:.1f} | runs "
+        f"{' and '.join(f'{w:.1f}' for w in bare['walls'])} s (before the single runs, after the chunked "
+        f"one); CPU {bare['cpu']:.1f} s, parallelism {bare['cpu'] / bare['wall']:.2f} |",
     ]
     for name in ("single", "chunked", "single crash", "chunked crash", "single short", "chunked short"):
         m = runs[name]
         note = f"owner {m['owner']}"
         if m["killed"]:
-            note += f"; killed {m['killed']}"
+            note += (f"; killed {m['killed']} at {m['kill_note']}, its ffmpeg had used "
+                     f"{ffmpeg_cpu(m, m['killed']):.1f} CPU-s (lost)")
         if m["chunks"]:
             note += f"; {len(m['chunks'])} units"
             redone = [u["unit"] for u in m["chunks"] if u["epoch"] > 1]
             if m["killed"]:
                 note += f", redone at a new epoch: {', '.join(redone) or 'none'}"
-        base = bare["wall"] if "short" not in name else float("nan")
+        long_ = "short" not in name
+        cpu = ffmpeg_cpu(m)
         L.append(f"| {name} | {m['upload']:.1f} | {m['to_ready']:.1f} | {m['processing']:.1f} | "
-                 f"{m['processing'] / base:.2f} | {note} |")
+                 f"{m['processing'] / bare['wall']:.2f} | {cpu:.1f} ({cpu / bare['cpu']:.2f}) | {note} |"
+                 if long_ else
+                 f"| {name} | {m['upload']:.1f} | {m['to_ready']:.1f} | {m['processing']:.1f} | | {cpu:.1f} | {note} |")
     L += ["", "Single-run owner's phases (first sighting in `GET /v1/node` jobs, 0.2 s polls):", "",
           "| phase | seconds |", "|---|---:|"]
     L += [f"| {p} | {t:.1f} |" for p, t in s["phases"]]
@@ -403,11 +424,15 @@ def report(args, cfg: Config, bare: dict, runs: dict[str, dict], load: tuple[flo
     r_chunk = ch["to_ready"] / s["to_ready"]
     r_one = ch_short["to_ready"] / s_short["to_ready"]
     min_share = min(shares.values()) if shares else 0.0
+    work_s = ffmpeg_cpu(s_crash) / ffmpeg_cpu(s)
+    work_c = ffmpeg_cpu(ch_crash) / ffmpeg_cpu(ch)
     L += ["", "Goals (issue 12), ratios of this run:", "",
           "| goal | measured | verdict |", "|---|---:|---|",
           f"| crash: chunked upload-to-ready with a unit holder killed at 80% / undisturbed <= 1.25 | "
           f"{crash_c:.2f} | {verdict(crash_c, GOALS['crash'])} |",
           f"| (same for the single-run path, owner killed at 80%) | {crash_s:.2f} | {verdict(crash_s, GOALS['crash'])} |",
+          f"| crash, in ffmpeg CPU-s (work done / undisturbed; load-independent), chunked | {work_c:.2f} | {verdict(work_c, GOALS['crash'])} |",
+          f"| crash, in ffmpeg CPU-s, single-run | {work_s:.2f} | {verdict(work_s, GOALS['crash'])} |",
           f"| processing / bare ffmpeg <= 1.10, single-run | {r_bare_s:.2f} | {verdict(r_bare_s, GOALS['bare'])} |",
           f"| processing / bare ffmpeg <= 1.10, chunked | {r_bare_c:.2f} | {verdict(r_bare_c, GOALS['bare'])} |",
           f"| chunked / single-run upload-to-ready <= 1.10 | {r_chunk:.2f} | {verdict(r_chunk, GOALS['chunked'])} |",
@@ -422,7 +447,16 @@ def main() -> int:
     ap.add_argument("--short", type=int, default=30, help="seconds of the one-chunk source")
     ap.add_argument("--quick", action="store_true", help="a 60 s source: checks the script end to end")
     ap.add_argument("--out", default=str(REPO / "bench" / "processing" / "results.md"))
+    ap.add_argument("--report", metavar="JSON", help="only write the report again from a run's raw JSON")
     args = ap.parse_args()
+    if args.report:
+        raw = json.loads(Path(args.report).read_text())
+        args.duration, args.short = raw["duration"], raw["short"]
+        cfg = Config.load(raw["config"]) if Path(raw["config"]).exists() else Config()
+        lines = report(args, cfg, raw["bare"], raw["runs"], tuple(raw["load"]))
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     if args.quick:
         args.duration = 60
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-processing-"))
@@ -450,13 +484,23 @@ def main() -> int:
         set_chunked(c, True)
         cfg = Config.load(c.config_path)
         runs["chunked"] = measure(c, sampler, src, "chunked")
+        print("bare ffmpeg again (the machine is shared: its speed drifts) ...", flush=True)
+        bare2 = bare_ffmpeg(src, tmp / "bare", cfg)
+        print(f"  bare ffmpeg: {bare2['wall']:.1f} s wall, {bare2['cpu']:.1f} CPU-s", flush=True)
+        bare = {**bare, "walls": [bare["wall"], bare2["wall"]], "cpus": [bare["cpu"], bare2["cpu"]],
+                "wall": (bare["wall"] + bare2["wall"]) / 2, "cpu": (bare["cpu"] + bare2["cpu"]) / 2}
         runs["chunked short"] = measure(c, sampler, short, "chunked-short")
         runs["chunked crash"] = measure(c, sampler, src, "chunked-crash", kill_chunk_holder=True,
                                         kill_after=KILL_AT * runs["chunked"]["processing"])
     finally:
         sampler.stop()
         c.close()
-    lines = report(args, cfg, bare, runs, (load0, os.getloadavg()[0]))
+    load = (load0, os.getloadavg()[0])
+    raw_path = Path(args.out).with_suffix(".json")
+    raw_path.write_text(json.dumps({"duration": args.duration, "short": args.short, "load": load,
+                                    "config": str(c.config_path), "bare": bare, "runs": runs}, indent=1))
+    print(f"raw figures in {raw_path}")
+    lines = report(args, cfg, bare, runs, load)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out}")
