@@ -340,6 +340,14 @@ def ffmpeg_cpu(m: dict, node: str | None = None) -> float:
     return sum(ch.cpu for ch in children(m) if node is None or ch.node == node)
 
 
+def lost_cpu(m: dict) -> float:
+    """CPU-s of ffmpeg runs whose output was thrown away: of a chunked run, every run of a unit on
+    another node than the one that committed it; of a single run, every run on the killed node."""
+    if m["chunks"]:
+        return sum(u["cpu_lost"] for u in unit_cpu(m))
+    return ffmpeg_cpu(m, m["killed"]) if m["killed"] else 0.0
+
+
 def unit_cpu(m: dict) -> list[dict]:
     """Per committed unit of a chunked run: node, duration, the CPU-s of its ffmpeg run(s) there."""
     runs = children(m)
@@ -398,8 +406,8 @@ def report(args, cfg: Config, bare: dict, runs: dict[str, dict], load: tuple[flo
         elif m["killed"] and (m.get("epoch") or 1) > 2:
             note += f"; video epoch {m['epoch']}"
         if m["killed"]:
-            note += (f"; killed {m['killed']} at {m['kill_note']}, its ffmpeg had used "
-                     f"{ffmpeg_cpu(m, m['killed']):.1f} CPU-s (lost)")
+            note += (f"; killed {m['killed']} at {m['kill_note']}; ffmpeg CPU-s thrown away: "
+                     f"{lost_cpu(m):.1f}")
         if m["chunks"]:
             note += f"; {len(m['chunks'])} units"
             redone = [u["unit"] for u in m["chunks"] if u["epoch"] > 1]
@@ -467,7 +475,7 @@ def report(args, cfg: Config, bare: dict, runs: dict[str, dict], load: tuple[flo
           f"| crash: chunked upload-to-ready with a unit holder killed at 80% / undisturbed <= 1.25 | "
           f"{crash_c:.2f} | {verdict(crash_c, GOALS['crash'])} |",
           f"| (same for the single-run path, owner killed at 80%) | {crash_s:.2f} | {verdict(crash_s, GOALS['crash'])} |",
-          f"| crash, in ffmpeg CPU-s (work done / undisturbed; load-independent), chunked | {work_c:.2f} | {verdict(work_c, GOALS['crash'])} |",
+          f"| crash, in ffmpeg CPU-s (all runs / undisturbed; less load-sensitive than wall time), chunked | {work_c:.2f} | {verdict(work_c, GOALS['crash'])} |",
           f"| crash, in ffmpeg CPU-s, single-run | {work_s:.2f} | {verdict(work_s, GOALS['crash'])} |",
           f"| processing / bare ffmpeg <= 1.10, single-run | {r_bare_s:.2f} | {verdict(r_bare_s, GOALS['bare'])} |",
           f"| processing / bare ffmpeg <= 1.10, chunked | {r_bare_c:.2f} | {verdict(r_bare_c, GOALS['bare'])} |",
