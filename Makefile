@@ -72,6 +72,7 @@ bench: install system
 	$(PY) bench/ingest/run.py
 	$(PY) bench/membership/run.py
 	$(PY) bench/streaming/run.py
+	$(PY) bench/processing/run.py
 
 clean:
 	rm -rf $(VENV) web/node_modules .shoal
