@@ -189,7 +189,7 @@ class Launcher:
         pid = self.pid(node_id)
         if pid is None:
             return False
-        _killpg(pid, signal.SIGKILL)
+        kill_group_quietly(pid, signal.SIGKILL)
         self._wait_dead(node_id, pid, 10.0)
         self.pid_path(node_id).unlink(missing_ok=True)
         return True
@@ -386,9 +386,9 @@ class Launcher:
         for name, pid in targets.items():
             if not self._wait_dead(name, pid, max(0.0, deadline - time.monotonic())):
                 self._say(f"{name} did not stop within {grace:.0f} s: SIGKILL")
-                _killpg(pid, signal.SIGKILL)
+                kill_group_quietly(pid, signal.SIGKILL)
                 self._wait_dead(name, pid, 10.0)
-            _killpg(pid, signal.SIGKILL)  # leftovers of its group (ffmpeg of a dead node)
+            kill_group_quietly(pid, signal.SIGKILL)  # leftovers of its group (ffmpeg of a dead node)
             self.pid_path(name).unlink(missing_ok=True)
         return list(targets)
 
@@ -419,14 +419,16 @@ class Launcher:
 
 
 # ---- process and socket helpers ------------------------------------------------------------------
-def _kill(pid: int, sig: int) -> None:
+def kill_quietly(pid: int, sig: int) -> None:
+    """Signal ``pid``; a process already gone is not an error."""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
 
-def _killpg(pid: int, sig: int) -> None:
+def kill_group_quietly(pid: int, sig: int) -> None:
+    """Signal the process group ``pid`` leads; one already gone (or not ours) is not an error."""
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):

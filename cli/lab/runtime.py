@@ -29,7 +29,7 @@ import psutil
 import yaml
 
 from ..errors import LaunchError
-from ..launcher import Launcher, load_or_create_secrets
+from ..launcher import Launcher, kill_group_quietly, kill_quietly, load_or_create_secrets
 from . import net
 from .net import LabError
 from .plan import MASTER_PORT, PREFIX_ROOT, LabPlan, LabProcess, plan_lab, prefix, s3_identities
@@ -264,7 +264,7 @@ class Lab:
         pid = state.pids.get(name) if state else None
         if pid is None or not _ours(pid, str(self.plan.dir)):
             return False
-        _killpg(pid, sig)
+        kill_group_quietly(pid, sig)
         return True
 
     # ---- down ------------------------------------------------------------------------------------
@@ -290,10 +290,10 @@ def _teardown(pre: str, state: LabState, *, say: Callable[[str], None]) -> list[
     ours = {n: pid for n, pid in state.pids.items() if _ours(pid, state.dir)}
     nodes = [pid for n, pid in ours.items() if n.startswith("n")]
     for pid in nodes:  # nodes first, gracefully: they leave the cluster
-        _killpg(pid, signal.SIGTERM)
+        kill_group_quietly(pid, signal.SIGTERM)
     _wait_gone(nodes, NODE_GRACE)
     for name, pid in ours.items():
-        _killpg(pid, signal.SIGKILL)  # also what a node left behind in its group (ffmpeg)
+        kill_group_quietly(pid, signal.SIGKILL)  # also what a node left behind in its group (ffmpeg)
         removed.append(name)
     _wait_gone(ours.values(), KILL_WAIT)
     namespaces = sorted(set(state.netns) | {n for n in net.netns_list() if n.startswith(pre)})
@@ -303,7 +303,7 @@ def _teardown(pre: str, state: LabState, *, say: Callable[[str], None]) -> list[
             continue
         stray = net.netns_pids(ns)  # anything else started inside (by hand, a nemesis)
         for pid in stray:
-            _kill(pid, signal.SIGKILL)
+            kill_quietly(pid, signal.SIGKILL)
         _wait_gone(stray, KILL_WAIT)
         net.delete_netns(ns)
         removed.append(ns)
@@ -405,20 +405,6 @@ def _wait_gone(pids: Iterable[int], timeout: float) -> None:
         if not any(_alive(pid) for pid in pids):
             return
         time.sleep(0.05)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _killpg(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(path: Path, lines: int = 15) -> str:
