@@ -33,7 +33,7 @@ import httpx
 from ..lab import Lab
 from ..lab.net import LabError
 from ..lab.state import LabState
-from .nemesis import Fault
+from .nemesis import Fault, healthy_within
 
 __all__ = ["LabFaults", "lab_of"]
 
@@ -101,16 +101,7 @@ class LabFaults:
 
     def wait_up(self, node: str, timeout: float | None = None) -> bool:
         """Poll ``/healthz`` (not /readyz: readiness needs storage, which may be cut now)."""
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        url = self.cfg.node(node).url + "/healthz"
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        return False
+        return healthy_within(self.cfg.node(node).url, timeout or self.ready_timeout)
 
     # ---- the network ------------------------------------------------------------------------
     def network(self, f: Fault) -> None:

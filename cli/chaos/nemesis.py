@@ -37,13 +37,27 @@ from typing import Any, Callable
 
 import httpx
 
-__all__ = ["Fault", "FaultProfile", "PROFILES", "plan_faults", "Nemesis", "LauncherFaults",
+__all__ = ["Fault", "FaultProfile", "healthy_within", "PROFILES", "plan_faults", "Nemesis", "LauncherFaults",
            "NETWORK_KINDS", "TRACKS", "LAB_SERVERS"]
 
 NETWORK_KINDS = ("isolate", "storage_cut", "split", "one_way", "bandwidth")
 LAB_SERVERS = ("volume-v1", "volume-v2", "volume-v3", "s3", "filer", "master")  # weed processes of a lab
 TRACKS = {"kill": "process", "pause": "process", "storage": "infra", "partition": "infra",
           "server_kill": "servers", **{k: "network" for k in NETWORK_KINDS}}
+
+
+def healthy_within(base_url: str, timeout: float) -> bool:
+    """Poll ``/healthz`` (not /readyz: readiness needs storage, which a fault may have cut)
+    until 200 or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 @dataclass(frozen=True)
@@ -241,16 +255,7 @@ class LauncherFaults:
 
     def wait_up(self, node: str, timeout: float | None = None) -> bool:
         """Poll ``/healthz`` (not /readyz: readiness needs storage, which may be down now)."""
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        url = self.cfg.node(node).url + "/healthz"
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        return False
+        return healthy_within(self.cfg.node(node).url, timeout or self.ready_timeout)
 
     def heal_all(self) -> list[str]:
         """Undo every fault this object knows of (and unblock gossip everywhere); errors as text."""
