@@ -199,7 +199,7 @@ class Launcher:
         pid = self.pid(node_id)
         if pid is None:
             return False
-        (_killpg if group else _kill)(pid, sig)
+        (kill_group_quietly if group else kill_quietly)(pid, sig)
         return True
 
     def stop(self, node_id: str, sig: int = signal.SIGTERM, *, timeout: float | None = None) -> bool:
@@ -381,7 +381,7 @@ class Launcher:
         for name, pid in targets.items():
             self._say(f"stopping {name} (pid {pid})")
             # Nodes get SIGTERM alone (they stop their own children); the rest by group.
-            (_killpg if sig == signal.SIGKILL or name == STORAGE else _kill)(pid, sig)
+            (kill_group_quietly if sig == signal.SIGKILL or name == STORAGE else kill_quietly)(pid, sig)
         deadline = time.monotonic() + grace
         for name, pid in targets.items():
             if not self._wait_dead(name, pid, max(0.0, deadline - time.monotonic())):
