@@ -75,6 +75,7 @@ class Events:
         "fast_lane_responses": "answers the fast lane gave, errors included",
         "hls_segments_served": "HLS segments answered to players (either path)",
         "hls_playlists_served": "HLS playlists answered to players (either path)",
+        "posters_served": "poster images answered (either path)",
         "hops_served": "objects this node answered for another node's hop",
         "http_refused": "requests refused as malformed or ambiguously framed (400, connection closed)",
         "storage_unavailable_responses": "answers 503 because storage was out of reach",
@@ -97,6 +98,7 @@ class Events:
     fast_lane_responses: Counter
     hls_segments_served: Counter
     hls_playlists_served: Counter
+    posters_served: Counter
     hops_served: Counter
     http_refused: Counter
     storage_unavailable_responses: Counter

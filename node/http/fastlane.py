@@ -67,6 +67,7 @@ from node.play.segcache import internal_key
 MAX_HEAD = http1.MAX_HEAD  # a longer request head goes to hypercorn (which answers 431/400)
 RECV_SIZE = 64 * 1024
 _PLAYBACK = re.compile(r"/v1/videos/([^/?#]+)/hls/([^?#]+)")
+_POSTER = re.compile(r"/v1/videos/([^/?#]+)/(poster\.jpg)")
 _INTERNAL = re.compile(r"/v1/internal/objects/([^/?#]+)/([^?#]+)")
 
 Head = RequestHead  # one parsed request head (storage.http1's codec)
@@ -130,24 +131,28 @@ def ours(head: Head) -> Head | None:
 
 
 def route(target: str) -> tuple[str, str, str] | None:
-    """``("playback", vid, hls path)`` or ``("internal", vid, "out/<epoch>/<hls path>")``, or None."""
+    """``("playback", vid, output path)`` (an HLS path, or ``poster.jpg``) or
+    ``("internal", vid, "out/<epoch>/<output path>")``, or None."""
     m = _PLAYBACK.fullmatch(target)
     if m is not None:
         vid, rest = m.groups()
         if layout.valid_id(vid) and layout.valid_hls_path(rest):
             return "playback", vid, rest
         return None
+    m = _POSTER.fullmatch(target)
+    if m is not None:
+        return ("playback", m.group(1), layout.POSTER) if layout.valid_id(m.group(1)) else None
     m = _INTERNAL.fullmatch(target)
     if m is not None and internal_key(m.group(1), m.group(2)) is not None:  # committed HLS outputs only
         return "internal", m.group(1), m.group(2)
     return None
 
 
-def plan(head: Head, *, kind: str, size: int, etag: str, is_segment: bool, node_id: str,
+def plan(head: Head, *, kind: str, size: int, etag: str, path: str, node_id: str,
          date: str, origins: tuple[str, ...] = (cors.ANY,)) -> Plan | None:
     """:func:`node.play.object_plan` with the headers node.http.app adds to every answer; None
     for a 416 (hypercorn answers it)."""
-    p = object_plan(head, kind=kind, size=size, etag=etag, is_segment=is_segment)
+    p = object_plan(head, kind=kind, size=size, etag=etag, path=path)
     if p.status == 416:
         return None
     # an internal answer goes to another node, never to a page: no CORS headers (as the app)
@@ -308,6 +313,8 @@ class FastLane:
         try:
             if kind == "playback":
                 rec = await ctx.ready_records.current(ctx, vid)
+                if rest == layout.POSTER and not rec.get("poster"):
+                    return None  # hypercorn answers the 404 (a video committed without one)
                 key = layout.hls_object_key(vid, rec, rest)
                 hit = ctx.cache.local_file(vid, key)
             else:
@@ -341,7 +348,7 @@ class FastLane:
                 return *self._error(storage_failure(ctx, e, head.target), head.method,
                                     head.headers.get("origin"), internal=kind == "internal"), klass
             size = len(source)
-        p = plan(head, kind=kind, size=size, etag=etag, is_segment=rest.endswith(".ts"),
+        p = plan(head, kind=kind, size=size, etag=etag, path=rest,
                  node_id=ctx.node_id, date=self._http_date(), origins=ctx.cfg.cors.origins)
         if p is None:
             if isinstance(source, int):
@@ -349,7 +356,7 @@ class FastLane:
             return None
         events = ctx.metrics.events
         if kind == "playback":
-            (events.hls_segments_served if rest.endswith(".ts") else events.hls_playlists_served).inc()
+            play.count_served(events, rest)
         else:
             events.hops_served.inc()
         events.fast_lane_responses.inc()

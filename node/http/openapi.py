@@ -254,6 +254,14 @@ def document() -> Json:
                     [_ref("parameters", "Rendition")])
     segment = hls_get("segment", "video/mp2t", "getHlsSegment",
                       [_ref("parameters", "Rendition"), _ref("parameters", "Segment")])
+    poster = hls_get("poster", "image/jpeg", "getPoster", [])
+    poster["summary"] = "The poster image (JPEG)"
+    poster["responses"]["404"]["description"] = ("Unknown or deleted video, or one committed without "
+                                                 "a poster (`playback.poster` is null)")
+    poster["description"] = (
+        "One frame (10% into the video, at most 5 s), at most 720 lines, made while the video was "
+        "processed and stored with its outputs; immutable, identical on every node. Before `ready`: "
+        "`409 not_ready` with `state`.")
 
     def tus_errors(by_status: dict[int, tuple[str, ...]]) -> Json:
         return {k: v if "$ref" in v else {**v, "headers": {**v.get("headers", {}), **tus_resp}}
@@ -312,6 +320,7 @@ def document() -> Json:
         "/v1/videos/{id}/hls/master.m3u8": {"get": master, "head": hls_head(master)},
         "/v1/videos/{id}/hls/{rendition}/index.m3u8": {"get": index, "head": hls_head(index)},
         "/v1/videos/{id}/hls/{rendition}/{segment}": {"get": segment, "head": hls_head(segment)},
+        "/v1/videos/{id}/poster.jpg": {"get": poster, "head": hls_head(poster)},
         "/v1/uploads": {
             "options": tus_options,
             "post": _op("tus: create an upload (creation, creation-with-upload)", {
@@ -523,7 +532,9 @@ def _components() -> Json:
                                              "`attempts_exhausted`, ...)"},
                           "renditions": {"type": "array", "items": _ref("schemas", "Rendition")},
                           "playback": {"type": "object", "description": "Present when `ready`",
-                                       "properties": {"hls": {"type": "string"}}},
+                                       "properties": {"hls": {"type": "string"},
+                                                      "poster": {**nullable("string"), "description":
+                                                                 "The poster's URL; null when none was made"}}},
                           "owner": {**nullable("string"), "description": "The ring owner as the answering "
                                     "node sees it"},
                           "attempts": {"type": "integer"}, "epoch": {"type": "integer"},

@@ -57,12 +57,12 @@ async def fetch_object(ctx: NodeContext, vid: str, key: str) -> tuple[bytes, str
     return await ctx.store.get(key)
 
 
-def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
-    """A committed object as HTTP, answered as node.play.object_plan says (the fast lane's
-    answers come from the same plan)."""
+def object_response(body: bytes, etag: str, *, path: str) -> Response:
+    """The committed object at output ``path`` as HTTP, answered as node.play.object_plan says
+    (the fast lane's answers come from the same plan)."""
     head = RequestHead(request.method, request.path, {k.lower(): v for k, v in request.headers.items()
                                                       if k.lower() in ("range", "if-none-match")})
-    p = play.object_plan(head, kind="playback", size=len(body), etag=etag, is_segment=is_segment)
+    p = play.object_plan(head, kind="playback", size=len(body), etag=etag, path=path)
     headers = [(k, v) for k, v in p.headers if k != "Content-Length"]  # Quart sets it from the body
     resp = Response(p.body if p.body is not None else body[p.start:p.start + p.length],
                     status=p.status, headers=headers)
@@ -74,23 +74,32 @@ def object_response(body: bytes, etag: str, *, is_segment: bool) -> Response:
 def register(app, ctx: NodeContext) -> None:
     records = ctx.ready_records  # shared with the fast lane (node.http.fastlane)
 
-    @app.route("/v1/videos/<vid>/hls/<path:rest>", methods=["GET", "HEAD"])
-    async def hls(vid: str, rest: str):
+    async def output(vid: str, rest: str, missing: str) -> Response:
         try:
             rec = await records.current(ctx, vid)
         except play.PlayError as e:
             raise from_play_error(e) from None
-        if not layout.valid_hls_path(rest):
-            raise ApiError(404, "not_found", "no such playlist or segment")
+        if not layout.valid_output_path(rest) or (rest == layout.POSTER and not rec.get("poster")):
+            raise ApiError(404, "not_found", missing)
         key = layout.hls_object_key(vid, rec, rest)
         request.scope[access.SCOPE_KEY] = playback_class(ctx, vid, key)
         try:
             body, etag = await fetch_object(ctx, vid, key)
         except storage.NotFound:
-            raise ApiError(404, "not_found", "no such playlist or segment") from None
-        is_segment = rest.endswith(".ts")
-        (ctx.metrics.events.hls_segments_served if is_segment else ctx.metrics.events.hls_playlists_served).inc()
-        return object_response(body, etag, is_segment=is_segment)
+            raise ApiError(404, "not_found", missing) from None
+        play.count_served(ctx.metrics.events, rest)
+        return object_response(body, etag, path=rest)
+
+    @app.route("/v1/videos/<vid>/hls/<path:rest>", methods=["GET", "HEAD"])
+    async def hls(vid: str, rest: str):
+        if not layout.valid_hls_path(rest):
+            rest = ""  # poster.jpg is not under hls/: 404 like any other name
+        return await output(vid, rest, "no such playlist or segment")
+
+    @app.route("/v1/videos/<vid>/poster.jpg", methods=["GET", "HEAD"])
+    async def poster(vid: str):
+        """The poster image (node/process/poster.py); 404 for a video committed without one."""
+        return await output(vid, layout.POSTER, "this video has no poster")
 
     @app.get(segcache.INTERNAL_PREFIX + "/<vid>/<path:rest>")
     async def internal_object(vid: str, rest: str):

@@ -4,7 +4,8 @@ plan), and where it is read from (the owner's segment cache, one hop to the owne
 What it offers:
 - ``ReadyRecords``, ``ready_record``, ``internal_object_key`` and the errors ``PlayError`` >
   ``VideoNotFound``, ``NotReady``, ``ObjectNotFound`` (node.http maps them to statuses);
-- ``Plan`` / ``object_plan``: one object's answer (ETag, Range, HEAD) for both HTTP paths;
+- ``Plan`` / ``object_plan``: one object's answer (ETag, Range, HEAD) for both HTTP paths, with
+  ``media_headers`` (type and caching of a playlist, a segment, the poster) and ``count_served``;
 - ``SegmentCache``: the owner's bounded on-disk cache, single-flight storage reads, the hop from
   a non-owner to the owner (storage.connections' kept-alive client), and the eviction of a
   deleted video on every node; ``Peers``, the cluster it follows (ring, alive addresses).
@@ -14,9 +15,11 @@ Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config
 """
 
 from node.play.answers import (NotReady, ObjectNotFound, Plan, PlayError, ReadyRecords, VideoNotFound,
-                               internal_object_key, object_plan, ready_record)
+                               count_served, internal_object_key, media_headers, object_plan,
+                               ready_record)
 from node.play.segcache import CacheStatistics, Peers, SegmentCache
 
 __all__ = ["SegmentCache", "CacheStatistics", "Peers",
            "ReadyRecords", "ready_record", "internal_object_key", "Plan", "object_plan",
+           "media_headers", "count_served",
            "PlayError", "VideoNotFound", "NotReady", "ObjectNotFound"]

@@ -223,16 +223,37 @@ class Plan:
     body: bytes | None = None  # sent instead of the object (the 416's error)
 
 
-def object_plan(head: RequestHead, *, kind: str, size: int, etag: str, is_segment: bool) -> Plan:
-    """The answer to ``head`` for a committed object of ``size`` bytes, for both paths: ETag /
+def media_headers(path: str) -> tuple[str, str]:
+    """``(Content-Type, Cache-Control)`` of a committed output ``path`` (pure): segments and the
+    poster never change under their URL; playlists are re-read after a few seconds."""
+    if path.endswith(".ts"):
+        return "video/mp2t", SEGMENT_CACHE_CONTROL
+    if path == layout.POSTER:
+        return "image/jpeg", SEGMENT_CACHE_CONTROL
+    return "application/vnd.apple.mpegurl", PLAYLIST_CACHE_CONTROL
+
+
+def count_served(events: Any, path: str) -> None:
+    """Count one answered output of ``path`` on ``events`` (node.metrics.Events), either path."""
+    if path.endswith(".ts"):
+        events.hls_segments_served.inc()
+    elif path == layout.POSTER:
+        events.posters_served.inc()
+    else:
+        events.hls_playlists_served.inc()
+
+
+def object_plan(head: RequestHead, *, kind: str, size: int, etag: str, path: str) -> Plan:
+    """The answer to ``head`` for the committed object at output ``path`` (``master.m3u8``,
+    ``720p/seg_00003.ts``, ``poster.jpg``), ``size`` bytes, for both paths: ETag /
     If-None-Match (304), one Range (206/416), HEAD.  Several ranges in one request are answered
     200 with the whole body (see node.play.ranges).  ``kind`` "internal" is a hop: the whole
     object, always."""
     if kind == "internal":
         return Plan(200, [("ETag", etag), ("Content-Type", "application/octet-stream"),
                           ("Content-Length", str(size))], 0, size)
-    headers = [("Content-Type", "video/mp2t" if is_segment else "application/vnd.apple.mpegurl"),
-               ("Cache-Control", SEGMENT_CACHE_CONTROL if is_segment else PLAYLIST_CACHE_CONTROL),
+    content_type, cache_control = media_headers(path)
+    headers = [("Content-Type", content_type), ("Cache-Control", cache_control),
                ("ETag", etag), ("Accept-Ranges", "bytes")]
     inm = head.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):

@@ -196,9 +196,10 @@ def internal_path(vid: str, key: str) -> str:
 
 
 def internal_key(vid: str, rest: str) -> str | None:
-    """The storage key an internal request names, or None unless it is a committed-output HLS path."""
+    """The storage key an internal request names, or None unless it is a committed output's path
+    (HLS, or the poster)."""
     m = _INTERNAL_REST.fullmatch(rest)
-    if not layout.valid_id(vid) or m is None or not layout.valid_hls_path(m.group(2)):
+    if not layout.valid_id(vid) or m is None or not layout.valid_output_path(m.group(2)):
         return None
     return layout.video_prefix(vid) + rest
 

@@ -49,14 +49,14 @@ from node.process.chunk_encode import encode_audio, encode_chunk
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
 from node.process.failure import classify
 from node.process.limits import run_bounds
-from node.process.outputs import put_each
+from node.process.outputs import CONTENT_TYPES, put_each
+from node.process.poster import poster_time
 from node.records import layout, lifecycle
 from node.records.lifecycle import Refused
 
 if TYPE_CHECKING:
     from node.process.worker import Job, Worker
 
-CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 UPLOADS_IN_FLIGHT = 4  # segment PUTs at once per unit
 PRESIGN_MARGIN = 300  # seconds a source URL outlives the unit's wall-clock bound
 
@@ -135,7 +135,9 @@ class ChunkWork:
         segments_from = {"chunk_segments": plan.chunk_segments, "chunks": len(plan.chunks),
                          "units": state.committed_epochs(docs)}
         job.phase = "committing"
-        await w.commit_video(job, renditions, segments_from=segments_from, chunks=job.summary)
+        first = next((d for d in docs if d["unit"] == state.unit_name(0)), None) or {}
+        await w.commit_video(job, renditions, segments_from=segments_from, chunks=job.summary,
+                             poster=bool((first.get("output") or {}).get("poster")))
 
     # ---- any node --------------------------------------------------------------------------------
     async def consider(self, vid: str, rec: dict[str, Any]) -> None:
@@ -246,6 +248,16 @@ class ChunkWork:
             else:
                 out = await encode_chunk(src, out_dir, plan, plan.chunks[index], limits=w.cfg.media,
                                          on_progress=progress)
+            output = out.commit_output()
+            files = [f for f in out.files if f.suffix == ".ts"]
+            if index == 0:  # chunk 0's holder makes the video's poster (node/process/poster.py)
+                job.phase = "poster"
+                poster = await w.poster(vid, epoch, src, out_dir,
+                                        poster_time(plan.duration, within=plan.chunks[0].duration),
+                                        container=plan.source.get("container") or None,
+                                        video_stream=plan.source.get("video_stream"))
+                output["poster"] = poster is not None
+                files += [poster] if poster is not None else []
             job.phase = "uploading"
             limit = trio.Semaphore(UPLOADS_IN_FLIGHT)
 
@@ -254,11 +266,11 @@ class ChunkWork:
                     await self.chunks.put_output(vid, unit, epoch, f.relative_to(out_dir).as_posix(),
                                                  f.read_bytes(), content_type=CONTENT_TYPES.get(f.suffix))
 
-            await put_each(put, [f for f in out.files if f.suffix == ".ts"])
+            await put_each(put, files)
             job.phase = "committing"
             try:
                 known[0] = await self.chunks.change(vid, unit, lambda d: state.commit(
-                    d, w.node_id, epoch, w.clock(), out.commit_output()), known=known[0])
+                    d, w.node_id, epoch, w.clock(), output), known=known[0])
             except (Refused, storage.NotFound) as e:
                 v = await self.chunks.get(vid, unit)
                 if v is not None and v.doc["state"] == state.COMMITTED and v.doc["output"]["epoch"] == epoch:

@@ -15,6 +15,9 @@ import trio
 
 import storage
 
+# the Content-Type every output is stored with (S3 answers it to a direct reader)
+CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".jpg": "image/jpeg"}
+
 
 async def put_each(put: Callable[[Path], Awaitable[None]], files: list[Path]) -> None:
     """``put`` every file concurrently (the caller bounds how many at once); then raise the first

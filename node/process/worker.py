@@ -42,7 +42,8 @@ from node.chunks.plan import PLAN_FORMAT, Plan, PlanError
 from node.process import ffmpeg
 from node.process.chunk_encode import plan_video
 from node.process.chunk_worker import ChunkWork
-from node.process.outputs import put_each
+from node.process.outputs import CONTENT_TYPES, put_each
+from node.process.poster import make_poster, poster_time
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
 from node.process.failure import classify
 from node.process.ladder import plan_ladder
@@ -51,7 +52,6 @@ from node.records.lifecycle import Record, Refused
 from node.process.probe_isolated import probe_isolated
 from node.records.store import VideoStore
 
-CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 PENDING_SCAN_LIMIT = 1000  # ids read from the pending index per scan
 ORPHAN_INDEX_AGE = 3600.0  # a pending entry without a record is removed after this
 
@@ -406,19 +406,34 @@ class Worker:
                                           audio_stream=probe.audio_stream, limits=self.cfg.media,
                                           input_format=probe.container or None)
             self.on_transcoded(time.monotonic() - t0, probe.duration or 0.0)
+            job.phase = "poster"
+            poster = await self.poster(vid, epoch, src, out, poster_time(probe.duration),
+                                       container=probe.container or None,
+                                       video_stream=probe.video_stream)
             job.phase = "uploading"
-            await self._upload_outputs(vid, epoch, out, files)
+            await self._upload_outputs(vid, epoch, out, ([poster] if poster else []) + files)
             job.phase = "committing"
             stated = master_bandwidths((out / "master.m3u8").read_text())
             renditions = [{"name": pl.name, "width": pl.width, "height": pl.height,
                            "bandwidth": stated.get(pl.name, pl.bandwidth)} for pl in plans]
-            await self.commit_video(job, renditions)
+            await self.commit_video(job, renditions, poster=poster is not None)
         except (UndecodableInput, MediaLimitExceeded) as e:  # the user's file: fail now
             await self._fail(job, e)
         except Refused as e:  # the plan could not be fixed: the epoch moved on
             log.warning("lease_lost", video=vid, epoch=epoch, reason=e.message)
         except (TranscodeError, storage.StorageError, OSError) as e:
             await self._release(job, e)
+
+    async def poster(self, vid: str, epoch: int, src: str | Path, out_dir: Path, at: float,
+                     **source: Any) -> Path | None:
+        """The poster (node/process/poster.py) in ``out_dir``, or None when ffmpeg could not
+        make one: logged as ``poster_failed``, and the video goes on without it."""
+        try:
+            return await make_poster(src, out_dir, at, limits=self.cfg.media, **source)
+        except (TranscodeError, UndecodableInput, MediaLimitExceeded, OSError) as e:
+            log.warning("poster_failed", video=vid, epoch=epoch, at=at,
+                        error=f"{type(e).__name__}: {e}"[:300])
+            return None
 
     async def _upload_outputs(self, vid: str, epoch: int, out: Path, files: list[Path]) -> None:
         """Everything under out/<epoch>/; master.m3u8 last (transcode returns it last)."""
@@ -438,8 +453,8 @@ class Worker:
             await put(f)
 
     async def commit_video(self, job: Job, renditions: list[dict[str, Any]], **chunked: Any) -> None:
-        """The single `ready` commit (``chunked``: ``segments_from`` and ``chunks`` of a chunked
-        video, see ``lifecycle.commit_ready``)."""
+        """The single `ready` commit (``chunked``: ``poster``, and ``segments_from`` and
+        ``chunks`` of a chunked video, see ``lifecycle.commit_ready``)."""
         vid, epoch = job.video, job.epoch
         try:
             await self.videos.change(vid, lambda r: lifecycle.commit_ready(

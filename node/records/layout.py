@@ -2,12 +2,14 @@
 
     videos/<id>/record.json          the record: the commit point (CAS only)
     videos/<id>/source               the uploaded bytes (visible only after CompleteMultipartUpload)
-    videos/<id>/out/<epoch>/...      one processing attempt's outputs; `ready` names the epoch
+    videos/<id>/out/<epoch>/...      one processing attempt's outputs (playlists, segments,
+                                     poster.jpg); `ready` names the epoch
     videos/<id>/tus/...              resumable-upload scratch (small tail objects)
     videos/<id>/units/<unit>.json    a chunked video's unit of work (a chunk, or "audio"): lease,
                                      epoch, committed output (CAS only; node/chunks/state.py)
     videos/<id>/chunks/<unit>/<epoch>/...  one attempt of one unit: <rendition>/seg_NNNNN.ts
-                                     (global segment numbers); only the epoch the unit's
+                                     (global segment numbers; chunk 0 also poster.jpg);
+                                     only the epoch the unit's
                                      document commits is ever listed or served
     pending/<id>                     index of non-terminal videos, so recovery never scans videos/
     catalog/<id>                     index of every video, for listing (ids sort by creation time)
@@ -31,6 +33,7 @@ import time
 ID_RE = re.compile(r"[a-z2-7]{26}")
 SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]{1,32}/seg_[0-9]{5}\.ts")
 PLAYLIST_RE = re.compile(r"master\.m3u8|[A-Za-z0-9_-]{1,32}/index\.m3u8")
+POSTER = "poster.jpg"  # the video's poster image (node/process/poster.py), beside its HLS outputs
 
 
 def new_id(now: float | None = None) -> str:
@@ -45,6 +48,11 @@ def valid_id(video_id: str) -> bool:
 
 def valid_hls_path(path: str) -> bool:
     return PLAYLIST_RE.fullmatch(path) is not None or SEGMENT_RE.fullmatch(path) is not None
+
+
+def valid_output_path(path: str) -> bool:
+    """A committed output playback may read: an HLS path, or the poster."""
+    return path == POSTER or valid_hls_path(path)
 
 
 def record_key(vid: str) -> str:
@@ -75,15 +83,20 @@ def chunk_out_prefix(vid: str, unit: str | None = None, epoch: int | None = None
 
 
 def hls_object_key(vid: str, rec: dict, path: str) -> str:
-    """The storage key of HLS ``path`` (``valid_hls_path``) of a ``ready`` record.
+    """The storage key of output ``path`` (``valid_output_path``) of a ``ready`` record.
 
     Playlists, and every object of a video processed in one run, are under
     ``out/<ready_epoch>/``.  A chunked video's segments stay where their unit committed them:
     the record's ``segments_from`` (written by the `ready` commit) names each unit's committed
     epoch, and segment number k of a video rendition belongs to chunk
-    ``min(k // chunk_segments, chunks - 1)``; the ``audio`` rendition is the ``audio`` unit.
+    ``min(k // chunk_segments, chunks - 1)``; the ``audio`` rendition is the ``audio`` unit;
+    the poster (``POSTER``) is chunk 0's.
     Pure; a unit the record does not name maps to ``out/`` (which holds no segment: 404)."""
     chunked = rec.get("segments_from")
+    if chunked and path == POSTER:
+        epoch = chunked["units"].get("00000")
+        if epoch is not None:
+            return chunk_out_prefix(vid, "00000", epoch) + path
     if chunked and path.endswith(".ts"):
         rendition, _, name = path.partition("/")
         number = int(name[4:9])

@@ -203,8 +203,10 @@ def note_chunks(rec: Record, node: str, epoch: int, now: float, lease_seconds: f
 
 def commit_ready(rec: Record, node: str, epoch: int, now: float,
                  renditions: list[dict[str, Any]], *, segments_from: dict[str, Any] | None = None,
-                 chunks: list[dict[str, Any]] | None = None) -> Record:
+                 chunks: list[dict[str, Any]] | None = None, poster: bool = False) -> Record:
     """The single commit that makes a video playable: only the current epoch may make it.
+
+    ``poster``: a ``poster.jpg`` was stored with the outputs (node/process/poster.py).
 
     A chunked video's commit also names where its segments are (``segments_from``: each unit's
     committed epoch, read by ``layout.hls_object_key``) and keeps the final chunk summary."""
@@ -213,6 +215,7 @@ def commit_ready(rec: Record, node: str, epoch: int, now: float,
     new["ready_epoch"] = epoch
     new["renditions"] = renditions
     new["progress"] = 1.0
+    new["poster"] = poster
     if segments_from is not None:
         new["segments_from"] = segments_from
     if chunks is not None:
@@ -275,7 +278,8 @@ def public_view(rec: Record) -> dict[str, Any]:
         "chunks": rec.get("chunks", []),
     }
     if rec["state"] == READY:
-        out["playback"] = {"hls": f"/v1/videos/{vid}/hls/master.m3u8"}
+        out["playback"] = {"hls": f"/v1/videos/{vid}/hls/master.m3u8",
+                           "poster": f"/v1/videos/{vid}/poster.jpg" if rec.get("poster") else None}
     if rec.get("upload") and rec["state"] == UPLOADING:
         out["upload"] = {"offset": rec["upload"].get("offset", 0), "length": rec.get("size")}
     return out

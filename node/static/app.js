@@ -9,6 +9,7 @@ const shoal = (window.shoal = { hls: null, playing: null, served: [], errors: []
 const POLL_VIDEOS_MS = 2000;
 const POLL_CLUSTER_MS = 3000;
 const owners = new Map(); // video id -> owner node id
+const posters = new Map(); // video id -> its poster's URL (ready videos that have one)
 
 function problem(msg) {
   const p = $("#problems");
@@ -78,8 +79,11 @@ async function refreshVideos() {
   } catch (e) {
     return; // the node may be restarting: the next poll tries again
   }
+  for (const v of list) if (v.playback && v.playback.poster) posters.set(v.id, v.playback.poster);
   const body = $("#videos tbody");
   body.replaceChildren(...list.map((v) => el("tr", { "data-id": v.id },
+    el("td", {}, posters.has(v.id)
+      ? el("img", { class: "poster", src: posters.get(v.id), alt: "", loading: "lazy" }) : ""),
     el("td", { class: "id" }, v.id),
     el("td", {}, v.filename || ""),
     el("td", { class: "state-" + v.state }, v.state
@@ -158,6 +162,8 @@ function play(id) {
   shoal.levelSwitches = [];
   $("#segments").replaceChildren();
   $("#playing").textContent = id;
+  if (posters.has(id)) video.poster = posters.get(id);
+  else video.removeAttribute("poster");
   const picker = $("#rendition");
   picker.replaceChildren(el("option", { value: "-1" }, "auto"));
   if (typeof Hls !== "undefined" && Hls.isSupported()) {

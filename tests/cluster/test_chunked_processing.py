@@ -25,7 +25,7 @@ from harness import upload, wait_state
 from node.process import ffmpeg_exe
 from node.records import layout
 from test_ownership_handoff import wait_members
-from test_upload_process_play import s3_objects, s3_record
+from test_upload_process_play import assert_poster_everywhere, s3_objects, s3_record
 
 pytestmark = pytest.mark.cluster
 
@@ -100,6 +100,10 @@ def test_three_nodes_encode_one_video_in_chunks_into_one_continuous_stream(clust
     assert len(encoders) > 1, f"every unit was encoded by {encoders}"
     assert_units_committed_once(c, vid)
     check_stream(c, vid, "n3")
+    # the poster was made by chunk 0's holder, under the epoch its unit committed
+    assert_poster_everywhere(c, vid, rec, (160, 90))
+    epoch0 = next(ch["epoch"] for ch in rec["chunks"] if ch["index"] == 0)
+    assert layout.chunk_out_prefix(vid, "00000", epoch0) + "poster.jpg" in s3_objects(c, layout.video_prefix(vid))
 
 
 def wait_unit_in_flight(c, vid: str, owner: str, timeout: float = 120) -> tuple[str, str]:

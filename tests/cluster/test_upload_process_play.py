@@ -112,6 +112,7 @@ def test_upload_becomes_ready_and_plays_from_every_node(cluster_factory, tmp_pat
     assert [h["state"] for h in rec["history"]] == ["uploaded", "processing", "ready"]
     play_all(c, vid)
     assert_committed_once(c, vid)
+    assert_poster_everywhere(c, vid, rec, (320, 240))
     # a real player (ffmpeg) decodes the whole HLS stream over HTTP
     out = subprocess.run([media.ffmpeg_exe() if hasattr(media, "ffmpeg_exe") else _ffmpeg(), "-v", "error",
                           "-i", c.url("n2") + f"/v1/videos/{vid}/hls/master.m3u8", "-map", "0", "-f", "null", "-"],
@@ -132,6 +133,28 @@ def test_upload_becomes_ready_and_plays_from_every_node(cluster_factory, tmp_pat
     assert httpx.get(c.url("n1") + f"/v1/videos/{vid}/hls/master.m3u8").status_code == 404
     assert httpx.get(c.url("n1") + f"/v1/videos/{vid}").json()["state"] == "deleted"
     assert s3_objects(c, layout.video_prefix(vid)) == [layout.record_key(vid)]
+
+
+def assert_poster_everywhere(c, vid: str, rec: dict, size: tuple[int, int]) -> None:
+    """The video's poster: named by the record, the same JPEG (bytes and ETag) from every node,
+    immutable, of the source's frame size; not under hls/."""
+    assert rec["playback"]["poster"] == f"/v1/videos/{vid}/poster.jpg"
+    answers = [httpx.get(c.url(n) + rec["playback"]["poster"]) for n in c.node_ids]
+    for a in answers:
+        assert a.status_code == 200, a.text
+        assert a.headers["content-type"] == "image/jpeg" and "immutable" in a.headers["cache-control"]
+        assert a.content[:3] == b"\xff\xd8\xff" and a.content[-2:] == b"\xff\xd9"
+    assert len({a.content for a in answers}) == 1 and len({a.headers["etag"] for a in answers}) == 1
+    again = httpx.get(c.url("n2") + rec["playback"]["poster"], headers={"If-None-Match": answers[0].headers["etag"]})
+    assert again.status_code == 304
+    probe = subprocess.run([_ffmpeg(), "-v", "error", "-i", "-", "-f", "null", "-"], input=answers[0].content,
+                           capture_output=True, timeout=30)
+    assert probe.returncode == 0, probe.stderr[-500:]
+    import av, io
+    with av.open(io.BytesIO(answers[0].content)) as f:
+        s = f.streams.video[0]
+        assert (s.codec_context.width, s.codec_context.height) == size
+    assert httpx.get(c.url("n1") + f"/v1/videos/{vid}/hls/poster.jpg").status_code == 404
 
 
 def _ffmpeg() -> str:

@@ -67,7 +67,14 @@ const step = (s) => out.steps.push(s);
     const play = `tr[data-id="${vid}"] button.play`;
     await page.waitForSelector(play, { timeout: 120000 });
     step("ready");
+    // its poster shows in the list (a decoded JPEG) and on the player
+    const thumb = `tr[data-id="${vid}"] img.poster`;
+    await page.waitForFunction((sel) => { const i = document.querySelector(sel);
+      return i && i.complete && i.naturalWidth > 0; }, thumb, { timeout: T });
+    out.poster_size = await page.evaluate((sel) => { const i = document.querySelector(sel);
+      return [i.naturalWidth, i.naturalHeight]; }, thumb);
     await page.click(play);
+    out.video_poster = await page.evaluate(() => document.querySelector("#video").getAttribute("poster"));
     await page.waitForFunction(() => document.querySelector("#video").currentTime > 3, null, { timeout: T });
     out.time_before_switch = await page.evaluate(() => document.querySelector("#video").currentTime);
     step("played");
@@ -90,7 +97,7 @@ const step = (s) => out.steps.push(s);
       current_time: document.querySelector("#video").currentTime,
       media_error: document.querySelector("#video").error && document.querySelector("#video").error.message,
       members: [...document.querySelectorAll("#members tbody tr")].map((r) => r.textContent),
-      owner_cell: document.querySelector(`tr[data-id="${window.shoal.playing}"] td:nth-child(4)`).textContent,
+      owner_cell: document.querySelector(`tr[data-id="${window.shoal.playing}"] td:nth-child(5)`).textContent,
     })));
   } catch (e) {
     out.failure = String(e && e.stack || e);
@@ -127,6 +134,8 @@ def test_page_uploads_plays_switches_rendition_and_spreads_segments_over_nodes(c
 
     # then the upload went through tus with progress, and the token was kept
     assert out["progress"] == 100 and out["stored_token"] == c.token
+    assert out["video_poster"] == f"/v1/videos/{out['vid']}/poster.jpg", context
+    assert out["poster_size"][0] > 0 and out["poster_size"][1] > 0, context
     rec = httpx.get(c.url("n2") + f"/v1/videos/{out['vid']}").json()
     assert rec["state"] == "ready" and rec["filename"] == "browser.mp4"
 

@@ -76,6 +76,11 @@ def test_keep_alive_follows_connection_close():
     (f"/v1/internal/objects/{VID}/out/3/360p/seg_00001.ts", ("internal", VID, "out/3/360p/seg_00001.ts")),
     (f"/v1/internal/objects/{VID}/record.json", None),  # only committed HLS outputs
     (f"/v1/internal/objects/{VID}/out/x/master.m3u8", None),
+    (f"/v1/videos/{VID}/poster.jpg", ("playback", VID, "poster.jpg")),
+    (f"/v1/videos/{VID}/hls/poster.jpg", None),  # the poster is not an HLS path
+    ("/v1/videos/not-an-id/poster.jpg", None),
+    (f"/v1/internal/objects/{VID}/out/3/poster.jpg", ("internal", VID, "out/3/poster.jpg")),
+    (f"/v1/internal/objects/{VID}/chunks/00000/2/poster.jpg", ("internal", VID, "chunks/00000/2/poster.jpg")),
     (f"/v1/videos/{VID}", None),
     ("/", None),
 ])
@@ -85,8 +90,8 @@ def test_route(target, expect):
 
 # ---- pure: the answer -----------------------------------------------------------------------------------
 
-def _plan(headers=None, method="GET", kind="playback", size=1000, segment=True):
-    return plan(Head(method, "/x", headers or {}), kind=kind, size=size, etag='"e1"', is_segment=segment,
+def _plan(headers=None, method="GET", kind="playback", size=1000, path="360p/seg_00001.ts"):
+    return plan(Head(method, "/x", headers or {}), kind=kind, size=size, etag='"e1"', path=path,
                 node_id="n1", date="D")
 
 
@@ -118,8 +123,10 @@ def test_plan(headers, method, status, start, length, extra):
 def test_plan_leaves_416_to_the_full_path_and_knows_playlists_and_hops():
     assert _plan({"range": "bytes=1000-"}) is None
     assert _plan({"range": "bytes=-0"}) is None
-    pl = dict(_plan(segment=False).headers)
+    pl = dict(_plan(path="360p/index.m3u8").headers)
     assert pl["Content-Type"] == "application/vnd.apple.mpegurl" and pl["Cache-Control"] == "public, max-age=5"
+    poster = dict(_plan(path="poster.jpg").headers)
+    assert poster["Content-Type"] == "image/jpeg" and "immutable" in poster["Cache-Control"]
     hop = _plan({"range": "bytes=0-1"}, kind="internal")
     assert hop.status == 200 and hop.length == 1000
     assert dict(hop.headers)["Content-Type"] == "application/octet-stream"

@@ -152,7 +152,9 @@ def test_public_view_shows_playback_only_when_ready():
     assert lc.public_view(rec)["owner"] == "n1"
     done = lc.commit_ready(rec, "n1", 1, 1.0, [{"name": "360p", "width": 640, "height": 360, "bandwidth": 1}])
     v = lc.public_view(done)
-    assert v["playback"] == {"hls": f"/v1/videos/{'v' * 26}/hls/master.m3u8"}
+    assert v["playback"] == {"hls": f"/v1/videos/{'v' * 26}/hls/master.m3u8", "poster": None}
+    with_poster = lc.public_view(lc.commit_ready(rec, "n1", 1, 1.0, [], poster=True))
+    assert with_poster["playback"]["poster"] == f"/v1/videos/{'v' * 26}/poster.jpg"
     assert v["renditions"][0]["name"] == "360p"
 
 
