@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from ..errors import CliError
 from .net import LabError
 from .plan import PlanError
@@ -39,6 +41,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--dir", help="the lab's folder (default ./.shoal-lab/<name>)")
     p.add_argument("--all", action="store_true", help="down: remove every lab's leftovers (slab*)")
     p.add_argument("--timeout", type=float, default=90.0, help="up: seconds for the nodes to be ready")
+    p.add_argument("--with", dest="overrides", metavar="FILE",
+                   help="up: a YAML mapping merged into the lab's cluster file (e.g. "
+                        "'processing: {chunked: true}'; checked like any cluster.yml)")
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -51,7 +56,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             say("removed nothing: no lab leftovers" if not removed else "done")
             return 0
         if args.action == "up":
-            lab = Lab.create(args.name, args.hosts, args.subnet, lab_dir, out=sys.stderr)
+            lab = Lab.create(args.name, args.hosts, args.subnet, lab_dir, out=sys.stderr,
+                             overrides=_overrides(args.overrides))
         else:  # the lab as `up` made it (subnet, hosts from its state file)
             lab = Lab.open(args.name, lab_dir, out=sys.stderr)
         if args.action == "up":
@@ -82,6 +88,19 @@ def cmd_lab(args: argparse.Namespace) -> int:
     except (LabError, PlanError) as e:
         raise CliError(str(e)) from None
     return 0
+
+
+def _overrides(path: str | None) -> dict:
+    """The ``--with`` file's mapping ({} without one)."""
+    if path is None:
+        return {}
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CliError(f"--with {path}: {e}") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"--with {path}: expected a mapping of cluster.yml settings")
+    return doc
 
 
 def _say(text: str) -> None:

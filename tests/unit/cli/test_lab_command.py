@@ -16,12 +16,21 @@ from cli.main import main
     (["lab", "heal", "--name", "q"], "lab heal HOST"),
     (["lab", "cap", "h1", "--name", "q"], "lab cap HOST --rate KBIT"),
     (["lab", "cap", "h1", "--rate", "-5", "--name", "q"], "lab cap HOST --rate KBIT"),
+    (["lab", "up", "--name", "q", "--with", "/nonexistent/with.yml"], "--with /nonexistent/with.yml: "),
 ])
 def test_lab_refuses_with_the_reason(argv, words, tmp_path, capsys):
     code = main([*argv, "--dir", str(tmp_path / "lab")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and words in err, err
     assert not (tmp_path / "lab").exists()  # nothing was made
+
+
+def test_lab_up_with_a_file_that_is_not_a_mapping_is_refused(tmp_path, capsys):
+    (tmp_path / "with.yml").write_text("- processing\n")
+    code = main(["lab", "up", "--name", "q", "--with", str(tmp_path / "with.yml"), "--dir", str(tmp_path / "lab")])
+    err = capsys.readouterr().err
+    assert code == 1 and "expected a mapping of cluster.yml settings" in err, err
+    assert not (tmp_path / "lab").exists()
 
 
 def test_node_run_needs_a_node(tmp_path, capsys):
