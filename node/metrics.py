@@ -307,6 +307,8 @@ WORKER_COUNTERS = {
     "failures": "videos this node marked failed (input refused, or attempts exhausted)",
     "retries": "attempts that failed and were released to be tried again",
     "scans": "scans of the pending index",
+    "units_committed": "units of chunked videos (a chunk, or the audio) this node committed",
+    "units_lost": "unit attempts stopped: a refused renewal, or the unit's lease ran out unrenewed",
 }
 
 

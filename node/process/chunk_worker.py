@@ -211,21 +211,41 @@ class ChunkWork:
 
     async def _renew_loop(self, job: "Job", vid: str, unit: str, known: list[storage.Versioned],
                           lease_scope: trio.CancelScope) -> None:
+        """Renew the unit's lease every lease/3, as the video's holder does (Worker._renew_loop):
+        each try bounded by its period; cancel the attempt when refused, or when the lease's end
+        as last written passes with no renewal answered (storage out of reach: another node may
+        claim the unit at a higher epoch; the commit is fenced anyway, this stops wasted work)."""
         w = self.w
         t = w.cfg.timing.lease_seconds
         while True:
             await trio.sleep(t / 3)
-            try:
-                known[0] = await self.chunks.change(vid, unit, lambda d: state.renew(
-                    d, w.node_id, job.epoch, w.clock(), t, progress=job.progress), known=known[0])
-            except (Refused, storage.NotFound, UnsupportedChunk) as e:
-                log.warning("chunk_lost", video=vid, unit=unit, epoch=job.epoch, holder=w.node_id,
-                            reason=getattr(e, "message", str(e)))
-                w.defer(f"{vid}/{unit}")
-                lease_scope.cancel()
+            renewed, error = False, f"no answer from storage within {t / 3:.1f} s"
+            with trio.move_on_after(t / 3):  # Invariant: one renewal never outlasts its period
+                try:
+                    known[0] = await self.chunks.change(vid, unit, lambda d: state.renew(
+                        d, w.node_id, job.epoch, w.clock(), t, progress=job.progress), known=known[0])
+                    renewed = True
+                except (Refused, storage.NotFound, UnsupportedChunk) as e:
+                    self._lost(job, vid, unit, lease_scope, getattr(e, "message", str(e)))
+                    return
+                except storage.StorageError as e:
+                    error = str(e)
+            if renewed:
+                continue
+            expires = (known[0].doc.get("lease") or {}).get("expires", 0.0)
+            if w.clock() >= expires:
+                self._lost(job, vid, unit, lease_scope,
+                           "lease expired without a renewal answered (storage unreachable)")
                 return
-            except storage.StorageError as e:
-                log.warning("chunk_renew_failed", video=vid, unit=unit, epoch=job.epoch, error=str(e))
+            log.warning("chunk_renew_failed", video=vid, unit=unit, epoch=job.epoch, error=error,
+                        expires_in=round(expires - w.clock(), 3))
+
+    def _lost(self, job: "Job", vid: str, unit: str, lease_scope: trio.CancelScope, reason: str) -> None:
+        w = self.w
+        log.warning("chunk_lost", video=vid, unit=unit, epoch=job.epoch, holder=w.node_id, reason=reason)
+        w.stats.units_lost += 1
+        w.defer(f"{vid}/{unit}")
+        lease_scope.cancel()
 
     async def _work(self, job: "Job", vid: str, plan: Plan, unit: str,
                     known: list[storage.Versioned], tmp: Path) -> None:

@@ -138,6 +138,7 @@ class WorkerStats:
     retries: int = 0
     scans: int = 0
     units_committed: int = 0
+    units_lost: int = 0  # unit attempts stopped: refused renewal, or the lease ran out unrenewed
     jobs: dict[str, Job] = field(default_factory=dict)
 
 

@@ -130,6 +130,8 @@ class FakeWorkerStats:
     failures: int = 0
     retries: int = 1
     scans: int = 9
+    units_committed: int = 3
+    units_lost: int = 1
     jobs: dict = field(default_factory=lambda: {"v1": object()})
 
 

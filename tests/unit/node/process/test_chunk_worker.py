@@ -176,3 +176,56 @@ async def test_a_storage_outage_mid_unit_releases_it_with_backoff_and_it_is_redo
     assert released and released[0]["error"] == "storage_error" and released[0]["retry_in"] > 0
     assert rec["segments_from"]["units"]["00001"] == 2
     assert await store.list_all(layout.chunk_out_prefix(vid, "00001", 1)) == []
+
+
+class PartitionedStore(storage.MemoryStore):
+    """Every call waits while ``cut`` (a dropped packet never fails; it just never answers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+        self.healed = trio.Event()
+
+    async def _op(self, name: str) -> None:
+        if self.cut:
+            await self.healed.wait()
+        await super()._op(name)
+
+
+async def test_a_unit_holder_cut_from_storage_stops_once_the_units_lease_ended(tmp_path):
+    lease = 1.5
+    cfg = config()
+    cfg = replace(cfg, timing=replace(cfg.timing, lease_seconds=lease),
+                  processing=replace(cfg.processing, preset="veryslow"))
+    src = media.make_video(tmp_path / "src.mp4", seconds=24, width=160, height=90, fps=10)
+    store = PartitionedStore()
+    videos = VideoStore(store, "n1")
+    vid = layout.new_id(time.time())
+    await store.put(layout.source_key(vid), src.read_bytes())
+    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
+                                             filename="upload", size=1))
+    worker = Worker(videos, cfg, "n1", tmp_path / "work")
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.serve)
+            # given a unit being encoded
+            while not any(k.startswith(vid + "/") and j.phase == "transcoding"
+                          for k, j in list(worker.stats.jobs.items())):
+                await trio.sleep(0.01)
+            # when storage stops answering
+            store.cut = True
+            t_cut = trio.current_time()
+            while worker.stats.units_lost == 0:
+                await trio.sleep(0.05)
+            # then the unit's attempt stops within its lease plus one bounded renewal period
+            stopped_after = trio.current_time() - t_cut
+            assert stopped_after <= lease + 2 * lease / 3 + 0.5, stopped_after
+            # and once storage answers again, the video is made and committed ready once
+            store.healed.set()
+            while (rec := (await videos.get(vid)).doc)["state"] not in lifecycle.TERMINAL:
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert rec["state"] == "ready" and [h["state"] for h in rec["history"]].count("ready") == 1
+    for unit, epoch in rec["segments_from"]["units"].items():
+        for stale in range(1, epoch):  # an epoch the unit did not commit left nothing behind
+            assert await store.list_all(layout.chunk_out_prefix(vid, unit, stale)) == []
