@@ -294,6 +294,9 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
     session = aioboto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
                                region_name=region)
     cfg = botocore.config.Config(
+        # SigV4 everywhere, presigned URLs included (botocore presigns S3 with SigV2 otherwise,
+        # which AWS refuses in every region opened since 2014, and for every bucket since 2020)
+        signature_version="s3v4",
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=connect_timeout, read_timeout=read_timeout,
         max_pool_connections=max_pool,

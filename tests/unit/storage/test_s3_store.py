@@ -327,3 +327,19 @@ def test_put_answers_map_to_storage_errors():
     assert isinstance(raw.put_error("p", 404, b"<Code>NoSuchBucket</Code>"), storage.NotFound)
     assert isinstance(raw.put_error("p", 503, b"<Code>SlowDown</Code>"), storage.StorageUnavailable)
     assert type(raw.put_error("p", 400, b"<Code>InvalidArgument</Code>")) is storage.StorageError
+
+
+async def test_a_presigned_get_is_sigv4_and_reads_ranges(s3_server):
+    import httpx
+
+    async with open_test_store(s3_server, bucket()) as st:
+        data = os.urandom(50_000)
+        await st.put("src", data)
+        url = await st.presign_get("src", expires=60)
+        assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "X-Amz-Signature=" in url, url
+        assert "AWSAccessKeyId=" not in url  # not SigV2
+        async with httpx.AsyncClient() as http:
+            whole = await http.get(url)
+            part = await http.get(url, headers={"Range": "bytes=100-199"})
+        assert whole.status_code == 200 and whole.content == data
+        assert part.status_code == 206 and part.content == data[100:200]
