@@ -98,16 +98,8 @@ def rendition_plans(plan: Plan) -> list[RenditionPlan]:
 
 def _input(src: str | os.PathLike[str], plan: Plan, formats: Sequence[str],
            ffmpeg_path: str | None) -> list[str]:
-    remote = str(src).startswith(("http://", "https://"))
-    protocols = ("https,tls,tcp" if str(src).startswith("https://") else "http,tcp") if remote else "file"
-    cmd = [ffmpeg_path or ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel",
-           "warning", "-nostats", "-progress", "pipe:1", "-protocol_whitelist", protocols,
-           "-format_whitelist", ",".join(formats)]
-    if remote:
-        cmd += ["-rw_timeout", "30000000", "-reconnect", "1", "-reconnect_on_network_error", "1"]
-    if plan.source.get("container"):
-        cmd += ["-f", str(plan.source["container"])]
-    return cmd
+    return ffmpeg.input_head(src, formats, container=plan.source.get("container") or None,
+                             ffmpeg_path=ffmpeg_path)
 
 
 def chunk_command(src: str | os.PathLike[str], outdir: str | os.PathLike[str], plan: Plan,

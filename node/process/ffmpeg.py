@@ -130,6 +130,26 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def input_head(src: str | os.PathLike[str], formats: Sequence[str], *, container: str | None = None,
+               ffmpeg_path: str | None = None) -> list[str]:
+    """The start of an argv reading ``src`` (a local path, or an http(s) URL such as a presigned
+    S3 GET): quiet, progress on stdout, the protocol whitelist for what ``src`` is, the input
+    format whitelist, and ``-f container`` when the probe named one; a URL reads with a timeout
+    and reconnects.  The caller adds its input options, ``-i src`` and the outputs."""
+    if not formats:
+        raise ValueError("no input formats allowed")
+    remote = str(src).startswith(("http://", "https://"))
+    protocols = ("https,tls,tcp" if str(src).startswith("https://") else "http,tcp") if remote else "file"
+    cmd = [ffmpeg_path or ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel",
+           "warning", "-nostats", "-progress", "pipe:1", "-protocol_whitelist", protocols,
+           "-format_whitelist", ",".join(formats)]
+    if remote:
+        cmd += ["-rw_timeout", "30000000", "-reconnect", "1", "-reconnect_on_network_error", "1"]
+    if container:
+        cmd += ["-f", str(container)]
+    return cmd
+
+
 def ffmpeg_command(src: str | os.PathLike[str], outdir: str | os.PathLike[str],
                    plans: Sequence[RenditionPlan], *, segment_seconds: int | float,
                    preset: str, threads: int, has_audio: bool,

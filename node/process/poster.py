@@ -56,17 +56,7 @@ def poster_command(src: str | os.PathLike[str], out_file: str | os.PathLike[str]
     """The argv writing the frame at ``at`` s of ``src`` (a local path or an http(s) URL) to
     ``out_file`` as JPEG (pure).  The input is fenced as every other run's: protocol and format
     whitelists, the probed container named with ``-f``."""
-    if not formats:
-        raise ValueError("no input formats allowed")
-    remote = str(src).startswith(("http://", "https://"))
-    protocols = ("https,tls,tcp" if str(src).startswith("https://") else "http,tcp") if remote else "file"
-    cmd = [ffmpeg_path or ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel",
-           "warning", "-nostats", "-progress", "pipe:1", "-protocol_whitelist", protocols,
-           "-format_whitelist", ",".join(formats)]
-    if remote:
-        cmd += ["-rw_timeout", "30000000", "-reconnect", "1", "-reconnect_on_network_error", "1"]
-    if container:
-        cmd += ["-f", str(container)]
+    cmd = ffmpeg.input_head(src, formats, container=container, ffmpeg_path=ffmpeg_path)
     vin = f"0:{video_stream}" if video_stream is not None else "0:v:0"
     cmd += ["-ss", f"{at:.3f}", "-i", str(src), "-map", vin, "-an", "-sn", "-dn",
             "-frames:v", "1",

@@ -23,6 +23,7 @@ from node.config import Config, NodeSpec, Rendition
 from node.process.worker import Worker
 from node.records import layout, lifecycle
 from node.records.store import VideoStore
+from test_worker_lease_expiry import PartitionedStore  # a store whose calls hang while cut
 
 LADDER = (Rendition("54p", 54, 80, 32), Rendition("90p", 90, 150, 48))
 
@@ -177,19 +178,6 @@ async def test_a_storage_outage_mid_unit_releases_it_with_backoff_and_it_is_redo
     assert rec["segments_from"]["units"]["00001"] == 2
     assert await store.list_all(layout.chunk_out_prefix(vid, "00001", 1)) == []
 
-
-class PartitionedStore(storage.MemoryStore):
-    """Every call waits while ``cut`` (a dropped packet never fails; it just never answers)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cut = False
-        self.healed = trio.Event()
-
-    async def _op(self, name: str) -> None:
-        if self.cut:
-            await self.healed.wait()
-        await super()._op(name)
 
 
 async def test_a_unit_holder_cut_from_storage_stops_once_the_units_lease_ended(tmp_path):
