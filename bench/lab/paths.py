@@ -171,23 +171,13 @@ def start_local(base: Path, ovr: dict) -> Side:
                 volume_dirs=[c.launcher.s3_dir], close=c.close)
 
 
-def free_subnet(rng: random.Random) -> str:
-    import ipaddress
-    from cli.lab import net as labnet
-    used = [r for r in labnet.addresses_in_use() if r[0].isdigit()]
-    for _ in range(200):
-        net = ipaddress.ip_network(f"10.213.{rng.randint(100, 250)}.0/24")
-        if not any(ipaddress.ip_network(r, strict=False).overlaps(net) for r in used):
-            return str(net)
-    raise SystemExit("no free 10.213.x.0/24 on this machine")
-
-
 def start_lab(base: Path, ovr: dict, holder: list) -> Side:
     from cli.lab import Lab
     from cli.lab.state import LabState
     from cli.launcher import load_or_create_secrets
     rng = random.Random()
     name = "p" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3))
+    from lab_support import free_subnet  # the tests' own: a 10.213.x.0/24 no route overlaps
     lab = Lab.create(name, 3, free_subnet(rng), base / "lab", overrides=ovr, out=sys.stderr,
                      die_with_parent=True)
     holder.append(lab)  # torn down by the caller's finally, also when up() fails half way
@@ -286,6 +276,16 @@ class Pass:
     wall: float = 0.0
     errors: int = 0
 
+    def fetched(self, dt: float, body: bytes | None, *, hop: bool | None = None) -> None:
+        """Count one GET; a segment's (``hop`` given) is also a latency sample."""
+        self.gets += 1
+        if body is None:
+            self.errors += 1
+            return
+        self.nbytes += len(body)
+        if hop is not None:
+            self.segments.append(Sample(dt, len(body), hop))
+
     def add(self, other: "Pass") -> None:
         self.segments += other.segments
         self.gets += other.gets
@@ -333,19 +333,11 @@ def cold_pass(http: httpx.Client, side: Side, videos: list[Video]) -> Pass:
     for v in videos:
         order = [v.owner] + sorted(n for n in side.urls if n != v.owner)
         for path in v.playlists:
-            dt, body = timed_get(http, f"{side.urls[v.owner]}/v1/videos/{v.vid}/hls/{path}")
-            out.gets += 1
-            out.errors += body is None
-            out.nbytes += len(body or b"")
+            out.fetched(*timed_get(http, f"{side.urls[v.owner]}/v1/videos/{v.vid}/hls/{path}"))
         for k, path in enumerate(v.segments):
             node = order[k % len(order)]
-            dt, body = timed_get(http, f"{side.urls[node]}/v1/videos/{v.vid}/hls/{path}")
-            out.gets += 1
-            if body is None:
-                out.errors += 1
-                continue
-            out.nbytes += len(body)
-            out.segments.append(Sample(dt, len(body), node != v.owner))
+            out.fetched(*timed_get(http, f"{side.urls[node]}/v1/videos/{v.vid}/hls/{path}"),
+                        hop=node != v.owner)
     out.wall = time.perf_counter() - t0
     return out
 
@@ -357,18 +349,9 @@ def warm_sequential(http: httpx.Client, side: Side, videos: list[Video]) -> Pass
         for v in videos:
             hls = f"{side.urls[node]}/v1/videos/{v.vid}/hls/"
             for path in v.playlists:
-                _, body = timed_get(http, hls + path)
-                out.gets += 1
-                out.errors += body is None
-                out.nbytes += len(body or b"")
+                out.fetched(*timed_get(http, hls + path))
             for path in v.segments:
-                dt, body = timed_get(http, hls + path)
-                out.gets += 1
-                if body is None:
-                    out.errors += 1
-                    continue
-                out.nbytes += len(body)
-                out.segments.append(Sample(dt, len(body), node != v.owner))
+                out.fetched(*timed_get(http, hls + path), hop=node != v.owner)
     out.wall = time.perf_counter() - t0
     return out
 
@@ -389,13 +372,7 @@ def warm_concurrent(side: Side, videos: list[Video], clients: int, seconds: floa
             while time.perf_counter() < stop_at[0]:
                 url, hop = items[k % len(items)]
                 k += 1
-                dt, body = timed_get(http, url)
-                res.gets += 1
-                if body is None:
-                    res.errors += 1
-                    continue
-                res.nbytes += len(body)
-                res.segments.append(Sample(dt, len(body), hop))
+                res.fetched(*timed_get(http, url), hop=hop)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:

@@ -59,3 +59,12 @@ def test_alternate_reverses_every_other_round():
     assert paths.alternate(1) == ["local", "lab"]
     assert paths.alternate(2) == ["local", "lab", "lab", "local"]
     assert paths.alternate(3) == ["local", "lab", "lab", "local", "local", "lab"]
+
+
+def test_a_pass_counts_every_get_and_samples_only_segments():
+    p = paths.Pass()
+    p.fetched(0.01, b"#EXTM3U\n")  # a playlist: counted, not a latency sample
+    p.fetched(0.02, b"x" * 10, hop=True)
+    p.fetched(0.03, None, hop=False)  # failed: an error, no bytes, no sample
+    assert (p.gets, p.errors, p.nbytes) == (3, 1, 18)
+    assert [(s.seconds, s.nbytes, s.hop) for s in p.segments] == [(0.02, 10, True)]
