@@ -313,7 +313,7 @@ class FastLane:
         try:
             if kind == "playback":
                 rec = await ctx.ready_records.current(ctx, vid)
-                if rest == layout.POSTER and not rec.get("poster"):
+                if not play.has_output(rec, rest):
                     return None  # hypercorn answers the 404 (a video committed without one)
                 key = layout.hls_object_key(vid, rec, rest)
                 hit = ctx.cache.local_file(vid, key)

@@ -79,7 +79,7 @@ def register(app, ctx: NodeContext) -> None:
             rec = await records.current(ctx, vid)
         except play.PlayError as e:
             raise from_play_error(e) from None
-        if not layout.valid_output_path(rest) or (rest == layout.POSTER and not rec.get("poster")):
+        if not layout.valid_output_path(rest) or not play.has_output(rec, rest):
             raise ApiError(404, "not_found", missing)
         key = layout.hls_object_key(vid, rec, rest)
         request.scope[access.SCOPE_KEY] = playback_class(ctx, vid, key)

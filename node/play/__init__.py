@@ -15,11 +15,11 @@ Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config
 """
 
 from node.play.answers import (NotReady, ObjectNotFound, Plan, PlayError, ReadyRecords, VideoNotFound,
-                               count_served, internal_object_key, media_headers, object_plan,
+                               count_served, has_output, internal_object_key, media_headers, object_plan,
                                ready_record)
 from node.play.segcache import CacheStatistics, Peers, SegmentCache
 
 __all__ = ["SegmentCache", "CacheStatistics", "Peers",
            "ReadyRecords", "ready_record", "internal_object_key", "Plan", "object_plan",
-           "media_headers", "count_served",
+           "media_headers", "count_served", "has_output",
            "PlayError", "VideoNotFound", "NotReady", "ObjectNotFound"]

@@ -233,6 +233,12 @@ def media_headers(path: str) -> tuple[str, str]:
     return "application/vnd.apple.mpegurl", PLAYLIST_CACHE_CONTROL
 
 
+def has_output(rec: dict, path: str) -> bool:
+    """Did the ``ready`` commit of ``rec`` store output ``path``?  Every HLS path of a ready
+    record, and the poster only when one was made (``poster: true``)."""
+    return path != layout.POSTER or bool(rec.get("poster"))
+
+
 def count_served(events: Any, path: str) -> None:
     """Count one answered output of ``path`` on ``events`` (node.metrics.Events), either path."""
     if path.endswith(".ts"):

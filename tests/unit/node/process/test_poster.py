@@ -98,3 +98,9 @@ def test_playback_reads_the_poster_where_the_commit_put_it():
     assert layout.hls_object_key(VID, chunked, "poster.jpg") == f"videos/{VID}/chunks/00000/4/poster.jpg"
     assert layout.valid_output_path("poster.jpg") and not layout.valid_hls_path("poster.jpg")
     assert not layout.valid_output_path("../poster.jpg") and not layout.valid_output_path("x/poster.jpg")
+
+
+def test_a_video_committed_without_a_poster_has_none_to_serve():
+    from node.play import has_output
+    assert has_output({"poster": True}, "poster.jpg") and has_output({}, "360p/seg_00000.ts")
+    assert not has_output({"poster": False}, "poster.jpg") and not has_output({}, "poster.jpg")
