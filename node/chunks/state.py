@@ -30,7 +30,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from node.records.lifecycle import Refused, lease_verdict
+from node.records.lifecycle import Refused, lease_verdict, new_lease
 
 ChunkDoc = dict[str, Any]
 
@@ -125,7 +125,7 @@ def claim(doc: ChunkDoc, node: str, now: float, lease_seconds: float, *, max_att
     new["epoch"] = doc["epoch"] + 1
     new = _transition(new, CLAIMED, node, now, reason=why,
                       lost=({"node": prev["holder"], "epoch": doc["epoch"]} if prev else None))
-    new["lease"] = {"holder": node, "expires": now + lease_seconds}
+    new["lease"] = new_lease(node, now, lease_seconds)
     new["attempts"] = doc.get("attempts", 0) + 1
     new["takeovers"] = takeovers
     new["retry_at"] = None
@@ -148,7 +148,7 @@ def renew(doc: ChunkDoc, node: str, epoch: int, now: float, lease_seconds: float
     """Extend the lease (and note the encoder's progress); not a state change, no history."""
     _check_fence(doc, node, epoch)
     new = copy.deepcopy(doc)
-    new["lease"] = {"holder": node, "expires": now + lease_seconds}
+    new["lease"] = new_lease(node, now, lease_seconds)
     if progress is not None:
         new["progress"] = round(min(1.0, max(new.get("progress", 0.0), progress)), 4)
     return new

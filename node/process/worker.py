@@ -421,6 +421,8 @@ class Worker:
         except (UndecodableInput, MediaLimitExceeded) as e:  # the user's file: fail now
             await self._fail(job, e)
         except Refused as e:  # the plan could not be fixed: the epoch moved on
+            self.stats.leases_lost += 1
+            self._defer(vid)  # whoever took it counts as alive, as when a renewal is refused
             log.warning("lease_lost", video=vid, epoch=epoch, reason=e.message)
         except (TranscodeError, storage.StorageError, OSError) as e:
             await self._release(job, e)

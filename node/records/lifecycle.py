@@ -126,11 +126,27 @@ def claimable(rec: Record, now: float, holder_alive: Callable[[str], bool] = lam
     return lease_verdict(lease, now, holder_alive)
 
 
+def new_lease(node: str, now: float, lease_seconds: float) -> dict[str, Any]:
+    """A lease written by a claim or a renewal: who, until when, and when it was last written."""
+    return {"holder": node, "expires": now + lease_seconds, "renewed": now}
+
+
 def lease_verdict(lease: dict, now: float, holder_alive: Callable[[str], bool]) -> tuple[bool, str]:
-    """May a held lease (of a video or of a chunk unit) be taken over now, and why."""
+    """May a held lease (of a video or of a chunk unit) be taken over now, and why.
+
+    Expired: yes.  Held by a node gossip calls dead: only once the holder has been silent in
+    storage for half its lease (it renews every third), so a holder cut off from its peers but
+    still reaching storage keeps its work (a partition where each side sees the other dead
+    must not make them take the lease from each other in turn), while a dead holder's work is
+    taken at most half a lease after its last renewal instead of a whole one.  A lease written
+    before leases carried ``renewed`` counts as silent (the older rule)."""
     if lease["expires"] <= now:
         return True, "lease expired"
     if not holder_alive(lease["holder"]):
+        renewed = lease.get("renewed")
+        if renewed is not None and now - renewed < (lease["expires"] - renewed) / 2:
+            return False, (f"held by {lease['holder']}: seen dead, but it renewed the lease "
+                           f"{max(0.0, now - renewed):.1f} s ago")
         return True, "holder dead"
     return False, f"held by {lease['holder']}"
 
@@ -153,7 +169,7 @@ def claim(rec: Record, node: str, now: float, lease_seconds: float, *, max_attem
     new["epoch"] = epoch
     new = _transition(new, PROCESSING, node, now, reason=why,
                       took_over=prev["holder"] if prev and prev["holder"] != node else None)
-    new["lease"] = {"holder": node, "expires": now + lease_seconds}
+    new["lease"] = new_lease(node, now, lease_seconds)
     new["attempts"] = rec.get("attempts", 0) + 1
     new["takeovers"] = takeovers
     new["retry_at"] = None
@@ -173,7 +189,7 @@ def _check_fence(rec: Record, node: str, epoch: int) -> None:
 def renew(rec: Record, node: str, epoch: int, now: float, lease_seconds: float) -> Record:
     _check_fence(rec, node, epoch)
     new = copy.deepcopy(rec)
-    new["lease"] = {"holder": node, "expires": now + lease_seconds}
+    new["lease"] = new_lease(node, now, lease_seconds)
     return new  # not a state change: no history entry
 
 

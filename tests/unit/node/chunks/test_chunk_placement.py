@@ -48,8 +48,9 @@ def test_a_chunk_held_by_a_live_node_is_never_taken_and_an_orphan_is():
     other = sorted(ALL - {placed})[0]
     held = cs.claim(doc, other, 1.0, LEASE, max_attempts=3)  # an idle steal earlier, say
     assert not decide(held, placed, now=2.0).allowed
-    # when the holder dies, the placed node takes it back
-    assert decide(held, placed, now=2.0, alive=ALL - {other}).allowed
+    # when the holder dies, the placed node takes it back once the lease went unrenewed half its length
+    assert not decide(held, placed, now=2.0, alive=ALL - {other}).allowed
+    assert decide(held, placed, now=1.0 + LEASE / 2, alive=ALL - {other}).allowed
     # when the lease ran out, the placed node takes it too
     assert decide(held, placed, now=12.0).allowed
 

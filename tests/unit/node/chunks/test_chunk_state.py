@@ -27,14 +27,16 @@ def test_the_transition_table_is_closed():
 def test_a_claim_takes_the_lease_with_the_next_epoch():
     doc = claimed()
     assert (doc["state"], doc["epoch"], doc["lease"], doc["attempts"]) == (
-        cs.CLAIMED, 1, {"holder": "n1", "expires": 11.0}, 1)
+        cs.CLAIMED, 1, {"holder": "n1", "expires": 11.0, "renewed": 1.0}, 1)
     assert doc["history"][-1] == {"state": cs.CLAIMED, "at": 1.0, "node": "n1", "epoch": 1,
                                   "reason": "pending"}
 
 
 @pytest.mark.parametrize("now, alive, ok, why", [
     (5.0, True, False, "held by n1"),
-    (5.0, False, True, "holder dead"),
+    # seen dead but wrote its lease 4 s ago (it renews every 10/3 s): not yet
+    (5.0, False, False, "held by n1: seen dead, but it renewed the lease 4.0 s ago"),
+    (6.0, False, True, "holder dead"),
     (11.0, True, True, "lease expired"),
 ])
 def test_a_held_chunk_is_claimable_only_when_its_lease_expired_or_holder_died(now, alive, ok, why):
@@ -44,7 +46,7 @@ def test_a_held_chunk_is_claimable_only_when_its_lease_expired_or_holder_died(no
 def test_a_takeover_fences_the_old_holder_out():
     # given n1 holds epoch 1 and then dies; n2 takes the chunk
     old = claimed("n1")
-    new = cs.claim(old, "n2", 5.0, LEASE, max_attempts=3, holder_alive=lambda _: False)
+    new = cs.claim(old, "n2", 6.0, LEASE, max_attempts=3, holder_alive=lambda _: False)
     assert new["epoch"] == 2 and new["takeovers"] == 1
     assert new["history"][-1]["lost"] == {"node": "n1", "epoch": 1}
     # when n1 (only paused) tries to commit or renew its epoch 1 against the newest document

@@ -217,3 +217,61 @@ async def test_a_unit_holder_cut_from_storage_stops_once_the_units_lease_ended(t
     for unit, epoch in rec["segments_from"]["units"].items():
         for stale in range(1, epoch):  # an epoch the unit did not commit left nothing behind
             assert await store.list_all(layout.chunk_out_prefix(vid, unit, stale)) == []
+
+
+class EveryOtherNodeDead:
+    """The claim policy of a node whose gossip sees every other node dead (cut off from them)."""
+
+    def holder_alive(self, holder: str) -> bool:
+        return False
+
+    def should_claim(self, vid, rec, *, now, deferring, in_flight) -> bool:
+        return True
+
+    def should_claim_unit(self, doc, *, now, in_flight, idle, deferring) -> bool:
+        return True
+
+
+async def test_an_owner_that_loses_the_video_while_planning_defers_to_the_taker(tmp_path):
+    """The ping-pong of the 10-minute lab run: a node whose plan commit is refused (another node
+    took the video meanwhile) counts the taker as alive, whatever its gossip says, and does not
+    take the video back until the taker's lease expires."""
+    lease = 3.0
+    cfg = config()
+    cfg = replace(cfg, timing=replace(cfg.timing, lease_seconds=lease))
+    src = media.make_video(tmp_path / "src.mp4", seconds=24, width=160, height=90, fps=10)
+    store = storage.MemoryStore()
+    videos = VideoStore(store, "n1")
+    vid = layout.new_id(time.time())
+    await store.put(layout.source_key(vid), src.read_bytes())
+    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
+                                             filename="upload", size=1))
+    worker = Worker(videos, cfg, "n1", tmp_path / "work", claim_policy=EveryOtherNodeDead())
+
+    def taken_by_n2(rec):  # n2 took the lease; it last wrote it 0.6 leases ago, and ends in 0.4
+        now = time.time()
+        new = dict(rec, epoch=rec["epoch"] + 1, attempts=rec["attempts"] + 1,
+                   takeovers=rec.get("takeovers", 0) + 1)
+        new["lease"] = {"holder": "n2", "expires": now + 0.4 * lease, "renewed": now - 0.6 * lease}
+        return new
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.serve)
+            # given n1 planning the video (probing it)
+            while not (vid in worker.stats.jobs and worker.stats.jobs[vid].phase == "probing"):
+                await trio.sleep(0.005)
+            # when n2 takes the video before n1 fixes the plan
+            taken = await videos.change(vid, taken_by_n2)
+            while worker.stats.leases_lost == 0:
+                await trio.sleep(0.01)
+            # then n1 defers to n2: its gossip calls n2 dead and n2 is silent in storage for more
+            # than half a lease, yet n1 leaves the video to it
+            assert worker.deferring(vid)
+            # and n1 claims it again only when n2's lease expired, and makes it
+            while (rec := (await videos.get(vid)).doc)["state"] not in lifecycle.TERMINAL:
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert rec["state"] == "ready"
+    reclaim = next(h for h in rec["history"] if h.get("epoch") == taken["epoch"] + 1)
+    assert reclaim["reason"] == "lease expired" and reclaim["at"] >= taken["lease"]["expires"]

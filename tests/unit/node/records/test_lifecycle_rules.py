@@ -31,7 +31,7 @@ def test_claim_increments_epoch_and_attempts_and_records_history():
     rec = lc.claim(uploaded(), "n2", 1.0, LEASE, max_attempts=3)
     assert rec["state"] == lc.PROCESSING
     assert rec["epoch"] == 1 and rec["attempts"] == 1
-    assert rec["lease"] == {"holder": "n2", "expires": 11.0}
+    assert rec["lease"] == {"holder": "n2", "expires": 11.0, "renewed": 1.0}
     assert rec["history"][-1] == {"state": "processing", "at": 1.0, "node": "n2", "epoch": 1,
                                   "reason": "uploaded"}
 
@@ -45,10 +45,40 @@ def test_a_live_lease_cannot_be_claimed_but_an_expired_one_can():
     assert taken["history"][-1]["took_over"] == "n1"
 
 
-def test_a_dead_holder_loses_its_lease_before_expiry():
+def test_a_dead_holder_loses_its_lease_half_a_lease_after_its_last_renewal():
     rec = lc.claim(uploaded(), "n1", 0.0, LEASE, max_attempts=3)
-    taken = lc.claim(rec, "n2", 1.0, LEASE, max_attempts=3, holder_alive=lambda h: h != "n1")
-    assert taken["epoch"] == 2
+    dead = lambda h: h != "n1"  # noqa: E731
+    # seen dead 1 s after it wrote the lease: it may still be renewing (cut from us, not storage)
+    assert lc.claimable(rec, 1.0, dead) == (
+        False, "held by n1: seen dead, but it renewed the lease 1.0 s ago")
+    with pytest.raises(Refused):
+        lc.claim(rec, "n2", 4.9, LEASE, max_attempts=3, holder_alive=dead)
+    # silent for half its lease (it renews every third): taken, well before expiry (10 s)
+    taken = lc.claim(rec, "n2", 5.0, LEASE, max_attempts=3, holder_alive=dead)
+    assert taken["epoch"] == 2 and taken["history"][-1]["reason"] == "holder dead"
+
+
+def test_a_holder_seen_dead_that_keeps_renewing_keeps_its_lease():
+    """Two nodes partitioned from each other, both reaching storage, each seeing the other dead:
+    the holder renews every third of its lease, so the other never takes the lease, however long
+    the partition lasts (each takeover would cost a transcode and a step of the takeover budget)."""
+    rec = lc.claim(uploaded(), "n1", 0.0, LEASE, max_attempts=3)
+    dead = lambda h: h != "n1"  # noqa: E731
+    t = 0.0
+    for _ in range(30):  # 100 s of renewals every lease/3
+        t += LEASE / 3
+        assert not lc.claimable(rec, t - 0.01, dead)[0]
+        rec = lc.renew(rec, "n1", 1, t, LEASE)
+    assert rec["epoch"] == 1 and rec.get("takeovers", 0) == 0
+    # when it stops renewing (now really dead), the other takes it half a lease later
+    assert not lc.claimable(rec, t + LEASE / 2 - 0.01, dead)[0]
+    assert lc.claimable(rec, t + LEASE / 2, dead) == (True, "holder dead")
+
+
+def test_a_lease_written_before_leases_carried_renewed_is_taken_from_a_dead_holder_at_once():
+    rec = lc.claim(uploaded(), "n1", 0.0, LEASE, max_attempts=3)
+    rec["lease"] = {"holder": "n1", "expires": LEASE}  # as an older node wrote it
+    assert lc.claimable(rec, 1.0, lambda h: False) == (True, "holder dead")
 
 
 def test_stale_worker_cannot_renew_or_commit_after_takeover():
@@ -175,6 +205,6 @@ def test_takeovers_after_node_deaths_are_bounded_separately_from_failures():
 
 def test_a_takeover_then_a_release_counts_one_failure():
     rec = lc.claim(uploaded(), "n1", 0.0, LEASE, max_attempts=3)
-    rec = lc.claim(rec, "n2", 1.0, LEASE, max_attempts=3, holder_alive=lambda h: False)
-    rec = lc.release_for_retry(rec, "n2", rec["epoch"], 2.0, "storage_error", "down", delay=0.0)
+    rec = lc.claim(rec, "n2", 6.0, LEASE, max_attempts=3, holder_alive=lambda h: False)
+    rec = lc.release_for_retry(rec, "n2", rec["epoch"], 7.0, "storage_error", "down", delay=0.0)
     assert (rec["attempts"], rec["takeovers"], rec["failures"]) == (2, 1, 1)
