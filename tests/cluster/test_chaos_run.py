@@ -3,7 +3,7 @@
 Two minutes of uploads (one-shot and tus, valid and invalid), status reads and HLS playback from
 random nodes, while the nemesis kills, pauses and restarts nodes, stops the S3 server and partitions
 gossip; then every fault is healed, every video settles and garbage is collected, and the checker
-reads storage directly. About 2.5 minutes of wall time on 2 cores.
+reads storage directly. About 2 minutes of wall time on 2 cores.
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ def test_short_chaos_run_passes_the_checker(cluster_factory, tmp_path):
                                                    "processing": {"chunked": False}})
     # chunked processing stays off here: with it on, this 2-core run does not settle within the
     # bound (throughput, not safety: docs/reliability.md); the chunk invariants are checked anyway
+    # the uploads stay within what 3 nodes on 2 cores process in the run (measured: about 0.7 tiny
+    # videos a second, idle; the workload offers about 0.9): with 120 allowed, the backlog left at
+    # the end took 70 s to clear alone and 94 s in CI, so the settle bound measured throughput.
+    # With 60 (all in the first ~65 s) it measures what it is for: recovery after the faults.
     history = tmp_path / "history.jsonl"
     report = run_chaos(c.launcher, duration=DURATION, seed=SEED, history_path=history, profile="short",
-                       params=WorkloadParams(threads=3, max_uploads=120), settle_bound=90.0, gc_bound=60.0,
+                       params=WorkloadParams(threads=3, max_uploads=60), settle_bound=90.0, gc_bound=60.0,
                        say=lambda s: None)
     assert report.ok, format_report(report)
     f = report.figures
