@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import random
 import signal
 import socket
+import subprocess
 import time
 import weakref
 from pathlib import Path
@@ -342,3 +344,16 @@ def wait_process_ready(http: httpx.Client, url: str, proc: Any, log_path: Path, 
             pass
         assert time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.2)
+
+
+def stop_process_group(proc: Any, grace: float = 15) -> None:
+    """SIGTERM to ``proc``'s process group (a node started with ``start_new_session``), SIGKILL
+    after ``grace`` s; nothing when it already exited."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

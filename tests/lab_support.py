@@ -1,4 +1,5 @@
-"""Shared by the lab tests: whether the machine makes namespaces, a free subnet, a lab fixture.
+"""Shared by the lab tests: whether the machine makes namespaces, a free subnet, a lab fixture,
+and polling a lab over HTTP until a condition holds.
 
     with lab_for_test(tmp_path, "t") as lab:   # skips (printing why) only where the machine
         lab.up()                               # refuses a network namespace; always torn down
@@ -11,8 +12,11 @@ import ipaddress
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
+
+import httpx
 
 import pytest
 
@@ -65,3 +69,21 @@ def lab_for_test(tmp_path: Path, letter: str, hosts: int = 3,
         yield lab
     finally:
         lab.down()  # idempotent: a passing test's own `down` already ran
+
+
+def poll_until(what: Callable[[], Any], until: Callable[[Any], bool], timeout: float,
+               interval: float = 0.2) -> Any:
+    """``what()`` every ``interval`` s until ``until`` holds of its answer; HTTP errors and
+    undecodable answers count as not yet.  Fails the test after ``timeout`` s, naming the last."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = what()
+        except (httpx.HTTPError, ValueError) as e:
+            last = e
+        else:
+            if until(last):
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:.0f} s; last: {last}")

@@ -23,17 +23,14 @@ removes namespaces, and with them any rule or cap, whatever a crashed run left.
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ..lab import Lab
 from ..lab.net import LabError
 from ..lab.state import LabState
-from .nemesis import Fault, healthy_within
+from .nemesis import Fault, NodeFaults
 
 __all__ = ["LabFaults", "lab_of"]
 
@@ -48,17 +45,12 @@ def lab_of(config: Path) -> Lab | None:
     return Lab.open(state.name, lab_dir)
 
 
-class LabFaults:
+class LabFaults(NodeFaults):
     """Faults of one lab; thread-safe (one lock around the lab's state file and processes)."""
 
     def __init__(self, lab: Lab, cfg: Any, token: str | None, *, ready_timeout: float = 90.0) -> None:
+        super().__init__(cfg, token, ready_timeout)
         self.lab = lab
-        self.cfg = cfg
-        self.token = token
-        self.ready_timeout = ready_timeout
-        self._lock = threading.Lock()
-        self.paused: set[str] = set()
-        self.blocked: dict[str, list[str]] = {}
 
     # ---- processes --------------------------------------------------------------------------
     def kill(self, node: str) -> None:
@@ -99,10 +91,6 @@ class LabFaults:
         while self.lab.running(name) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def wait_up(self, node: str, timeout: float | None = None) -> bool:
-        """Poll ``/healthz`` (not /readyz: readiness needs storage, which may be cut now)."""
-        return healthy_within(self.cfg.node(node).url, timeout or self.ready_timeout)
-
     # ---- the network ------------------------------------------------------------------------
     def network(self, f: Fault) -> None:
         """Inject one network fault as its plan says (``detail`` names peers, rates, hosts)."""
@@ -121,17 +109,6 @@ class LabFaults:
 
     def heal(self, host: str) -> None:
         self.lab.heal(host)
-
-    def block(self, node: str, ids: list[str], timeout: float = 5.0) -> None:
-        """``POST /v1/debug/gossip-block`` on ``node``; raises httpx errors."""
-        r = httpx.post(self.cfg.node(node).url + "/v1/debug/gossip-block", json={"ids": ids},
-                       headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
-                       timeout=timeout)
-        r.raise_for_status()
-        if ids:
-            self.blocked[node] = ids
-        else:
-            self.blocked.pop(node, None)
 
     # ---- the end of a run -------------------------------------------------------------------
     def heal_all(self) -> list[str]:
@@ -152,15 +129,4 @@ class LabFaults:
         for node in self.cfg.node_ids:
             if not self.wait_up(node):
                 errors.append(f"{node}: not up within {self.ready_timeout:.0f} s")
-        for node in self.cfg.node_ids:
-            err = ""
-            for _ in range(20):
-                try:
-                    self.block(node, [])
-                    break
-                except httpx.HTTPError as e:
-                    err = f"unblock {node}: {e}"
-                    time.sleep(0.5)
-            else:
-                errors.append(err)
-        return errors
+        return errors + self.unblock_all()

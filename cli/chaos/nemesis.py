@@ -192,7 +192,51 @@ def _network_fault(rng: random.Random, kind: str, nodes: list[str], at: float, h
     return Fault(at, kind, host, hold, {"rate_kbit": rng.choice(p.bandwidth_kbit), "hosts": [host]})
 
 
-class LauncherFaults:
+class NodeFaults:
+    """What faults of a local cluster and of a lab share: the nodes' debug API (gossip blocks)
+    and their health; one lock for the subclass's processes and bookkeeping."""
+
+    def __init__(self, cfg: Any, token: str | None, ready_timeout: float) -> None:
+        self.cfg = cfg
+        self.token = token
+        self.ready_timeout = ready_timeout
+        self._lock = threading.Lock()
+        self.paused: set[str] = set()
+        self.blocked: dict[str, list[str]] = {}
+
+    def block(self, node: str, ids: list[str], timeout: float = 5.0) -> None:
+        """``POST /v1/debug/gossip-block`` on ``node``; raises httpx errors."""
+        r = httpx.post(self.cfg.node(node).url + "/v1/debug/gossip-block", json={"ids": ids},
+                       headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
+                       timeout=timeout)
+        r.raise_for_status()
+        if ids:
+            self.blocked[node] = ids
+        else:
+            self.blocked.pop(node, None)
+
+    def unblock_all(self) -> list[str]:
+        """Every node's gossip unblocked (each tried for 10 s); the errors of those that were not."""
+        errors: list[str] = []
+        for node in self.cfg.node_ids:
+            err = ""
+            for _ in range(20):
+                try:
+                    self.block(node, [])
+                    break
+                except httpx.HTTPError as e:
+                    err = f"unblock {node}: {e}"
+                    time.sleep(0.5)
+            else:
+                errors.append(err)
+        return errors
+
+    def wait_up(self, node: str, timeout: float | None = None) -> bool:
+        """Poll ``/healthz`` (not /readyz: readiness needs storage, which may be down now)."""
+        return healthy_within(self.cfg.node(node).url, timeout or self.ready_timeout)
+
+
+class LauncherFaults(NodeFaults):
     """Faults through a :class:`cli.Launcher` (the processes of a local cluster) and the debug API.
 
     One lock around the launcher (its bookkeeping is not thread-safe); waits for readiness happen
@@ -200,15 +244,10 @@ class LauncherFaults:
     """
 
     def __init__(self, launcher: Any, token: str | None, *, ready_timeout: float = 90.0) -> None:
+        super().__init__(launcher.cfg, token, ready_timeout)
         self.launcher = launcher
-        self.cfg = launcher.cfg
-        self.token = token
-        self.ready_timeout = ready_timeout
-        self._lock = threading.Lock()
-        self.paused: set[str] = set()
         self.killed: set[str] = set()
         self.storage_down = False
-        self.blocked: dict[str, list[str]] = {}
 
     def kill(self, node: str) -> None:
         with self._lock:
@@ -242,20 +281,6 @@ class LauncherFaults:
             self.launcher.start_storage()
             self.storage_down = False
 
-    def block(self, node: str, ids: list[str], timeout: float = 5.0) -> None:
-        """``POST /v1/debug/gossip-block`` on ``node``; raises httpx errors."""
-        r = httpx.post(self.cfg.node(node).url + "/v1/debug/gossip-block", json={"ids": ids},
-                       headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
-                       timeout=timeout)
-        r.raise_for_status()
-        if ids:
-            self.blocked[node] = ids
-        else:
-            self.blocked.pop(node, None)
-
-    def wait_up(self, node: str, timeout: float | None = None) -> bool:
-        """Poll ``/healthz`` (not /readyz: readiness needs storage, which may be down now)."""
-        return healthy_within(self.cfg.node(node).url, timeout or self.ready_timeout)
 
     def heal_all(self) -> list[str]:
         """Undo every fault this object knows of (and unblock gossip everywhere); errors as text."""
@@ -273,23 +298,13 @@ class LauncherFaults:
                     self.restart(node)
                 except Exception as e:
                     errors.append(f"{node}: {e}")
-        for node in self.cfg.node_ids:
-            for _ in range(20):
-                try:
-                    self.block(node, [])
-                    break
-                except httpx.HTTPError as e:
-                    err = f"unblock {node}: {e}"
-                    time.sleep(0.5)
-            else:
-                errors.append(err)
-        return errors
+        return errors + self.unblock_all()
 
 
 class Nemesis:
     """Runs a planned schedule against a faults object; every fault goes to the history."""
 
-    def __init__(self, faults: LauncherFaults, schedule: list[Fault], history: Any, *,
+    def __init__(self, faults: NodeFaults, schedule: list[Fault], history: Any, *,
                  start: float, stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
         self.faults = faults
         self.schedule = schedule

@@ -30,7 +30,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from node.records.lifecycle import Refused, lease_verdict, new_lease
+from node.records.lifecycle import Refused, give_back, lease_verdict, new_lease, take_lease, with_history
 
 ChunkDoc = dict[str, Any]
 
@@ -78,16 +78,7 @@ def _transition(doc: ChunkDoc, dst: str, node: str, now: float, **note: Any) -> 
     src = doc["state"]
     if dst not in TRANSITIONS.get(src, frozenset()):
         raise Refused("wrong_state", f"chunk {doc.get('unit')} is {src}; cannot become {dst}")
-    new = copy.deepcopy(doc)
-    new["state"] = dst
-    new["updated_at"] = now
-    entry = {"state": dst, "at": now, "node": node, "epoch": new["epoch"]}
-    entry.update({k: v for k, v in note.items() if v is not None})
-    hist = new.setdefault("history", [])
-    hist.append(entry)
-    if len(hist) > HISTORY_LIMIT:
-        del hist[1:len(hist) - HISTORY_LIMIT + 1]
-    return new
+    return with_history(doc, dst, node, now, HISTORY_LIMIT, note)
 
 
 def claimable(doc: ChunkDoc, now: float, holder_alive: Callable[[str], bool] = lambda _: True
@@ -125,10 +116,7 @@ def claim(doc: ChunkDoc, node: str, now: float, lease_seconds: float, *, max_att
     new["epoch"] = doc["epoch"] + 1
     new = _transition(new, CLAIMED, node, now, reason=why,
                       lost=({"node": prev["holder"], "epoch": doc["epoch"]} if prev else None))
-    new["lease"] = new_lease(node, now, lease_seconds)
-    new["attempts"] = doc.get("attempts", 0) + 1
-    new["takeovers"] = takeovers
-    new["retry_at"] = None
+    new = take_lease(new, node, now, lease_seconds, takeovers)
     new["progress"] = 0.0
     return new
 
@@ -172,12 +160,8 @@ def release(doc: ChunkDoc, node: str, epoch: int, now: float, code: str, message
             delay: float) -> ChunkDoc:
     """An infrastructure error: give the unit back; anyone may retry after ``delay``."""
     _check_fence(doc, node, epoch)
-    new = _transition(doc, PENDING, node, now, error=code, retry_in=round(delay, 3))
-    new["lease"] = None
-    new["retry_at"] = now + delay
-    new["failures"] = doc.get("failures", 0) + 1
-    new["error"] = {"code": code, "message": message}
-    return new
+    return give_back(_transition(doc, PENDING, node, now, error=code, retry_in=round(delay, 3)),
+                     now, code, message, delay=delay)
 
 
 def fail(doc: ChunkDoc, node: str, epoch: int, now: float, code: str, message: str) -> ChunkDoc:

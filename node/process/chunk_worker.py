@@ -48,6 +48,7 @@ from node.process.chunk_assemble import assemble
 from node.process.chunk_encode import encode_audio, encode_chunk
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
 from node.process.failure import classify
+from node.process.lease import renew_every_third
 from node.process.limits import run_bounds
 from node.process.outputs import CONTENT_TYPES, put_each
 from node.process.poster import poster_time
@@ -211,34 +212,23 @@ class ChunkWork:
 
     async def _renew_loop(self, job: "Job", vid: str, unit: str, known: list[storage.Versioned],
                           lease_scope: trio.CancelScope) -> None:
-        """Renew the unit's lease every lease/3, as the video's holder does (Worker._renew_loop):
-        each try bounded by its period; cancel the attempt when refused, or when the lease's end
-        as last written passes with no renewal answered (storage out of reach: another node may
-        claim the unit at a higher epoch; the commit is fenced anyway, this stops wasted work)."""
+        """Renew the unit's lease as the video's holder does (``renew_every_third``), noting the
+        encoder's progress on each renewal."""
         w = self.w
         t = w.cfg.timing.lease_seconds
-        while True:
-            await trio.sleep(t / 3)
-            renewed, error = False, f"no answer from storage within {t / 3:.1f} s"
-            with trio.move_on_after(t / 3):  # Invariant: one renewal never outlasts its period
-                try:
-                    known[0] = await self.chunks.change(vid, unit, lambda d: state.renew(
-                        d, w.node_id, job.epoch, w.clock(), t, progress=job.progress), known=known[0])
-                    renewed = True
-                except (Refused, storage.NotFound, UnsupportedChunk) as e:
-                    self._lost(job, vid, unit, lease_scope, getattr(e, "message", str(e)))
-                    return
-                except storage.StorageError as e:
-                    error = str(e)
-            if renewed:
-                continue
-            expires = (known[0].doc.get("lease") or {}).get("expires", 0.0)
-            if w.clock() >= expires:
-                self._lost(job, vid, unit, lease_scope,
-                           "lease expired without a renewal answered (storage unreachable)")
-                return
+
+        async def renew() -> float:
+            known[0] = await self.chunks.change(vid, unit, lambda d: state.renew(
+                d, w.node_id, job.epoch, w.clock(), t, progress=job.progress), known=known[0])
+            return known[0].doc["lease"]["expires"]
+
+        def failed(error: str, expires_in: float) -> None:
             log.warning("chunk_renew_failed", video=vid, unit=unit, epoch=job.epoch, error=error,
-                        expires_in=round(expires - w.clock(), 3))
+                        expires_in=round(expires_in, 3))
+
+        await renew_every_third(t, (known[0].doc.get("lease") or {}).get("expires", 0.0), renew,
+                                w.clock, lost=lambda why: self._lost(job, vid, unit, lease_scope, why),
+                                failed=failed, refusals=(Refused, storage.NotFound, UnsupportedChunk))
 
     def _lost(self, job: "Job", vid: str, unit: str, lease_scope: trio.CancelScope, reason: str) -> None:
         w = self.w

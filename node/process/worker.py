@@ -42,6 +42,7 @@ from node.chunks.plan import PLAN_FORMAT, Plan, PlanError
 from node.process import ffmpeg
 from node.process.chunk_encode import plan_video
 from node.process.chunk_worker import ChunkWork
+from node.process.lease import renew_every_third
 from node.process.outputs import CONTENT_TYPES, put_each
 from node.process.poster import make_poster, poster_time
 from node.process.errors import MediaLimitExceeded, TranscodeError, UndecodableInput
@@ -323,41 +324,31 @@ class Worker:
         self._nursery.start_soon(fn, *args)
 
     async def _renew_loop(self, job: Job, lease_scope: trio.CancelScope, expires: float) -> None:
-        """Renew every lease/3; cancel the attempt when refused, or when ``expires`` (the lease's
-        end as last written) passes with no renewal answered: the holder cannot reach storage,
-        and after expiry another node may claim a higher epoch (fencing keeps it safe; this
-        stops the wasted work and frees the slot)."""
+        """Renew the video's lease (:func:`renew_every_third`); a chunked video's owner carries
+        the units' summary on each renewal."""
         t = self.cfg.timing.lease_seconds
-        while True:
-            await trio.sleep(t / 3)
-            rec, error = None, f"no answer from storage within {t / 3:.1f} s"
-            with trio.move_on_after(t / 3):  # Invariant: one renewal never outlasts its period
-                try:
-                    if job.summary is None:
-                        step = (lambda r: lifecycle.renew(r, self.node_id, job.epoch, self.clock(), t))
-                    else:  # a chunked video's owner: the units' summary rides on the renewal
-                        chunks, progress = job.summary, job.progress
-                        step = (lambda r: lifecycle.note_chunks(r, self.node_id, job.epoch, self.clock(),
-                                                                t, chunks, progress))
-                    rec = await self.videos.change(job.video, step)
-                except (Refused, storage.NotFound) as e:
-                    log.warning("lease_lost", video=job.video, epoch=job.epoch,
-                                reason=getattr(e, "message", str(e)))
-                    lease_scope.cancel()
-                    return
-                except storage.StorageError as e:
-                    error = str(e)
-            if rec is not None:
-                expires = rec["lease"]["expires"]
-                log.info("lease_renewed", video=job.video, epoch=job.epoch, expires=round(expires, 3))
-            elif self.clock() >= expires:
-                log.warning("lease_lost", video=job.video, epoch=job.epoch,
-                            reason="lease expired without a renewal answered (storage unreachable)")
-                lease_scope.cancel()
-                return
+
+        async def renew() -> float:
+            if job.summary is None:
+                step = (lambda r: lifecycle.renew(r, self.node_id, job.epoch, self.clock(), t))
             else:
-                log.warning("lease_renew_failed", video=job.video, epoch=job.epoch, error=error,
-                            expires_in=round(expires - self.clock(), 3))
+                chunks, progress = job.summary, job.progress
+                step = (lambda r: lifecycle.note_chunks(r, self.node_id, job.epoch, self.clock(),
+                                                        t, chunks, progress))
+            expires = (await self.videos.change(job.video, step))["lease"]["expires"]
+            log.info("lease_renewed", video=job.video, epoch=job.epoch, expires=round(expires, 3))
+            return expires
+
+        def lost(reason: str) -> None:
+            log.warning("lease_lost", video=job.video, epoch=job.epoch, reason=reason)
+            lease_scope.cancel()
+
+        def failed(error: str, expires_in: float) -> None:
+            log.warning("lease_renew_failed", video=job.video, epoch=job.epoch, error=error,
+                        expires_in=round(expires_in, 3))
+
+        await renew_every_third(t, expires, renew, self.clock, lost=lost, failed=failed,
+                                refusals=(Refused, storage.NotFound))
 
     async def _work(self, job: Job, rec: Record, tmp: Path) -> None:
         vid, epoch = job.video, job.epoch

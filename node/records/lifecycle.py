@@ -69,15 +69,23 @@ def _transition(rec: Record, dst: str, node: str, now: float, **note: Any) -> Re
     src = rec["state"]
     if not allowed(src, dst):
         raise Refused("wrong_state", f"video is {src}; cannot become {dst}")
-    new = copy.deepcopy(rec)
+    return with_history(rec, dst, node, now, HISTORY_LIMIT, note)
+
+
+def with_history(doc: dict[str, Any], dst: str, node: str, now: float, limit: int,
+                 note: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` (a video record or a chunk unit) in state ``dst``, its history one
+    entry longer (who, when, which epoch, and the ``note`` entries that are not None) and
+    at most ``limit`` long: the first entry and the newest are kept."""
+    new = copy.deepcopy(doc)
     new["state"] = dst
     new["updated_at"] = now
     entry = {"state": dst, "at": now, "node": node, "epoch": new.get("epoch", 0)}
     entry.update({k: v for k, v in note.items() if v is not None})
     hist = new.setdefault("history", [])
     hist.append(entry)
-    if len(hist) > HISTORY_LIMIT:
-        del hist[1:len(hist) - HISTORY_LIMIT + 1]
+    if len(hist) > limit:
+        del hist[1:len(hist) - limit + 1]
     return new
 
 
@@ -169,8 +177,15 @@ def claim(rec: Record, node: str, now: float, lease_seconds: float, *, max_attem
     new["epoch"] = epoch
     new = _transition(new, PROCESSING, node, now, reason=why,
                       took_over=prev["holder"] if prev and prev["holder"] != node else None)
+    return take_lease(new, node, now, lease_seconds, takeovers)
+
+
+def take_lease(new: dict[str, Any], node: str, now: float, lease_seconds: float, takeovers: int
+               ) -> dict[str, Any]:
+    """A claim's lease on ``new`` (a video record or a chunk unit, already transitioned to its
+    next epoch): one more attempt, ``takeovers`` as counted, no retry pending."""
     new["lease"] = new_lease(node, now, lease_seconds)
-    new["attempts"] = rec.get("attempts", 0) + 1
+    new["attempts"] = new.get("attempts", 0) + 1
     new["takeovers"] = takeovers
     new["retry_at"] = None
     return new
@@ -255,10 +270,17 @@ def release_for_retry(rec: Record, node: str, epoch: int, now: float, code: str,
                       *, delay: float) -> Record:
     """An infrastructure error: give the lease back and let anyone retry after ``delay``."""
     _check_fence(rec, node, epoch)
-    new = _transition(rec, PROCESSING, node, now, error=code, retry_in=round(delay, 3))
+    return give_back(_transition(rec, PROCESSING, node, now, error=code, retry_in=round(delay, 3)),
+                     now, code, message, delay=delay)
+
+
+def give_back(new: dict[str, Any], now: float, code: str, message: str, *, delay: float
+              ) -> dict[str, Any]:
+    """The lease of ``new`` (a video record or a chunk unit, already transitioned) is given back
+    after an infrastructure error: one more failure, retried by anyone after ``delay``."""
     new["lease"] = None
     new["retry_at"] = now + delay
-    new["failures"] = rec.get("failures", 0) + 1
+    new["failures"] = new.get("failures", 0) + 1
     new["error"] = {"code": code, "message": message}
     return new
 

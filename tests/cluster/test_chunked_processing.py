@@ -35,6 +35,19 @@ CHUNKED = {"processing": {"chunked": True, "chunk_segments": 2, "preset": "ultra
                       {"name": "90p", "height": 90, "video_kbps": 150, "audio_kbps": 48}]}
 
 
+# slow enough per chunk to be caught mid-encode: 320x180 at 25 fps, preset slow
+SLOW_CHUNKED = {**CHUNKED, "processing": {**CHUNKED["processing"], "preset": "slow"},
+                "ladder": [{"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
+                           {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48}]}
+
+
+def slow_chunked_upload(cluster_factory, tmp_path) -> tuple:
+    """A converged 3-node cluster with SLOW_CHUNKED, and the id of a video uploaded through n1."""
+    c = converged(cluster_factory, SLOW_CHUNKED)
+    src = media.make_video(tmp_path / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25)
+    return c, upload(c, "n1", src).json()["id"]
+
+
 def converged(cluster_factory, overrides: dict):
     c = cluster_factory(3, overrides)
     for n in c.node_ids:
@@ -125,13 +138,7 @@ def wait_unit_in_flight(c, vid: str, owner: str, timeout: float = 120) -> tuple[
 
 
 def test_kill_9_of_a_unit_holder_redoes_only_its_units(cluster_factory, tmp_path):
-    # slow enough per chunk to be caught mid-encode: 320x180 at 25 fps, preset slow
-    slow = {**CHUNKED, "processing": {**CHUNKED["processing"], "preset": "slow"},
-            "ladder": [{"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
-                       {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48}]}
-    c = converged(cluster_factory, slow)
-    src = media.make_video(tmp_path / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25)
-    vid = upload(c, "n1", src).json()["id"]
+    c, vid = slow_chunked_upload(cluster_factory, tmp_path)
     deadline = time.monotonic() + 60
     while (holder := httpx.get(c.url("n1") + f"/v1/cluster/owner/{vid}").json().get("lease")) is None:
         assert time.monotonic() < deadline, "the video was never claimed"
@@ -163,12 +170,7 @@ def test_kill_9_of_a_unit_holder_redoes_only_its_units(cluster_factory, tmp_path
 
 def test_delete_during_chunked_processing_cancels_the_units_and_collects_their_outputs(
         cluster_factory, tmp_path):
-    slow = {**CHUNKED, "processing": {**CHUNKED["processing"], "preset": "slow"},
-            "ladder": [{"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
-                       {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48}]}
-    c = converged(cluster_factory, slow)
-    src = media.make_video(tmp_path / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25)
-    vid = upload(c, "n1", src).json()["id"]
+    c, vid = slow_chunked_upload(cluster_factory, tmp_path)
     node, unit = wait_unit_in_flight(c, vid, owner="")
     # when the video is deleted while a unit is being encoded
     r = httpx.delete(c.url("n2") + f"/v1/videos/{vid}", headers=c.headers())
@@ -191,12 +193,7 @@ def test_delete_during_chunked_processing_cancels_the_units_and_collects_their_o
 
 def test_kill_9_of_the_owner_while_units_run_hands_the_video_over_without_redoing_committed_units(
         cluster_factory, tmp_path):
-    slow = {**CHUNKED, "processing": {**CHUNKED["processing"], "preset": "slow"},
-            "ladder": [{"name": "144p", "height": 144, "video_kbps": 150, "audio_kbps": 48},
-                       {"name": "180p", "height": 180, "video_kbps": 250, "audio_kbps": 48}]}
-    c = converged(cluster_factory, slow)
-    src = media.make_video(tmp_path / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25)
-    vid = upload(c, "n1", src).json()["id"]
+    c, vid = slow_chunked_upload(cluster_factory, tmp_path)
     # given the owner fixed the plan and some unit is being encoded
     deadline = time.monotonic() + 120
     while True:

@@ -29,7 +29,7 @@ import pytest
 
 from cli.lab import Lab, leftovers
 from cli.launcher import load_or_create_secrets
-from lab_support import lab_for_test
+from lab_support import lab_for_test, poll_until
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -48,21 +48,6 @@ def fence_lab(tmp_path):
 def _log(lab: Lab, node: str) -> list[dict]:
     path = lab.plan.state_dir / "logs" / f"{node}.log"
     return [json.loads(ln) for ln in path.read_text(errors="replace").splitlines() if ln.startswith("{")]
-
-
-def _poll(what, until, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = what()
-        except (httpx.HTTPError, ValueError) as e:
-            last = e
-        else:
-            if until(last):
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout:.0f} s; last: {last}")
 
 
 def test_holder_cut_from_storage_mid_transcode_stops_and_exactly_one_commit(fence_lab, tmp_path):
@@ -86,38 +71,38 @@ def test_holder_cut_from_storage_mid_transcode_stops_and_exactly_one_commit(fenc
                     if job["video"] == vid and job["phase"] == "transcoding":
                         return n, job["epoch"]
             return None
-        holder, epoch = _poll(transcoding, lambda x: x is not None, timeout=60, interval=0.05)
+        holder, epoch = poll_until(transcoding, lambda x: x is not None, timeout=60, interval=0.05)
 
         # when: the holder's namespace drops every packet to and from the storage host
         t_cut = time.monotonic()
         lab.cut(holder, ["s0"])
 
         # then: it reports itself unready within the bound
-        _poll(lambda: http.get(urls[holder] + "/readyz").status_code, lambda s: s == 503,
-              timeout=UNREADY_BOUND, interval=0.2)
+        poll_until(lambda: http.get(urls[holder] + "/readyz").status_code, lambda s: s == 503,
+                   timeout=UNREADY_BOUND, interval=0.2)
         unready_s = time.monotonic() - t_cut
 
         # ... and stops its attempt once it cannot renew
         def lost():
             return [e for e in _log(lab, holder) if e["event"] == "lease_lost"
                     and e.get("video") == vid and e.get("epoch") == epoch]
-        _poll(lost, bool, timeout=STOP_BOUND, interval=0.2)
+        poll_until(lost, bool, timeout=STOP_BOUND, interval=0.2)
         stop_s = time.monotonic() - t_cut
         pid = int((plan.state_dir / "pids" / f"{holder}.pid").read_text())
-        _poll(lambda: [c.name() for c in psutil.Process(pid).children(recursive=True)],
-              lambda names: not any("ffmpeg" in n for n in names), timeout=5, interval=0.2)
+        poll_until(lambda: [c.name() for c in psutil.Process(pid).children(recursive=True)],
+                   lambda names: not any("ffmpeg" in n for n in names), timeout=5, interval=0.2)
 
         # ... another node claims a higher epoch and commits
         survivor = next(n for n in urls if n != holder)
-        rec = _poll(lambda: http.get(f"{urls[survivor]}/v1/videos/{vid}").json(),
-                    lambda rec: rec.get("state") in ("ready", "failed"), timeout=READY_BOUND, interval=0.3)
+        rec = poll_until(lambda: http.get(f"{urls[survivor]}/v1/videos/{vid}").json(),
+                         lambda rec: rec.get("state") in ("ready", "failed"), timeout=READY_BOUND, interval=0.3)
         assert rec["state"] == "ready", rec
         assert rec["epoch"] > epoch
 
         # when the partition heals, the holder is ready again and still never commits
         lab.heal(holder)
-        _poll(lambda: http.get(urls[holder] + "/readyz").status_code, lambda s: s == 200,
-              timeout=20, interval=0.2)
+        poll_until(lambda: http.get(urls[holder] + "/readyz").status_code, lambda s: s == 200,
+                   timeout=20, interval=0.2)
         time.sleep(3)  # a stale attempt, had one survived, would try its commit now
         rec = http.get(f"{urls[survivor]}/v1/videos/{vid}").json()
 

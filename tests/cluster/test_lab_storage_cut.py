@@ -27,7 +27,7 @@ import pytest
 
 from cli.lab import leftovers
 from cli.launcher import load_or_create_secrets
-from lab_support import lab_for_test
+from lab_support import lab_for_test, poll_until
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -40,21 +40,6 @@ READY_BOUND = 90.0
 def cut_lab(tmp_path):
     with lab_for_test(tmp_path, "c") as the_lab:
         yield the_lab
-
-
-def _wait(what, until, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = what()
-        except (httpx.HTTPError, ValueError) as e:
-            last = e
-        else:
-            if until(last):
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout:.0f} s; last: {last}")
 
 
 def _uris(playlist: str) -> list[str]:
@@ -74,8 +59,8 @@ def test_node_cut_from_storage_answers_503_at_once_and_serves_warm_segments(cut_
                       headers={**auth, "X-Filename": "clip.mp4"})
         assert r.status_code == 201, r.text
         vid = r.json()["id"]
-        _wait(lambda: http.get(f"{urls['n1']}/v1/videos/{vid}").json()["state"],
-              lambda s: s in ("ready", "failed"), READY_BOUND, 0.3)
+        poll_until(lambda: http.get(f"{urls['n1']}/v1/videos/{vid}").json()["state"],
+                   lambda s: s in ("ready", "failed"), READY_BOUND, 0.3)
         owner = http.get(f"{urls['n1']}/v1/cluster/owner/{vid}").json()["owner"]
         hls = f"{urls[owner]}/v1/videos/{vid}/hls/"
 
@@ -137,7 +122,7 @@ def test_node_cut_from_storage_answers_503_at_once_and_serves_warm_segments(cut_
 
         # when the cut heals, the owner is ready again and answers from storage
         lab.heal(owner)
-        _wait(lambda: http.get(urls[owner] + "/readyz").status_code, lambda s: s == 200, 20)
+        poll_until(lambda: http.get(urls[owner] + "/readyz").status_code, lambda s: s == 200, 20)
         assert http.get(urls[owner] + "/v1/videos", headers=auth).status_code == 200
         assert http.get(cold).status_code == 200
 

@@ -7,17 +7,14 @@ Real node processes (`python -m node`, as the launcher runs them) against the re
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
-from harness import wait_process_ready
+from harness import stop_process_group, wait_process_ready
 from test_node_secrets import node_env, run_node, write_config  # same directory
 
 SECRETS = {"SHOAL_TOKEN": "t" * 32, "SHOAL_CLUSTER_KEY": "k" * 32}
@@ -35,13 +32,7 @@ def run_until_ready(cfg: Path, env: dict[str, str], log_path: Path) -> list[str]
             wait_process_ready(http, url, proc, log_path)
             assert http.get(url + "/v1/videos/nosuchvideo").status_code == 404
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process_group(proc)
     return log_path.read_text().splitlines()
 
 

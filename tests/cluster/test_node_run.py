@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import ACCESS_KEY, SECRET_KEY
-from harness import pick_ports, wait_process_ready
+from harness import pick_ports, stop_process_group, wait_process_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -99,13 +99,7 @@ def test_node_run_serves_one_node_on_its_address_and_stops_on_sigterm(tmp_path, 
                 time.sleep(0.2)
     finally:
         for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(STOP_BOUND)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+            stop_process_group(proc, STOP_BOUND)
     events = _events(logs["n2"])
     assert "node_serving" in events and "node_stopping" in events and events[-1] == "node_stopped"
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
 from conftest import ACCESS_KEY, SECRET_KEY
-from harness import pick_ports, wait_process_ready
+from harness import pick_ports, stop_process_group, wait_process_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,13 +71,7 @@ def test_a_node_under_auth_none_starts_warns_and_stays_open(tmp_path, s3_server)
             r = http.post(url + "/v1/videos", content=b"not a video", headers={"X-Filename": "a.mp4"})
             assert r.status_code in (200, 201, 202), r.text
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process_group(proc)
     lines = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.startswith("{")]
     warnings = [ln for ln in lines if ln["event"] == "auth_none"]
     assert len(warnings) == 1

@@ -17,7 +17,7 @@ import pytest
 
 from media import make_video
 from node.chunks import state
-from node.config import DEFAULT_LADDER, Processing, Rendition
+from node.config import Processing, Rendition
 from node.process import ffmpeg_exe
 from node.process.chunk_assemble import assemble
 from node.process.chunk_encode import (AUDIO_NAME, chunk_command, encode_audio, encode_chunk,

@@ -23,7 +23,7 @@ from node.config import Config, NodeSpec, Rendition
 from node.process.worker import Worker
 from node.records import layout, lifecycle
 from node.records.store import VideoStore
-from test_worker_lease_expiry import PartitionedStore  # a store whose calls hang while cut
+from test_worker_lease_expiry import PartitionedStore, uploaded_video  # a store whose calls hang while cut
 
 LADDER = (Rendition("54p", 54, 80, 32), Rendition("90p", 90, 150, 48))
 
@@ -37,10 +37,7 @@ def config(chunked: bool = True) -> Config:
 async def run_until_terminal(tmp_path, source: bytes, cfg: Config, timeout: float = 120):
     store = storage.MemoryStore()
     videos = VideoStore(store, "n1")
-    vid = layout.new_id(time.time())
-    await store.put(layout.source_key(vid), source)
-    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
-                                             filename="upload", size=len(source)))
+    vid = await uploaded_video(videos, source)
     worker = Worker(videos, cfg, "n1", tmp_path / "work")
     with trio.fail_after(timeout):
         async with trio.open_nursery() as nursery:
@@ -157,10 +154,7 @@ async def test_a_storage_outage_mid_unit_releases_it_with_backoff_and_it_is_redo
     src = media.make_video(tmp_path / "src.mp4", seconds=24, width=160, height=90, fps=10)
     store = FlakyChunkPuts(3)
     videos = VideoStore(store, "n1")
-    vid = layout.new_id(time.time())
-    await store.put(layout.source_key(vid), src.read_bytes())
-    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
-                                             filename="upload", size=1))
+    vid = await uploaded_video(videos, src.read_bytes(), size=1)
     worker = Worker(videos, config(), "n1", tmp_path / "work")
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
@@ -188,10 +182,7 @@ async def test_a_unit_holder_cut_from_storage_stops_once_the_units_lease_ended(t
     src = media.make_video(tmp_path / "src.mp4", seconds=24, width=160, height=90, fps=10)
     store = PartitionedStore()
     videos = VideoStore(store, "n1")
-    vid = layout.new_id(time.time())
-    await store.put(layout.source_key(vid), src.read_bytes())
-    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
-                                             filename="upload", size=1))
+    vid = await uploaded_video(videos, src.read_bytes(), size=1)
     worker = Worker(videos, cfg, "n1", tmp_path / "work")
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
@@ -242,10 +233,7 @@ async def test_an_owner_that_loses_the_video_while_planning_defers_to_the_taker(
     src = media.make_video(tmp_path / "src.mp4", seconds=24, width=160, height=90, fps=10)
     store = storage.MemoryStore()
     videos = VideoStore(store, "n1")
-    vid = layout.new_id(time.time())
-    await store.put(layout.source_key(vid), src.read_bytes())
-    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
-                                             filename="upload", size=1))
+    vid = await uploaded_video(videos, src.read_bytes(), size=1)
     worker = Worker(videos, cfg, "n1", tmp_path / "work", claim_policy=EveryOtherNodeDead())
 
     def taken_by_n2(rec):  # n2 took the lease; it last wrote it 0.6 leases ago, and ends in 0.4

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,10 @@ import storage
 from node.config import Config, MediaLimits, NodeSpec, Rendition
 from node.process import ffmpeg_exe
 from node.process.worker import Worker
-from node.records import layout, lifecycle
+from node.records import lifecycle
 from node.records.lifecycle import Record
 from node.records.store import VideoStore
+from test_worker_lease_expiry import uploaded_video
 
 LADDER = (Rendition("64p", 64, 100, 32), Rendition("120p", 120, 200, 48))
 # a local path or a URL anywhere in a public message (ASF/WMV is a format name)
@@ -39,10 +39,7 @@ async def process(tmp_path: Path, source: bytes, cfg: Config, until=terminal,
                   timeout: float = 90) -> Record:
     """Store ``source`` as an uploaded video, run a worker until ``until(record)``; the record."""
     videos = VideoStore(storage.MemoryStore(), "n1")
-    vid = layout.new_id(time.time())
-    await videos.store.put(layout.source_key(vid), source)
-    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
-                                             filename="upload", size=len(source)))
+    vid = await uploaded_video(videos, source)
     worker = Worker(videos, cfg, "n1", tmp_path / "work")
     with trio.fail_after(timeout):
         async with trio.open_nursery() as nursery:

@@ -38,6 +38,15 @@ class PartitionedStore(storage.MemoryStore):
         await super()._op(name)
 
 
+async def uploaded_video(videos: VideoStore, source: bytes, *, size: int | None = None) -> str:
+    """A new video whose ``source`` is stored and whose record is ``uploaded``: its id."""
+    vid = layout.new_id(time.time())
+    await videos.store.put(layout.source_key(vid), source)
+    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
+                                             filename="upload", size=len(source) if size is None else size))
+    return vid
+
+
 async def test_a_holder_cut_from_storage_stops_once_its_lease_ended_and_never_commits(tmp_path):
     # given a worker processing a video
     cfg = Config(nodes=(NodeSpec("n1", "127.0.0.1", 1, 2),), ladder=LADDER).local()
@@ -45,10 +54,7 @@ async def test_a_holder_cut_from_storage_stops_once_its_lease_ended_and_never_co
     store = PartitionedStore()
     videos = VideoStore(store, "n1")
     src = media.make_video(tmp_path / "v.mp4", seconds=4, width=160, height=120)
-    vid = layout.new_id(time.time())
-    await store.put(layout.source_key(vid), src.read_bytes())
-    await videos.create(lifecycle.new_record(vid, "n1", time.time(), state=lifecycle.UPLOADED,
-                                             filename="v.mp4", size=src.stat().st_size))
+    vid = await uploaded_video(videos, src.read_bytes())
     worker = Worker(videos, cfg, "n1", tmp_path / "work")
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
