@@ -135,7 +135,7 @@ class BackpressureConnection(TrioASGIHTTPConnection):
             expected = request.content_length
             if expected is not None and expected - body.received > DRAIN_LIMIT:
                 response.headers["Connection"] = "close"  # too much to drain: hang up after answering
-        await self._send_response(send, response)
+        await self._send_response(_last_send_shielded(send), response)
         if isinstance(body, BoundedBody) and not body.complete and \
                 response.headers.get("Connection", "").lower() != "close":
             with trio.move_on_after(DRAIN_SECONDS):
@@ -155,3 +155,25 @@ class BackpressureConnection(TrioASGIHTTPConnection):
             elif message["type"] == "http.disconnect":
                 break
         nursery.cancel_scope.cancel()
+
+
+def _last_send_shielded(send: Any) -> Any:
+    """``send`` with its last message (the response's end) shielded from cancellation.
+
+    hypercorn ends the stream inside that send, and when the request body is still arriving it
+    closes the connection there too (``TCPServer._close``: ``send_eof``, ``aclose``), in the
+    task that called ``send``.  The same end also puts ``http.disconnect`` in our receive queue,
+    and :meth:`BackpressureConnection.handle_messages` answers that by cancelling this
+    connection's nursery: a cancellation that lands inside hypercorn's close left the socket
+    open with nobody reading it, and the client's next request on it hung (an early 401 under
+    load: tests/unit/node/http/test_body_backpressure.py).  What the shield covers is bounded:
+    the last body bytes (hypercorn shields its socket sends anyway), a half-close and a close."""
+
+    async def shielded(message: dict[str, Any]) -> None:
+        if message.get("type") == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return shielded

@@ -24,7 +24,9 @@ base of the node's app); the behaviour itself lives in node.http.body:
 - ``TrioASGIHTTPConnection.handle_request(nursery, request, send)`` and
   ``handle_messages(nursery, request, receive)``: replaced, so the receive loop stops while the
   body's buffer is full (quart-trio buffers a body without limit: 835 MiB for a 500 MB upload)
-  and an early answer drains the rest of the body.  ``_send_response(send, response)`` is called.
+  and an early answer drains the rest of the body.  ``_send_response(send, response)`` is called,
+  with the response's last send shielded from cancellation (hypercorn closes the connection
+  inside it; see node.http.body ``_last_send_shielded``).
 - ``ASGIHTTPConnection._create_request_from_scope(send)``: extended, to give each request's body
   its app's buffer limit.
 - ``TrioBody`` (``_complete``, ``_has_data``, ``_must_raise``, ``_max_content_length``,

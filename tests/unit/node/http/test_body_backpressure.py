@@ -123,3 +123,27 @@ async def test_an_early_answer_does_not_hang_a_client_that_sends_the_whole_body_
     BoundedBody.limit = LIMIT
     out = await run_client(make_early_answer_app(), EARLY_CLIENT.format(port="{port}", total=24 * 1024 * 1024))
     assert out.split() == [b"401", b"405", b"409"]
+
+
+async def test_the_responses_last_send_finishes_even_when_the_connection_is_cancelled_meanwhile():
+    """hypercorn closes the connection inside the send of the response's end; a cancellation
+    landing there (our receive loop cancels on ``http.disconnect``, which that same end emits)
+    left the socket open and the client's next request hung: the last send is shielded, the
+    others stay cancellable (a client gone mid-response still stops the handler)."""
+    from node.http.body import _last_send_shielded
+
+    done: list[str] = []
+
+    async def slow_send(message):  # like hypercorn's close: checkpoints inside
+        await trio.sleep(0.05)
+        done.append(message.get("more_body", False) and "part" or "end")
+
+    send = _last_send_shielded(slow_send)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await send({"type": "http.response.body", "body": b"x", "more_body": False})
+    assert done == ["end"]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+    assert done == ["end"] and scope.cancelled_caught
