@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import random
 import signal
 import socket
@@ -36,6 +35,7 @@ import pytest
 import yaml
 
 from cli import Launcher
+from cli.launcher import kill_group_quietly
 from node.config import Config
 
 __all__ = ["Cluster", "cluster_factory", "upload", "wait_state", "pick_ports", "merge"]
@@ -351,9 +351,9 @@ def stop_process_group(proc: Any, grace: float = 15) -> None:
     after ``grace`` s; nothing when it already exited."""
     if proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
+    kill_group_quietly(proc.pid, signal.SIGTERM)
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group_quietly(proc.pid, signal.SIGKILL)
         proc.wait(10)

@@ -183,6 +183,12 @@ class Worker:
         lease lengths, whatever gossip says."""
         self._defer(vid)
 
+    def _lost_to_another(self, vid: str) -> None:
+        """This node's attempt at ``vid`` lost its lease (a refused renewal, plan or commit
+        can all say so): counted, and the taker counts as alive for a while (:meth:`defer`)."""
+        self.stats.leases_lost += 1
+        self._defer(vid)
+
     def _defer(self, vid: str) -> None:
         if len(self._deferring) > 10_000:  # bounded: drop the oldest half
             for k in sorted(self._deferring, key=self._deferring.__getitem__)[:5_000]:
@@ -285,8 +291,7 @@ class Worker:
                     await self._work(job, rec, tmp)
                     n.cancel_scope.cancel()
             if lease_scope.cancelled_caught:
-                self.stats.leases_lost += 1
-                self._defer(job.video)
+                self._lost_to_another(job.video)
                 await self._discard_outputs(job, "lease lost")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -412,8 +417,7 @@ class Worker:
         except (UndecodableInput, MediaLimitExceeded) as e:  # the user's file: fail now
             await self._fail(job, e)
         except Refused as e:  # the plan could not be fixed: the epoch moved on
-            self.stats.leases_lost += 1
-            self._defer(vid)  # whoever took it counts as alive, as when a renewal is refused
+            self._lost_to_another(vid)
             log.warning("lease_lost", video=vid, epoch=epoch, reason=e.message)
         except (TranscodeError, storage.StorageError, OSError) as e:
             await self._release(job, e)

@@ -28,7 +28,7 @@ import storage
 
 from cli.lab import leftovers
 from cli.launcher import load_or_create_secrets
-from lab_support import lab_for_test
+from lab_support import lab_for_test, poll_until
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -48,17 +48,9 @@ def _members(http: httpx.Client, url: str) -> dict[str, str]:
 
 
 def _wait_ready(http: httpx.Client, url: str, vid: str, timeout: float = READY_BOUND) -> dict:
-    deadline = time.monotonic() + timeout
-    rec: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            rec = http.get(f"{url}/v1/videos/{vid}").json()
-        except (httpx.HTTPError, ValueError):
-            rec = {}
-        if rec.get("state") in ("ready", "failed"):
-            break
-        time.sleep(0.3)
-    assert rec.get("state") == "ready", rec
+    rec = poll_until(lambda: http.get(f"{url}/v1/videos/{vid}").json(),
+                     lambda r: r.get("state") in ("ready", "failed"), timeout, interval=0.3)
+    assert rec["state"] == "ready", rec
     return rec
 
 

@@ -9,7 +9,6 @@ import functools
 import json
 import sys
 
-import httpx
 import hypercorn.config
 import hypercorn.trio
 import trio
@@ -136,7 +135,7 @@ async def test_the_responses_last_send_finishes_even_when_the_connection_is_canc
 
     async def slow_send(message):  # like hypercorn's close: checkpoints inside
         await trio.sleep(0.05)
-        done.append(message.get("more_body", False) and "part" or "end")
+        done.append("part" if message.get("more_body") else "end")
 
     send = _last_send_shielded(slow_send)
     with trio.CancelScope() as scope:
