@@ -33,7 +33,7 @@ from node.upload import TusUploads
 STORAGE_PROBE_INTERVAL = 1.0
 # One probe's bound: a partition drops packets, so a probe on a kept-alive connection would
 # otherwise wait the whole storage.read_timeout (60 s).  /readyz turns 503, and the storage
-# gate closes (every API request's storage call fails at once: storage.gate), at most
+# gate closes (every API request's storage call fails at once: storage.store), at most
 # INTERVAL + TIMEOUT (4 s) after storage stops answering.
 STORAGE_PROBE_TIMEOUT = 3.0
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters

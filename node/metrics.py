@@ -153,7 +153,7 @@ class NodeMetrics:
                                                 "seconds of source video transcoded", registry=r)
         self.storage_seconds = Histogram(
             "shoal_storage_request_duration_seconds",
-            "time of one storage request, by operation (storage/observe.py) and outcome (ok, error)",
+            "time of one storage request, by operation (storage/store.py) and outcome (ok, error)",
             ["operation", "outcome"], buckets=STORAGE_BUCKETS, registry=r)
         if process:
             ProcessCollector(registry=r)

@@ -7,25 +7,335 @@ SeaweedFS are interchangeable by configuration.
 Use :func:`open_store` inside ``trio_asyncio.open_loop()``; every aiobotocore
 coroutine runs on that loop via ``loop.run_aio_coroutine``.  Cleanup
 (closing the client) is shielded from cancellation.
+
+The raw path: HTTP/1.1 requests to the S3 endpoint, kept-alive connections, SigV4 signing.
+
+aiobotocore (through trio-asyncio) costs a node ~1.5 ms of CPU per request and copies every body
+once more; the two requests on the hot paths go around it here:
+
+- UploadPart streamed while its bytes arrive (:class:`RawPartWriter`);
+- a small PutObject, conditional or not (:meth:`RawS3.put`): the record CAS of every tus PATCH
+  (lock and commit) and of every other state change.
+
+Both are signed with SigV4 and ``UNSIGNED-PAYLOAD``, so the store uses them only where bodies
+go unsigned anyway (TLS, or loopback; :func:`needs_payload_signing`).  Everything else
+stays with aiobotocore.
+
+The streamed part:
+
+:class:`RawPartWriter`: S3's UploadPart over one raw HTTP/1.1 connection, signed with SigV4 and
+  ``UNSIGNED-PAYLOAD``, the body written to the socket chunk by chunk as it arrives.  S3 starts
+  storing a part at its first byte rather than after the whole part was received, and no body
+  is copied or hashed on the way (aiobotocore copied each part once more and spent ~2 CPU-s per
+  GiB on it; this path spends ~0.5; docs/benchmarks.md).  :class:`RawS3` holds its
+  connections and signs the requests.  A stream that failed and was sent again is told to the
+writer's ``on_resend(what, why)`` callback, given by whoever opened the part (the node logs it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from urllib.parse import quote, urlsplit
 
 import aioboto3
 import botocore.config
 import botocore.exceptions
 import trio
 import trio_asyncio
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 
+from . import http1
 from .errors import NotFound, PreconditionFailed, StorageError, StorageUnavailable
-from .observe import Observer, ignore, timed
-from .parts import OnResend, PartWriter, RawPartWriter, no_resend_report
-from .raw import RawS3
-from .store import MultipartInfo, ObjectInfo, ObjectStore, Part
+from .http1 import ConnectionClosed, ConnectionPool, quiet, read_head
+from .store import (ignore, joined, MultipartInfo, no_resend_report, ObjectInfo, ObjectStore, Observer, OnResend, Part,
+                    PartWriter, timed)
+
+
+# The raw path: signed HTTP/1.1 requests on kept-alive connections, and the streamed part.
+
+MAX_HEAD = http1.MAX_HEAD
+MAX_ERROR_BODY = 64 * 1024
+IDLE_SECONDS = 15.0  # an idle connection older than this is dropped, not reused
+MAX_IDLE = 8
+_UNSIGNED_BODY = Config(s3={"payload_signing_enabled": False})  # SigV4 with UNSIGNED-PAYLOAD
+
+
+def canonical_query(params: dict[str, str]) -> str:
+    """``k=v&...`` sorted by name, each value percent-encoded as SigV4 wants it.  Pure."""
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+
+
+def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
+    """Status and fields (lower-case names) of a response head without its blank line
+    (:func:`storage.http1.parse_response_head`).  Raises StorageUnavailable.  Pure."""
+    try:
+        head = http1.parse_response_head(raw)
+    except http1.ProtocolError as e:
+        raise StorageUnavailable(str(e)) from None
+    return head.status, head.headers
+
+
+def error_code(body: bytes) -> str:
+    """The ``<Code>`` of an S3 error document ('' when there is none).  Pure."""
+    text = body.decode("utf-8", "replace")
+    start = text.find("<Code>")
+    end = text.find("</Code>", start)
+    return text[start + 6:end].strip() if start >= 0 and end > start else ""
+
+
+def put_error(what: str, status: int, body: bytes) -> StorageError:
+    """The storage error for a non-2xx answer to a (conditional) PutObject.  Pure."""
+    code = error_code(body)
+    if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+        return PreconditionFailed(f"{what}: {code or status}")
+    return answer_error(what, status, body)
+
+
+def answer_error(what: str, status: int, body: bytes) -> StorageError:
+    """The storage error for a non-2xx answer to an UploadPart.  Pure."""
+    code = error_code(body)
+    if status == 404 or code in ("NoSuchUpload", "NoSuchKey", "NoSuchBucket"):
+        return NotFound(f"{what}: {code or status}")
+    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
+        return StorageUnavailable(f"{what}: {code or status}")
+    return StorageError(f"{what}: {code or status}")
+
+
+class RawS3:
+    """Raw HTTP/1.1 connections to one S3 endpoint, request signing, and small PUTs.
+
+    ``credentials()`` returns botocore's frozen credentials (access key, secret key, token); it is
+    asked at most once a minute.  ``observe`` is told the time of every request (:mod:`storage.store`).
+    """
+
+    def __init__(self, endpoint_url: str, bucket: str, region: str,
+                 credentials: Callable[[], Awaitable[Any]], *, connect_timeout: float = 5.0,
+                 read_timeout: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 observe: Observer = ignore) -> None:
+        url = urlsplit(endpoint_url)
+        self.tls = url.scheme == "https"
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (443 if self.tls else 80)
+        self.netloc = url.netloc
+        self.scheme = url.scheme
+        self.prefix = f"{url.path.rstrip('/')}/{quote(bucket, safe='')}"
+        self.region = region
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._credentials = credentials
+        self._frozen: tuple[float, Any] | None = None
+        self._clock = clock
+        # one address: this endpoint; is_quiet looked up at call time (tests replace _quiet)
+        self.pool = ConnectionPool(max_idle=MAX_IDLE, max_age=IDLE_SECONDS, clock=clock,
+                                   is_quiet=lambda stream: _quiet(stream))
+        self._ssl = ssl.create_default_context() if self.tls else None
+        self.resent = 0  # statistics: parts whose stream failed and went again buffered
+        self.observe = observe
+
+    async def signed_head(self, method: str, key: str, query: dict[str, str],
+                          headers: dict[str, str]) -> bytes:
+        """The head of ``<method> <key>?<query>`` with ``headers``, signed (SigV4, the body unsigned)."""
+        path = f"{self.prefix}/{quote(key, safe='/~')}"
+        target = f"{path}?{canonical_query(query)}" if query else path
+        req = AWSRequest(method=method, url=f"{self.scheme}://{self.netloc}{target}",
+                         headers=headers)
+        req.context["client_config"] = _UNSIGNED_BODY
+        S3SigV4Auth(await self._creds(), "s3", self.region).add_auth(req)
+        fields = [("Host", self.netloc)]
+        fields += [(name, value) for name, value in req.headers.items() if name.lower() != "host"]
+        return http1.encode_request_head(method, target, fields)
+
+    async def request_head(self, key: str, upload_id: str, number: int, size: int) -> bytes:
+        """The signed head of ``PUT <key>?partNumber=&uploadId=`` (UploadPart)."""
+        return await self.signed_head("PUT", key, {"partNumber": str(number), "uploadId": upload_id},
+                                      {"Content-Length": str(size)})
+
+    async def put(self, key: str, body: bytes, *, if_none_match: bool = False,
+                  if_match: str | None = None, content_type: str | None = None) -> str:
+        """PutObject of a small body in one request; returns the ETag.  Raises PreconditionFailed
+        (412, or 409 ConditionalRequestConflict), NotFound, StorageUnavailable, StorageError.
+
+        A kept connection the server closed meanwhile is found out only when the answer does not
+        come; then the request is sent once more on a new connection (as botocore retries it)."""
+        headers = {"Content-Length": str(len(body))}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        with timed(self.observe, "cas" if if_none_match or if_match is not None else "put"):
+            return await self._put(key, body, headers)
+
+    async def _put(self, key: str, body: bytes, headers: dict[str, str]) -> str:
+        what = f"put {key}"
+        for attempt in range(2):
+            stream = self._take_idle()
+            reused = stream is not None
+            try:
+                with trio.fail_after(self.read_timeout):
+                    if stream is None:
+                        stream = await self._open()
+                    await stream.send_all(await self.signed_head("PUT", key, {}, headers) + body)
+                    status, fields, answer = await read_answer(stream)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
+                    StorageUnavailable) as e:
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                if reused and attempt == 0 and not isinstance(e, trio.TooSlowError):
+                    continue
+                raise StorageUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+            await self.release(stream, status, fields)
+            if 200 <= status < 300 and "etag" in fields:
+                return fields["etag"]
+            raise put_error(what, status, answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _creds(self) -> Any:
+        now = self._clock()
+        if self._frozen is None or now - self._frozen[0] > 60.0:
+            self._frozen = (now, await self._credentials())
+        return self._frozen[1]
+
+    async def connect(self) -> trio.abc.Stream:
+        """An idle connection that is still open, or a new one."""
+        stream = self._take_idle()
+        return stream if stream is not None else await self._open()
+
+    @property
+    def _idle(self) -> list[tuple[float, trio.abc.Stream]]:
+        """The pool's idle connections to this endpoint (the live list)."""
+        return self.pool.idle(self.netloc)
+
+    def _take_idle(self) -> trio.abc.Stream | None:
+        return self.pool.take(self.netloc)
+
+    async def _open(self) -> trio.abc.Stream:
+        with trio.fail_after(self.connect_timeout):
+            if self._ssl is not None:
+                return await trio.open_ssl_over_tcp_stream(self.host, self.port, ssl_context=self._ssl,
+                                                           https_compatible=True)
+            return await trio.open_tcp_stream(self.host, self.port)
+
+    async def release(self, stream: trio.abc.Stream, status: int, fields: dict[str, str]) -> None:
+        """After an answer: keep the connection for the next request, unless the server closes it
+        or the answer was an error (the server may not have read our whole body)."""
+        reusable = fields.get("connection", "").lower() != "close" and status < 300
+        await self.pool.give_back(self.netloc, stream, reusable=reusable)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+_quiet = quiet  # module-level so a test can pretend a closed connection still looks quiet
+
+
+async def read_answer(stream: trio.abc.Stream) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, fields and (bounded) body."""
+    buf = http1.HeadBuffer()
+    try:
+        raw = await read_head(stream, buf)
+    except http1.ProtocolError as e:
+        raise StorageUnavailable(f"answer {e}") from None
+    except ConnectionClosed as e:
+        raise StorageUnavailable(str(e)) from None
+    status, fields = parse_head(raw)
+    body = bytearray(buf.data)
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        fields["connection"] = "close"  # not worth decoding: read what fits, drop the connection
+        length = MAX_ERROR_BODY
+    else:
+        try:
+            length = http1.content_length(fields) or 0
+        except http1.ProtocolError as e:
+            raise StorageUnavailable(f"answer {e}") from None
+        if length > MAX_ERROR_BODY:
+            raise StorageUnavailable(f"answer body of {length} bytes")
+    with trio.move_on_after(1.0 if length == MAX_ERROR_BODY else 3600):
+        while len(body) < length:
+            data = await stream.receive_some(64 * 1024)
+            if not data:
+                if length == MAX_ERROR_BODY:
+                    break
+                raise StorageUnavailable("connection closed in the answer body")
+            body += data
+    return status, fields, bytes(body[:length])
+
+
+class RawPartWriter(PartWriter):
+    """UploadPart streamed over a raw connection; a failed stream falls back to ``fallback``
+    (one buffered ``upload_part`` with the store's retries)."""
+
+    def __init__(self, raw: RawS3, key: str, upload_id: str, number: int, size: int,
+                 fallback: Callable[[bytes], Awaitable[str]], on_resend: OnResend = no_resend_report,
+                 ) -> None:
+        super().__init__(size)
+        self._on_resend = on_resend
+        self._raw = raw
+        self._what = f"upload part {number} of {key}"
+        self._args = (key, upload_id, number, size)
+        self._fallback = fallback
+        self._stream_: trio.abc.Stream | None = None
+        self._broken: str | None = None  # why streaming stopped; finish() falls back
+
+    async def _stream(self, data: bytes | memoryview) -> None:
+        if self._broken is not None:
+            return
+        try:
+            with trio.fail_after(self._raw.read_timeout):
+                if self._stream_ is None:
+                    self._stream_ = await self._raw.connect()
+                    head = await self._raw.request_head(*self._args)
+                    await self._stream_.send_all(head)
+                await self._stream_.send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as e:
+            await self._drop(f"{type(e).__name__}: {e}")
+
+    async def finish(self) -> str:
+        if not self.full:
+            raise ValueError(f"part ended at {self.sent} of {self.size} bytes")
+        if self._broken is None:
+            stream = self._stream_
+            if stream is None:  # an empty part: nothing was streamed
+                await self._stream(b"")
+                stream = self._stream_
+            try:
+                with trio.fail_after(self._raw.read_timeout), timed(self._raw.observe, "upload_part_stream"):
+                    status, fields, body = await read_answer(stream)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
+                    StorageUnavailable) as e:
+                await self._drop(f"{type(e).__name__}: {e}")
+            else:
+                self._stream_ = None
+                await self._raw.release(stream, status, fields)
+                if 200 <= status < 300 and fields.get("etag"):
+                    return fields["etag"]
+                err = answer_error(self._what, status, body)
+                if not isinstance(err, StorageUnavailable):
+                    raise err
+                self._broken = str(err)
+        # The stream failed: send the part once more, buffered, through the store's own client.
+        self._raw.resent += 1
+        self._on_resend(self._what, self._broken or "")
+        return await self._fallback(joined(self.chunks))
+
+    async def _drop(self, why: str) -> None:
+        self._broken = why
+        if self._stream_ is not None:
+            stream, self._stream_ = self._stream_, None
+            await trio.aclose_forcefully(stream)
+
+    async def abort(self) -> None:
+        await self._drop("aborted")
+
+
+# The store: aiobotocore for everything, the raw path where it is cheaper.
 
 T = TypeVar("T")
 
@@ -75,9 +385,9 @@ class S3Store(ObjectStore):
         self._client = client
         self._bucket = bucket
         self._loop = loop
-        self._observe = observe  # told the time of every request (storage.observe)
+        self._observe = observe  # told the time of every request (storage.store)
         self.requests = 0  # statistics: S3 calls issued
-        self.raw = raw  # streams UploadPart bodies (storage.parts); None: every part is buffered
+        self.raw = raw  # streams UploadPart bodies (RawPartWriter); None: every part is buffered
 
     async def _run(self, what: str, coro: Awaitable[T]) -> T:
         """Run one aiobotocore coroutine on the trio-asyncio loop, translating its errors."""
@@ -91,7 +401,7 @@ class S3Store(ObjectStore):
             raise
 
     async def _call(self, op: str, what: str, fn: Callable[..., Awaitable[T]], **kw: Any) -> T:
-        """One S3 request, timed as ``op`` (storage.observe.OPERATIONS)."""
+        """One S3 request, timed as ``op`` (storage.store.OPERATIONS)."""
         self.requests += 1
         with timed(self._observe, op):
             return await self._run(what, fn(Bucket=self._bucket, **kw))
@@ -142,7 +452,7 @@ class S3Store(ObjectStore):
 
     async def put(self, key: str, body: bytes, *, if_none_match: bool = False,
                   if_match: str | None = None, content_type: str | None = None) -> str:
-        if self.raw is not None and len(body) <= RAW_PUT_MAX:  # one raw request (storage.raw)
+        if self.raw is not None and len(body) <= RAW_PUT_MAX:  # one raw request (storage.s3)
             self.requests += 1
             return await self.raw.put(key, body, if_none_match=if_none_match, if_match=if_match,
                                       content_type=content_type)
@@ -199,7 +509,7 @@ class S3Store(ObjectStore):
                              on_resend=on_resend)
 
     async def frozen_credentials(self) -> Any:
-        """botocore's current credentials of this client (for :class:`storage.parts.RawS3`)."""
+        """botocore's current credentials of this client (for :class:`RawS3`)."""
         creds = self._client._request_signer._credentials  # aiobotocore keeps them here
         return await self._run("credentials", creds.get_frozen_credentials())
 
@@ -281,10 +591,10 @@ async def open_store(endpoint_url: str, bucket: str, *, region: str = "us-east-1
     the profile of an upload showed to cost 14% of a node's CPU.
 
     ``stream_parts``: send multipart parts as their bytes arrive over raw connections
-    (:mod:`storage.parts`); only where bodies go unsigned, since a streamed body cannot be
+    (:mod:`storage.store`); only where bodies go unsigned, since a streamed body cannot be
     hashed before its head is sent.
 
-    ``observe``: told the time of every request (:mod:`storage.observe`).
+    ``observe``: told the time of every request (:mod:`storage.store`).
     """
     if sign_payload is None:
         sign_payload = needs_payload_signing(endpoint_url)

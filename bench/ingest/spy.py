@@ -25,7 +25,7 @@ MARKERS = {
     "node.http.body backpressure": ("body.py",),
     "node.upload.one_shot ingest": ("one_shot.py",),
     "storage.multipart StreamingUpload": ("multipart.py",),
-    "storage.feeder PartFeeder": ("feeder.py",),
+    "storage.multipart PartFeeder": ("feeder.py",),
     "StreamingUpload.write (sha256 + part copies)": ("StreamingUpload.write",),
     "botocore SigV4 payload sha256": ("SigV4Auth.payload",),
     "trio-asyncio bridge": ("trio_asyncio",),

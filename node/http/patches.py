@@ -41,7 +41,7 @@ there; it is listed and checked here with the others):
   with its weight-normalised factor): we set ``ring``, ``_sorted_keys``, ``nodes`` and
   ``weights`` and use its ``get_node``, ``get_node_pos`` and ``gen_key`` over our circle.
 
-botocore (1.40) and aiobotocore (2.25), used in storage/s3.py and storage/raw.py (``storage``
+botocore (1.40) and aiobotocore (2.25), used in storage/s3.py and storage/s3.py (``storage``
 must not import the node either) for the raw UploadPart / PutObject requests:
 
 - ``client._request_signer._credentials`` (``BaseClient`` and ``RequestSigner`` set them in
@@ -129,17 +129,17 @@ RELIED_ON: tuple[Internal, ...] = (
     Internal("hashring", "HashRing.nodes", "attribute", "set by _PlacedHashRing"),
     Internal("hashring", "HashRing.weights", "attribute", "set by _PlacedHashRing"),
     Internal("aiobotocore.client", "AioBaseClient._request_signer", "attribute",
-             "storage.s3 finds the client's credentials behind it for storage.raw"),
+             "storage.s3 finds the client's credentials behind it for storage.s3"),
     Internal("aiobotocore.signers", "AioRequestSigner._credentials", "attribute",
              "the credentials object storage.s3.frozen_credentials reads"),
     Internal("aiobotocore.credentials", "AioCredentials.get_frozen_credentials", "function",
              "awaited by storage.s3.frozen_credentials (must be a coroutine)"),
-    Internal("botocore.auth", "S3SigV4Auth", "class", "storage.raw signs its requests with it",
+    Internal("botocore.auth", "S3SigV4Auth", "class", "storage.s3 signs its requests with it",
              ("credentials", "service_name", "region_name")),
-    Internal("botocore.auth", "S3SigV4Auth.add_auth", "function", "storage.raw signs a head",
+    Internal("botocore.auth", "S3SigV4Auth.add_auth", "function", "storage.s3 signs a head",
              ("request",)),
     Internal("botocore.awsrequest", "AWSRequest.context", "attribute",
-             "storage.raw puts client_config there: payload_signing_enabled=False -> UNSIGNED-PAYLOAD"),
+             "storage.s3 puts client_config there: payload_signing_enabled=False -> UNSIGNED-PAYLOAD"),
 )
 
 

@@ -7,7 +7,7 @@ What it offers:
 - ``Plan`` / ``object_plan``: one object's answer (ETag, Range, HEAD) for both HTTP paths, with
   ``media_headers`` (type and caching of a playlist, a segment, the poster) and ``count_served``;
 - ``SegmentCache``: the owner's bounded on-disk cache, single-flight storage reads, the hop from
-  a non-owner to the owner (storage.connections' kept-alive client), and the eviction of a
+  a non-owner to the owner (storage.http1's kept-alive client), and the eviction of a
   deleted video on every node; ``Peers``, the cluster it follows (ring, alive addresses).
 
 Import rule: ``storage``, ``ring``, ``node.records``, ``node.log``/``node.config`` and the pure

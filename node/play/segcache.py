@@ -63,7 +63,7 @@ import trio
 
 import ring
 import storage
-from storage.connections import ClientError, Http1Client
+from storage.http1 import ClientError, Http1Client
 
 from node.records import layout
 

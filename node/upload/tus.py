@@ -208,7 +208,7 @@ def planned_part(unassigned: int, *, part_size: int, final: bool) -> int:
     received or still to come.  The same parts as :func:`cut_size` cuts from the same bytes: whole
     parts while at least two parts' worth is left, then the rest as the last part if it may be one
     (at least ``part_size``, or the upload's final bytes); 0 when the rest becomes the tail.  Knowing
-    the size up front lets a part be sent to storage while its bytes arrive (storage.parts).
+    the size up front lets a part be sent to storage while its bytes arrive (storage.store).
     The upload's final PATCH is whole parts and a short last one, as :func:`cut_size` cuts it.
     """
     if unassigned <= 0:

@@ -9,7 +9,7 @@ then requests sent to the owner right at the cut answer within ``ANSWER_BOUND``:
 - an upload (``POST /v1/videos``), a listing (``GET /v1/videos``) and a playback miss (a segment
   it never served) answer 503 in the contract's error shape with ``Retry-After`` (the storage
   probe runs every 1 s and gives up after 3 s, then the storage gate fails every API storage call
-  at once and cuts those in flight short: storage/gate.py, node/main.py);
+  at once and cuts those in flight short: storage/store.py, node/main.py);
 - the warm segment and playlists answer 200 with the bytes they had before the cut (the ready
   record is used stale while storage is unreachable: node/play/answers.py);
 

@@ -1,4 +1,4 @@
-"""storage.http1, the one HTTP/1.1 head codec: tables, no sockets.  And storage.connections'
+"""storage.http1, the one HTTP/1.1 head codec: tables, no sockets.  And storage.http1'
 pool with an injected clock and fake streams."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from storage import http1
-from storage.connections import ConnectionPool
+from storage.http1 import ConnectionPool
 from storage.http1 import HeadBuffer, HeadTooLarge, ProtocolError, RequestHead, ResponseHead
 
 

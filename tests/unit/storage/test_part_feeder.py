@@ -1,4 +1,4 @@
-"""storage.feeder: HeldBytes (received bytes not in a part yet) and the PartFeeder both upload
+"""storage.multipart: HeldBytes (received bytes not in a part yet) and the PartFeeder both upload
 paths use, over the in-memory store: parts opened at their first byte, at most parts_in_flight open
 but the last, the checksum in order without the unhashed lead, a failure ending the feeding with
 every byte kept, a part left unfilled cut off alone."""
@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 import storage
-from storage.feeder import HeldBytes, PartFeeder, skip_bytes
+from storage.multipart import HeldBytes, PartFeeder, skip_bytes
 
 KEY = "k"
 

@@ -113,7 +113,7 @@ async def test_unsigned_and_signed_payloads_are_both_accepted(s3_server):
                 assert (await st.get("k"))[0] == b"payload"
 
 
-# ---- parts streamed while their bytes arrive (storage.parts) ---------------------------------------
+# ---- parts streamed while their bytes arrive (storage.s3.RawPartWriter) ---------------------------------------
 MiB = 1024 * 1024
 
 
@@ -183,19 +183,19 @@ async def test_a_stale_idle_connection_is_not_reused(s3_server):
 
 
 def test_sigv4_query_and_s3_error_documents():
-    from storage import raw as parts
-    assert parts.canonical_query({"uploadId": "a/b+c=", "partNumber": "7"}) == "partNumber=7&uploadId=a%2Fb%2Bc%3D"
+    from storage import s3
+    assert s3.canonical_query({"uploadId": "a/b+c=", "partNumber": "7"}) == "partNumber=7&uploadId=a%2Fb%2Bc%3D"
     doc = b"<?xml version='1.0'?><Error><Code>NoSuchUpload</Code><Message>x</Message></Error>"
-    assert parts.error_code(doc) == "NoSuchUpload" and parts.error_code(b"") == ""
-    assert isinstance(parts.answer_error("w", 404, doc), storage.NotFound)
-    assert isinstance(parts.answer_error("w", 503, b""), storage.StorageUnavailable)
-    assert isinstance(parts.answer_error("w", 400, b"<Code>SlowDown</Code>"), storage.StorageUnavailable)
-    err = parts.answer_error("w", 403, b"<Code>AccessDenied</Code>")
+    assert s3.error_code(doc) == "NoSuchUpload" and s3.error_code(b"") == ""
+    assert isinstance(s3.answer_error("w", 404, doc), storage.NotFound)
+    assert isinstance(s3.answer_error("w", 503, b""), storage.StorageUnavailable)
+    assert isinstance(s3.answer_error("w", 400, b"<Code>SlowDown</Code>"), storage.StorageUnavailable)
+    err = s3.answer_error("w", 403, b"<Code>AccessDenied</Code>")
     assert type(err) is storage.StorageError and "AccessDenied" in str(err)
-    assert parts.parse_head(b"HTTP/1.1 200 OK\r\nETag: \"x\"\r\nContent-Length: 0") == (
+    assert s3.parse_head(b"HTTP/1.1 200 OK\r\nETag: \"x\"\r\nContent-Length: 0") == (
         200, {"etag": '"x"', "content-length": "0"})
     with pytest.raises(storage.StorageUnavailable):
-        parts.parse_head(b"garbage")
+        s3.parse_head(b"garbage")
 
 
 async def test_the_buffered_writer_refuses_a_short_or_long_part():
@@ -216,7 +216,7 @@ async def test_a_streamed_part_is_signed_and_a_refused_signature_is_not_sent_aga
     """The server checks the SigV4 signature of a streamed part: wrong credentials are refused as
     such (not retried through the buffered path)."""
     from botocore.credentials import ReadOnlyCredentials
-    from storage.raw import RawS3
+    from storage.s3 import RawS3
 
     async with open_test_store(s3_server, bucket()) as st:
         uid = await st.create_multipart("signed")
@@ -287,9 +287,9 @@ async def test_streaming_upload_with_a_known_total_cut_short_leaves_nothing(s3_s
 
 
 async def test_small_puts_go_raw_and_keep_their_conditions(s3_server, monkeypatch):
-    """PutObject through storage.raw: If-None-Match / If-Match answered as by aiobotocore, and a
+    """PutObject through storage.s3: If-None-Match / If-Match answered as by aiobotocore, and a
     kept connection that the server closed is found out and the PUT sent once more."""
-    from storage import raw
+    from storage import s3
 
     async with open_test_store(s3_server, bucket()) as st:
         assert st.raw is not None
@@ -311,7 +311,7 @@ async def test_small_puts_go_raw_and_keep_their_conditions(s3_server, monkeypatc
             port = listeners[0].socket.getsockname()[1]
             dead = await trio.open_tcp_stream("127.0.0.1", port)
             await trio.sleep(0.05)
-            monkeypatch.setattr(raw, "_quiet", lambda stream: True)  # the close is not seen yet
+            monkeypatch.setattr(s3, "_quiet", lambda stream: True)  # the close is not seen yet
             st.raw._idle.append((st.raw._clock(), dead))
             etag3 = await st.put("r.json", b'{"n": 4}', if_match=etag2)
             assert (await st.get("r.json")) == (b'{"n": 4}', etag3)
@@ -320,13 +320,13 @@ async def test_small_puts_go_raw_and_keep_their_conditions(s3_server, monkeypatc
 
 
 def test_put_answers_map_to_storage_errors():
-    from storage import raw
-    assert isinstance(raw.put_error("p", 412, b""), storage.PreconditionFailed)
-    assert isinstance(raw.put_error("p", 409, b"<Code>ConditionalRequestConflict</Code>"),
+    from storage import s3
+    assert isinstance(s3.put_error("p", 412, b""), storage.PreconditionFailed)
+    assert isinstance(s3.put_error("p", 409, b"<Code>ConditionalRequestConflict</Code>"),
                       storage.PreconditionFailed)
-    assert isinstance(raw.put_error("p", 404, b"<Code>NoSuchBucket</Code>"), storage.NotFound)
-    assert isinstance(raw.put_error("p", 503, b"<Code>SlowDown</Code>"), storage.StorageUnavailable)
-    assert type(raw.put_error("p", 400, b"<Code>InvalidArgument</Code>")) is storage.StorageError
+    assert isinstance(s3.put_error("p", 404, b"<Code>NoSuchBucket</Code>"), storage.NotFound)
+    assert isinstance(s3.put_error("p", 503, b"<Code>SlowDown</Code>"), storage.StorageUnavailable)
+    assert type(s3.put_error("p", 400, b"<Code>InvalidArgument</Code>")) is storage.StorageError
 
 
 async def test_a_presigned_get_is_sigv4_and_reads_ranges(s3_server):

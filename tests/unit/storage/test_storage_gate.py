@@ -1,4 +1,4 @@
-"""storage.gate: calls refused at once while the gate is closed, calls in flight cut short when it
+"""storage.store: calls refused at once while the gate is closed, calls in flight cut short when it
 closes, nothing changed while it is open.  Over the in-memory store, with trio's mock clock."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""storage.observe: the store tells its observer the time of every request, against the real
+"""storage.store: the store tells its observer the time of every request, against the real
 embedded S3 server (SeaweedFS), through aiobotocore and the raw paths alike."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import trio_asyncio
 
 import storage
 from storage import cas
-from storage.observe import OPERATIONS, timed
+from storage.store import OPERATIONS, timed
 from conftest import ACCESS_KEY, SECRET_KEY
 
 

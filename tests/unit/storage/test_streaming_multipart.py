@@ -10,7 +10,7 @@ import trio
 
 import storage
 from storage.multipart import next_part_size
-from storage.parts import BufferedPartWriter
+from storage.store import BufferedPartWriter
 
 PS = 5 * 1024 * 1024
 

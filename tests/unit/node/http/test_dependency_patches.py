@@ -170,7 +170,7 @@ def test_botocore_signs_unsigned_payload_when_the_context_says_so():
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from storage.raw import _UNSIGNED_BODY
+    from storage.s3 import _UNSIGNED_BODY
     req = AWSRequest(method="PUT", url="http://127.0.0.1:9/b/k?partNumber=1&uploadId=u",
                      headers={"Content-Length": "5"})
     req.context["client_config"] = _UNSIGNED_BODY

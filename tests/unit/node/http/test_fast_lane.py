@@ -1,4 +1,4 @@
-"""The fast lane (node.http.fastlane) and the hop client (storage.connections.Http1Client).
+"""The fast lane (node.http.fastlane) and the hop client (storage.http1.Http1Client).
 
 Pure parts by table; then the node's real HTTP stack in-process (hypercorn + the app over the
 in-memory store, on 127.0.0.1): every answer the lane gives is the one the full path gives,
@@ -30,7 +30,7 @@ from node.http.app import create_app
 from node.config import CacheConfig, Config, NodeSpec
 from node.context import NodeContext
 from node.http.fastlane import FastLane, Head, encode_head, parse_head, plan, route
-from storage.connections import ClientError, Http1Client
+from storage.http1 import ClientError, Http1Client
 from storage import http1
 from node.play.segcache import SegmentCache
 from node.records.store import VideoStore
