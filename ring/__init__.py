@@ -17,8 +17,8 @@ Who *may* commit is decided by the storage lease and epoch, never by the ring
 
 from .claim import ClaimDecision, ClaimReason, may_claim
 from .errors import InvalidMember, RingError
-from .ring import DEFAULT_REPLICAS, MAX_WEIGHT, POINTS_PER_REPLICA, Ring, vnode_points
-from .view import RingListener, RingView, RingViewStatistics
+from .ring import (DEFAULT_REPLICAS, MAX_WEIGHT, POINTS_PER_REPLICA, Ring, RingListener, RingView,
+                   RingViewStatistics, vnode_points)
 
 __all__ = [
     "Ring", "RingView", "RingViewStatistics", "RingListener",

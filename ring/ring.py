@@ -1,7 +1,7 @@
 """The consistent-hash ring: which node *should* work on a video, and who comes next.
 
 A :class:`Ring` is immutable and built from the alive members of one node's view,
-``{node_id: weight}``; a membership change builds a new one (``RingView`` does that).
+``{node_id: weight}``; a membership change builds a new one (:class:`RingView`, below, does that).
 
 How hashring 1.5 (1.5.1, ``hashring/hashring.py``) works, and what we keep of it
 --------------------------------------------------------------------------------
@@ -32,6 +32,18 @@ weight``, so a membership change moves only the keys of the node that joined or 
 the weights.  With equal weights and ``replicas=40`` the circle is identical, point for point,
 to ``HashRing(sorted(ids))``.  Each node's points are memoised (:func:`vnode_points`), so a
 rebuild after one change hashes only the newcomer and the rest is one sort.
+
+The view
+--------
+:class:`RingView` is this node's current ring, rebuilt whenever the alive membership changes.
+Pure: no trio, no clock, no I/O.  The membership runtime calls :meth:`RingView.update` with
+the alive members of its view, ``{node_id: weight}``, after every change it sees; the view
+builds a new :class:`Ring` only when that mapping differs from the current one and
+then tells its listeners ``(old, new)`` synchronously, in the order they were added.
+
+Versions: the initial ring has version 0; each change (a member joins or leaves, or a weight
+changes) gives the next ring ``version + 1``.  Versions are local to this view: compare rings
+across nodes by ``digest``.
 """
 
 from __future__ import annotations
@@ -41,13 +53,15 @@ import hashlib
 import json
 import struct
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from hashring import HashRing
 
 from .errors import InvalidMember
+
 
 #: md5 digests hashed per unit of weight; hashring's own constant, so equal-weight rings match
 #: ``HashRing`` exactly.  bench/failover/ring_results.md has the figures behind keeping it.
@@ -254,3 +268,75 @@ class Ring:
                 for node_id, weight in self._members.items()
             ],
         }
+
+
+# The view: this node's current ring.
+
+RingListener = Callable[[Ring, Ring], None]
+
+
+@dataclass(frozen=True)
+class RingViewStatistics:
+    version: int
+    members: int
+    vnodes: int
+    digest: str
+    updates: int  # calls to update()
+    changes: int  # updates that built a new ring
+
+
+class RingView:
+    """Holds the current :class:`Ring` and rebuilds it on membership change."""
+
+    def __init__(self, alive: Mapping[str, int] | None = None, *,
+                 replicas: int = DEFAULT_REPLICAS) -> None:
+        self._replicas = replicas
+        self._ring = Ring(alive or {}, version=0, replicas=replicas)
+        self._listeners: list[RingListener] = []
+        self._updates = 0
+        self._changes = 0
+
+    @property
+    def ring(self) -> Ring:
+        """The current ring; a new object after every change, never mutated."""
+        return self._ring
+
+    def update(self, alive: Mapping[str, int]) -> bool:
+        """Adopt ``alive`` as the membership; True when the ring changed.
+
+        Raises :class:`~ring.errors.InvalidMember` (and keeps the current ring) for a bad id
+        or weight.  When the ring changed, every listener is called with ``(old, new)``, even
+        if an earlier one raised; their exceptions are raised afterwards as one
+        ``ExceptionGroup``, with the new ring already in place.
+        """
+        self._updates += 1
+        alive = dict(alive)
+        if alive == dict(self._ring.members):
+            return False
+        old = self._ring
+        new = Ring(alive, version=old.version + 1, replicas=self._replicas)
+        self._ring = new
+        self._changes += 1
+        errors: list[Exception] = []
+        for listener in list(self._listeners):
+            try:
+                listener(old, new)
+            except Exception as exc:  # noqa: BLE001 - re-raised below as a group
+                errors.append(exc)
+        if errors:
+            raise ExceptionGroup("ring listener(s) failed", errors)
+        return True
+
+    def add_listener(self, listener: RingListener) -> None:
+        """Call ``listener(old, new)`` after each change (a listener added twice runs twice)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: RingListener) -> None:
+        """Stop calling ``listener``; ValueError if it was not added."""
+        self._listeners.remove(listener)
+
+    def statistics(self) -> RingViewStatistics:
+        ring = self._ring
+        return RingViewStatistics(version=ring.version, members=len(ring), vnodes=ring.vnodes,
+                                  digest=ring.digest, updates=self._updates,
+                                  changes=self._changes)
