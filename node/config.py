@@ -279,7 +279,7 @@ _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1
 
 
 class CorsConfig(Section):
-    """Which web origins may call the API from a browser (node/http/cors.py applies it)."""
+    """Which web origins may call the API from a browser (node/http/edge.py applies it)."""
 
     origins: tuple[str, ...] = ("*",)  # `["*"]`: any origin; else exact `scheme://host[:port]` entries, echoed with `Vary: Origin`, others get no CORS headers
 
@@ -355,7 +355,7 @@ class Config(Section):
     auth: AuthConfig = field(default_factory=AuthConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
-    access_log: bool = True  # one `http_request` JSON line per request (node/http/access.py)
+    access_log: bool = True  # one `http_request` JSON line per request (node/http/edge.py)
 
     def __post_init__(self) -> None:
         bad = []

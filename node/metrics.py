@@ -5,7 +5,7 @@ process-wide default: several nodes may run in one test process) and every metri
 records as things happen, each a typed field:
 
 * HTTP: latency by route class and status class, body bytes in and out by route class
-  (:meth:`NodeMetrics.request`, called once per request by both HTTP paths, node/http/access.py);
+  (:meth:`NodeMetrics.request`, called once per request by both HTTP paths, node/http/edge.py);
 * the request events counted before (``fast_lane_responses``, ``uploads_accepted`` ...:
   :class:`Events`, also shown by ``GET /v1/node`` as ``counters``);
 * tus PATCH phases (:meth:`NodeMetrics.tus_patch`, the hook node.upload's TusUploads is given);
@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the format generate_latest writes
 
-# How a request is classed for its latency (node/http/access.py: route_class)
+# How a request is classed for its latency (node/http/edge.py: route_class)
 ROUTE_CLASSES = ("playback_hit", "playback_miss", "playback_hop", "internal_hop", "internal",
                  "upload_one_shot", "tus_patch", "tus_other", "api", "ops", "web", "other")
 # status // 100 -> label; 0: no answer was sent (the client went away first)

@@ -51,7 +51,7 @@ error and exits 2. A node refuses to start (exit 2) with the same messages.
 | `seeds` | every node | node ids a starting node joins through |
 | `ladder` | LADDER_DEFAULT | renditions `{name, height, video_kbps, audio_kbps}` (name 1-32 of `[A-Za-z0-9_.-]`, unique; height >= 2; video_kbps > 0; audio_kbps >= 0, default 128); renditions taller than the source are skipped (never upscaled). Every source at least 64 lines tall gets two or more: when fewer than two rungs fit, a rendition at the source's own height is added above them, else one at half the top height below (at least 32 lines), bitrate scaled from the nearest rung by the pixel ratio (`node/process/ladder.py`); a source under 64 lines gets one rendition at its own height |
 | `auth` | the mapping below | `auth: none` (this string) runs the nodes without token and cluster key, on purpose: writes open to anyone who reaches a node, gossip checked but not authenticated; each node logs one `auth_none` warning at start. Otherwise a node without `$SHOAL_TOKEN` or `$SHOAL_CLUSTER_KEY` exits 2 with the reason. The mapping form (`auth: {token_env, cluster_key_env}`) only renames the variables |
-| `access_log` | `true` | one JSON line per HTTP request on stderr (event `http_request`: method, route class, status, body bytes in and out, ms; `node/http/access.py`, docs/operations.md); `false` leaves the lines out, the metrics stay |
+| `access_log` | `true` | one JSON line per HTTP request on stderr (event `http_request`: method, route class, status, body bytes in and out, ms; `node/http/edge.py`, docs/operations.md); `false` leaves the lines out, the metrics stay |
 
 ## Sections
 

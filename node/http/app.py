@@ -5,14 +5,14 @@ records), routes_playback (HLS), routes_ops (health, metrics, node and cluster
 views), routes_tus (resumable uploads), openapi (``/v1/openapi.json``, the API description),
 web (the page at ``/``).
 
-CORS (node.http.cors): every answer carries the headers for the request's ``Origin``, and a
+CORS (node.http.edge): every answer carries the headers for the request's ``Origin``, and a
 browser's preflight (``OPTIONS`` + ``Access-Control-Request-Method``) to any routed path is
 answered 204 here, before the route (tus's own ``OPTIONS`` stays for tus discovery).
 
 Every error a handler lets through is answered by one handler, from the table in
 node.http.errors (:func:`~node.http.errors.answer_for`).
 
-Every request hypercorn answers is measured and logged once by node.http.access's middleware,
+Every request hypercorn answers is measured and logged once by node.http.edge's middleware,
 put around the app's ASGI callable here.
 """
 
@@ -29,7 +29,7 @@ from node import log
 from node.context import NodeContext
 from node.http.errors import INTERNAL, ApiError, answer_for, answer_response, error_response, note
 from node.http.fastlane import framing_error
-from node.http import access, cors
+from node.http import edge
 from node.http.patches import BackpressureQuartTrio
 
 
@@ -92,23 +92,23 @@ def create_app(ctx: NodeContext) -> ShoalApp:
 
     @app.before_request
     async def _preflight():
-        """A browser's preflight for any path a route serves: 204 with node.http.cors's
+        """A browser's preflight for any path a route serves: 204 with node.http.edge's
         headers.  Unknown paths fall through (404 in the contract's shape)."""
-        if not cors.is_preflight(request.method, request.headers.get("Access-Control-Request-Method")):
+        if not edge.is_preflight(request.method, request.headers.get("Access-Control-Request-Method")):
             return None
-        if cors.internal(request.path):
+        if edge.internal(request.path):
             return None  # no page may call a node-to-node route: 405/404 as without CORS
         adapter = app.create_url_adapter(request)
         if adapter is None or not adapter.allowed_methods():  # no route serves this path
             return None
-        return Response("", status=204, headers=cors.preflight_headers(origins, request.headers.get("Origin")))
+        return Response("", status=204, headers=edge.preflight_headers(origins, request.headers.get("Origin")))
 
     @app.after_request
     async def _cors(resp):
-        if cors.internal(request.path):
+        if edge.internal(request.path):
             resp.headers["X-Served-By"] = ctx.node_id
             return resp
-        for name, value in cors.answer_headers(origins, request.headers.get("Origin")):
+        for name, value in edge.answer_headers(origins, request.headers.get("Origin")):
             if name == "Vary":
                 resp.vary.add(value)
             else:
@@ -119,5 +119,5 @@ def create_app(ctx: NodeContext) -> ShoalApp:
     from node.http import openapi, routes_ops, routes_playback, routes_tus, routes_videos, web
     for routes in (routes_videos, routes_playback, routes_ops, routes_tus, openapi, web):
         routes.register(app, ctx)
-    access.install(app, access.Access(ctx.metrics, log_lines=ctx.cfg.access_log))
+    edge.install(app, edge.Access(ctx.metrics, log_lines=ctx.cfg.access_log))
     return app

@@ -28,7 +28,7 @@ Why: a 770 KB segment cost ~1.2 ms of Python through Quart/hypercorn/h11 plus a 
 read the file; the lane costs a parse, a dict lookup and one ``sendfile`` (docs/benchmarks.md,
 Streaming).  ``cache.fast_lane: false`` in cluster.yml turns it off.
 
-Each request the lane answers is measured and logged once (node.http.access: ``playback_hit``
+Each request the lane answers is measured and logged once (node.http.edge: ``playback_hit``
 for a cache file, ``playback_miss`` / ``playback_hop`` for an owner's storage read / a
 non-owner's, ``internal_hop`` for another node's hop, ``other`` for a refusal); a request handed
 to hypercorn is left to the app's middleware.
@@ -58,8 +58,8 @@ from storage.http1 import RequestHead
 from node.records import layout
 
 from node import log, peer_auth, play
-from node.http import cors
-from node.http.access import Access
+from node.http import edge
+from node.http.edge import Access
 from node.http.errors import ApiError, error_doc, storage_failure
 from node.play import Plan, object_plan
 from node.play.segcache import internal_key
@@ -149,14 +149,14 @@ def route(target: str) -> tuple[str, str, str] | None:
 
 
 def plan(head: Head, *, kind: str, size: int, etag: str, path: str, node_id: str,
-         date: str, origins: tuple[str, ...] = (cors.ANY,)) -> Plan | None:
+         date: str, origins: tuple[str, ...] = (edge.ANY,)) -> Plan | None:
     """:func:`node.play.object_plan` with the headers node.http.app adds to every answer; None
     for a 416 (hypercorn answers it)."""
     p = object_plan(head, kind=kind, size=size, etag=etag, path=path)
     if p.status == 416:
         return None
     # an internal answer goes to another node, never to a page: no CORS headers (as the app)
-    cors_headers = [] if kind == "internal" else cors.answer_headers(origins, head.headers.get("origin"))
+    cors_headers = [] if kind == "internal" else edge.answer_headers(origins, head.headers.get("origin"))
     return Plan(p.status, _common(p.headers, node_id, date, cors_headers), p.start, p.length)
 
 
@@ -304,7 +304,7 @@ class FastLane:
 
     async def _answer(self, head: Head) -> tuple[Plan, int | bytes, str] | None:
         """The plan, the body's source (an open cache file, or bytes) and the route class
-        (node.http.access) of a request we answer, else None (hypercorn will, errors included)."""
+        (node.http.edge) of a request we answer, else None (hypercorn will, errors included)."""
         ctx = self._ctx
         r = route(head.target)
         if r is None or ctx.cache is None:
@@ -325,7 +325,7 @@ class FastLane:
         except (play.PlayError, peer_auth.PeerAuthError, storage.StorageError):
             return None  # 401/403/404/409/503: hypercorn answers with the error body (and logs)
         source: int | bytes | None = None
-        klass = "internal_hop" if kind == "internal" else "playback_hit"  # node.http.access
+        klass = "internal_hop" if kind == "internal" else "playback_hit"  # node.http.edge
         if hit is not None:
             path, size, etag = hit
             try:
@@ -386,7 +386,7 @@ class FastLane:
             headers.append(("Retry-After", str(e.retry_after)))
         self._ctx.metrics.events.fast_lane_responses.inc()
         length = 0 if method == "HEAD" else len(body)
-        cors_headers = [] if internal else cors.answer_headers(self._ctx.cfg.cors.origins, origin)
+        cors_headers = [] if internal else edge.answer_headers(self._ctx.cfg.cors.origins, origin)
         return Plan(e.status, _common(headers, self._ctx.node_id, self._http_date(), cors_headers), 0, length), body
 
     async def _send(self, stream: trio.SocketStream, p: Plan, source: int | bytes, keep_alive: bool) -> None:

@@ -15,7 +15,7 @@ How the document is built, so that it stays short and uniform:
   carry (an ``enum`` on ``error.code``); every operation also gets the edge's refusals (400
   ``bad_request`` / ``bad_framing``, answered before any route) and 500 ``internal_error``;
 - every ``GET`` gets its ``HEAD`` twin (same statuses and headers, no body), and every path an
-  ``OPTIONS`` operation (the CORS preflight of node.http.cors, or Quart's ``Allow`` answer),
+  ``OPTIONS`` operation (the CORS preflight of node.http.edge, or Quart's ``Allow`` answer),
   except the tus paths whose ``OPTIONS`` is tus discovery (:func:`_with_head_and_options`);
 - HLS's ``<path:rest>`` is written as the three shapes node.records.layout accepts (master
   playlist, rendition playlist, segment), since an OpenAPI path parameter holds no ``/``.
@@ -33,7 +33,7 @@ from typing import Any
 from quart import Response
 
 from node.context import NodeContext
-from node.http import cors
+from node.http import edge
 from node.http.routes_ops import VERSION
 from node.http.routes_videos import LIST_LIMIT_ANONYMOUS, MAX_IDEMPOTENCY_KEY
 from node.records import layout, lifecycle
@@ -157,9 +157,9 @@ def _preflight(op_id: str, path_params: list[Json]) -> Json:
 def _preflight_headers() -> Json:
     return {name: {"schema": {"type": "string"}, "description": desc} for name, desc in (
         ("Access-Control-Allow-Origin", "`*`, or the request's Origin when it is in `cors.origins`"),
-        ("Access-Control-Allow-Methods", f"`{cors.METHODS}`"),
-        ("Access-Control-Allow-Headers", f"`{cors.ALLOW_HEADERS}`"),
-        ("Access-Control-Max-Age", f"`{cors.MAX_AGE}`"))}
+        ("Access-Control-Allow-Methods", f"`{edge.METHODS}`"),
+        ("Access-Control-Allow-Headers", f"`{edge.ALLOW_HEADERS}`"),
+        ("Access-Control-Max-Age", f"`{edge.MAX_AGE}`"))}
 
 
 def _with_head_and_options(paths: dict[str, Json]) -> dict[str, Json]:
@@ -436,7 +436,7 @@ def document() -> Json:
             ("operations", "Health, readiness, metrics, this node, this document"),
             ("debug", "Fault injection for tests (token)"),
             ("web", "The browser page"),
-            ("cors", "Preflights (node.http.cors)"))],
+            ("cors", "Preflights (node.http.edge)"))],
         "paths": _with_head_and_options(paths),
         "components": _components(),
     }

@@ -13,7 +13,7 @@ hypercorn (0.18), applied by :func:`serving` for as long as the node serves:
   over 150 MiB).
 - ``hypercorn.trio.run.TCPServer`` (the connection handler ``worker_serve`` hands to
   ``trio.serve_listeners`` as ``TCPServer(app, config, context, state, stream)``, read once when
-  serving starts) is wrapped by node.http.connection's ``guarded`` (sends serialised, one
+  serving starts) is wrapped by node.http.edge's ``guarded`` (sends serialised, one
   connection's exception never escapes to the node; with the fast lane on or off), and by the fast
   lane (node.http.fastlane): cache hits of HLS objects are answered with sendfile before hypercorn
   sees the connection.
@@ -65,7 +65,7 @@ import hypercorn.trio.tcp_server
 from quart_trio import QuartTrio
 
 from node.http.body import BackpressureConnection, BoundedRequest
-from node.http.connection import guarded
+from node.http.edge import guarded
 
 if TYPE_CHECKING:
     from node.http.fastlane import FastLane
@@ -160,7 +160,7 @@ def serving(lane: FastLane | None) -> Iterator[None]:
     """hypercorn as the node runs it, for the duration of the block: :data:`RECV_SIZE`
     receives, and ``lane`` (if any) in front of every plain TCP connection.  Restores both on
     exit, so nothing outlives the node that set it (tests run several in one process).  Every
-    connection is :func:`~node.http.connection.guarded`, with or without the lane."""
+    connection is :func:`~node.http.edge.guarded`, with or without the lane."""
     saved_recv = hypercorn.trio.tcp_server.MAX_RECV
     saved_server = hypercorn.trio.run.TCPServer
     hypercorn.trio.tcp_server.MAX_RECV = RECV_SIZE

@@ -25,7 +25,7 @@ from node.records import layout
 from node import log, peer_auth, play
 from node.play import segcache
 from node.context import NodeContext
-from node.http import access
+from node.http import edge
 from node.http.errors import ApiError, from_play_error
 from storage.http1 import RequestHead
 
@@ -41,7 +41,7 @@ def check_peer(ctx: NodeContext, header: str | None, method: str, path: str) -> 
 
 
 def playback_class(ctx: NodeContext, vid: str, key: str) -> str:
-    """The route class of a playback read of ``key`` (node.http.access), before it is fetched."""
+    """The route class of a playback read of ``key`` (node.http.edge), before it is fetched."""
     if ctx.cache is None:
         return "playback_miss"
     if ctx.cache.owner_of(vid) != ctx.node_id:
@@ -82,7 +82,7 @@ def register(app, ctx: NodeContext) -> None:
         if not layout.valid_output_path(rest) or not play.has_output(rec, rest):
             raise ApiError(404, "not_found", missing)
         key = layout.hls_object_key(vid, rec, rest)
-        request.scope[access.SCOPE_KEY] = playback_class(ctx, vid, key)
+        request.scope[edge.SCOPE_KEY] = playback_class(ctx, vid, key)
         try:
             body, etag = await fetch_object(ctx, vid, key)
         except storage.NotFound:

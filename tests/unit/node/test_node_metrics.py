@@ -1,4 +1,4 @@
-"""node.metrics and node.http.access's pure parts: route classes, what each recording method
+"""node.metrics and node.http.edge's pure parts: route classes, what each recording method
 adds to the registry, the collectors over statistics(), and the access_log setting."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.config import Config, ConfigError
-from node.http.access import route_class
+from node.http.edge import route_class
 from node.metrics import (NodeMetrics, NodeState, Reading, cache_families, membership_families,
                           node_families, status_class, worker_families)
 from node.play.segcache import CacheStatistics

@@ -1,4 +1,4 @@
-"""The access log and request metrics (node.http.access) on both HTTP paths.
+"""The access log and request metrics (node.http.edge) on both HTTP paths.
 
 The node's real HTTP stack in-process (hypercorn + the app + the fast lane, over the in-memory
 store, on 127.0.0.1): given a sequence of requests on one kept-alive connection, some answered

@@ -1,4 +1,4 @@
-"""No request takes a node down, and no request is read two ways (node.http.connection,
+"""No request takes a node down, and no request is read two ways (node.http.edge,
 node.http.fastlane's refusals, node.http.app's framing check; docs/security.md, HTTP parsing).
 
 Pure parts by table; the send race on a real socket pair; then the node's real HTTP stack
@@ -15,7 +15,7 @@ import trio
 
 import storage
 from node import log
-from node.http.connection import SerialStream, guarded
+from node.http.edge import SerialStream, guarded
 from node.http.fastlane import could_be_request, framing_error
 from node.http.routes_videos import public_error, view
 

@@ -1,4 +1,4 @@
-"""CORS (node.http.cors): the origin rule by table, the `cors:` setting, then preflights and
+"""CORS (node.http.edge): the origin rule by table, the `cors:` setting, then preflights and
 answers through the app's test client and through the node's real HTTP stack in-process, with
 and without the fast lane in front: the lane's answers carry exactly the app's CORS headers."""
 
@@ -12,7 +12,7 @@ import storage
 import trio
 
 from node.config import Config, ConfigError, CorsConfig
-from node.http import cors
+from node.http import edge
 from node.http.app import create_app
 from test_fast_lane import SEG, VID, make_ctx, ready_video, serve  # same directory
 
@@ -34,28 +34,28 @@ LISTED = (APP, "http://127.0.0.1:8080")
     (LISTED, None, {"Vary": "Origin"}),
 ])
 def test_answer_headers(origins, origin, expect):
-    h = dict(cors.answer_headers(origins, origin))
+    h = dict(edge.answer_headers(origins, origin))
     assert h.pop("Access-Control-Expose-Headers", None) == (
-        cors.EXPOSE_HEADERS if "Access-Control-Allow-Origin" in expect else None)
+        edge.EXPOSE_HEADERS if "Access-Control-Allow-Origin" in expect else None)
     assert h == expect
 
 
 @pytest.mark.parametrize("origins, origin, allow", [
-    (("*",), EVIL, cors.METHODS),
-    (("*",), None, cors.METHODS),
-    (LISTED, APP, cors.METHODS),
+    (("*",), EVIL, edge.METHODS),
+    (("*",), None, edge.METHODS),
+    (LISTED, APP, edge.METHODS),
     (LISTED, EVIL, None),
     (LISTED, None, None),
 ])
 def test_preflight_headers(origins, origin, allow):
-    h = dict(cors.preflight_headers(origins, origin))
+    h = dict(edge.preflight_headers(origins, origin))
     assert h.get("Access-Control-Allow-Methods") == allow
     assert ("Access-Control-Allow-Origin" in h) == (allow is not None)
     assert ("Access-Control-Allow-Headers" in h) == (allow is not None)
     if allow is not None:
         assert "Authorization" in h["Access-Control-Allow-Headers"]
         assert "Upload-Offset" in h["Access-Control-Allow-Headers"]
-        assert h["Access-Control-Max-Age"] == cors.MAX_AGE
+        assert h["Access-Control-Max-Age"] == edge.MAX_AGE
     assert "Access-Control-Expose-Headers" not in h  # preflights expose nothing
 
 
@@ -117,8 +117,8 @@ async def test_preflight_from_an_allowed_origin(tmp_path, path, method, allowed)
     assert r.headers["Vary"] == "Origin"
     methods = {m.strip() for m in r.headers["Access-Control-Allow-Methods"].split(",")}
     assert method in methods and allowed <= methods and "OPTIONS" in methods
-    assert r.headers["Access-Control-Allow-Headers"] == cors.ALLOW_HEADERS
-    assert r.headers["Access-Control-Max-Age"] == cors.MAX_AGE
+    assert r.headers["Access-Control-Allow-Headers"] == edge.ALLOW_HEADERS
+    assert r.headers["Access-Control-Max-Age"] == edge.MAX_AGE
     assert r.headers["X-Served-By"] == "n1"
 
 
@@ -139,7 +139,7 @@ async def test_default_star_answers_every_origin_without_vary(tmp_path):
     assert "POST" in r.headers["Access-Control-Allow-Methods"]
     r = await client.get("/v1/videos", headers={"Origin": EVIL})
     assert r.headers["Access-Control-Allow-Origin"] == "*"
-    assert r.headers["Access-Control-Expose-Headers"] == cors.EXPOSE_HEADERS
+    assert r.headers["Access-Control-Expose-Headers"] == edge.EXPOSE_HEADERS
 
 
 async def test_tus_discovery_and_unknown_paths_are_unchanged(tmp_path):
@@ -211,7 +211,7 @@ async def test_the_lane_and_the_app_give_the_same_cors_answers(tmp_path):
     acao = [h.get("access-control-allow-origin") for _, h, _ in fast]
     assert acao == [APP, APP, APP, None, None, APP, APP, APP, None, APP, None, APP, APP, APP, None]
     assert all(h["vary"] == "Origin" for _, h, _ in fast)
-    assert fast[13][1]["access-control-allow-methods"] == cors.METHODS
+    assert fast[13][1]["access-control-allow-methods"] == edge.METHODS
     assert lane.answered == 9  # every GET/HEAD above; the preflights were the app's
     assert fast_ctx.metrics.events.values()["fast_lane_responses"] == 9
 

@@ -109,7 +109,7 @@ def test_serving_applies_both_hypercorn_patches_and_restores_them():
     recv, server = hypercorn.trio.tcp_server.MAX_RECV, hypercorn.trio.run.TCPServer
     with patches.serving(_Lane()):
         assert hypercorn.trio.tcp_server.MAX_RECV == patches.RECV_SIZE
-        # the lane in front of the guard (node.http.connection) in front of hypercorn's handler
+        # the lane in front of the guard (node.http.edge) in front of hypercorn's handler
         assert hypercorn.trio.run.TCPServer.wrapped.wrapped is hypercorn.trio.tcp_server.TCPServer
     assert (hypercorn.trio.tcp_server.MAX_RECV, hypercorn.trio.run.TCPServer) == (recv, server)
     with pytest.raises(RuntimeError), patches.serving(None):
