@@ -18,15 +18,15 @@ hypercorn (0.18), applied by :func:`serving` for as long as the node serves:
   lane (node.http.fastlane): cache hits of HLS objects are answered with sendfile before hypercorn
   sees the connection.
 
-quart-trio (0.12) and Quart (0.22), applied by subclassing (:class:`BackpressureQuartTrio`, the
-base of the node's app); the behaviour itself lives in node.http.body:
+quart-trio (0.12) and Quart (0.22), applied by subclassing (node.http.app's ``ShoalApp``, the
+node's app, and the body classes beside it):
 
 - ``TrioASGIHTTPConnection.handle_request(nursery, request, send)`` and
   ``handle_messages(nursery, request, receive)``: replaced, so the receive loop stops while the
   body's buffer is full (quart-trio buffers a body without limit: 835 MiB for a 500 MB upload)
   and an early answer drains the rest of the body.  ``_send_response(send, response)`` is called,
   with the response's last send shielded from cancellation (hypercorn closes the connection
-  inside it; see node.http.body ``_last_send_shielded``).
+  inside it; see node.http.app ``_last_send_shielded``).
 - ``ASGIHTTPConnection._create_request_from_scope(send)``: extended, to give each request's body
   its app's buffer limit.
 - ``TrioBody`` (``_complete``, ``_has_data``, ``_must_raise``, ``_max_content_length``,
@@ -62,9 +62,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import hypercorn.trio.run
 import hypercorn.trio.tcp_server
-from quart_trio import QuartTrio
 
-from node.http.body import BackpressureConnection, BoundedRequest
 from node.http.edge import guarded
 
 if TYPE_CHECKING:
@@ -141,18 +139,6 @@ RELIED_ON: tuple[Internal, ...] = (
     Internal("botocore.awsrequest", "AWSRequest.context", "attribute",
              "storage.s3 puts client_config there: payload_signing_enabled=False -> UNSIGNED-PAYLOAD"),
 )
-
-
-class BackpressureQuartTrio(QuartTrio):
-    """QuartTrio whose requests have bounded bodies, read with backpressure (node.http.body)."""
-
-    asgi_http_class = BackpressureConnection
-    request_class = BoundedRequest
-
-    def __init__(self, *args: Any, body_buffer: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: bytes a request body may queue unread before receiving waits; None: BoundedBody.limit
-        self.body_buffer = body_buffer
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from quart import request
 from quart_trio import QuartTrio
 
 from node.http.app import ShoalApp
-from node.http.body import BoundedBody
+from node.http.app import BoundedBody
 import storage
 
 TOTAL = 48 * 1024 * 1024
@@ -129,7 +129,7 @@ async def test_the_responses_last_send_finishes_even_when_the_connection_is_canc
     landing there (our receive loop cancels on ``http.disconnect``, which that same end emits)
     left the socket open and the client's next request hung: the last send is shielded, the
     others stay cancellable (a client gone mid-response still stops the handler)."""
-    from node.http.body import _last_send_shielded
+    from node.http.app import _last_send_shielded
 
     done: list[str] = []
 

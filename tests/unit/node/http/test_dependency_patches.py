@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from node.http import patches
-from node.http.body import BackpressureConnection, BoundedBody, BoundedRequest
+from node.http.app import BackpressureConnection, BoundedBody, BoundedRequest, ShoalApp
 from node.http.patches import RELIED_ON, Internal
 
 
@@ -92,8 +92,8 @@ def test_the_trio_body_initialiser_still_makes_what_bounded_body_uses():
 
 
 def test_our_classes_are_installed_on_the_app_class():
-    assert patches.BackpressureQuartTrio.asgi_http_class is BackpressureConnection
-    assert patches.BackpressureQuartTrio.request_class is BoundedRequest
+    assert ShoalApp.asgi_http_class is BackpressureConnection
+    assert ShoalApp.request_class is BoundedRequest
     assert BoundedRequest.body_class is BoundedBody
 
 
