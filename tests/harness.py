@@ -28,7 +28,7 @@ import subprocess
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import httpx
 import pytest
@@ -357,3 +357,16 @@ def stop_process_group(proc: Any, grace: float = 15) -> None:
     except subprocess.TimeoutExpired:
         kill_group_quietly(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+# ---- fake nodes for the CLI's client (no cluster) -------------------------------------------------
+def one_port_refuses(port: int, seen: list[int],
+                     answer: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    """Fake nodes behind one transport: the one on ``port`` refuses the connection, every other
+    answers ``answer(request)``; each request's port is appended to ``seen``."""
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req.url.port)
+        if req.url.port == port:
+            raise httpx.ConnectError("Connection refused")
+        return answer(req)
+    return httpx.MockTransport(handler)

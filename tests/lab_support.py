@@ -1,5 +1,5 @@
 """Shared by the lab tests: whether the machine makes namespaces, a free subnet, a lab fixture,
-and polling a lab over HTTP until a condition holds.
+polling a lab over HTTP until a condition holds, and a video uploaded to it and ready.
 
     with lab_for_test(tmp_path, "t") as lab:   # skips (printing why) only where the machine
         lab.up()                               # refuses a network namespace; always torn down
@@ -20,11 +20,13 @@ import httpx
 
 import pytest
 
-from cli.lab import Lab
+from cli.lab import Lab, LabPlan
 from cli.lab import net as labnet
+from cli.launcher import load_or_create_secrets
 from conftest import TEST_LADDER
 
-__all__ = ["namespace_refusal", "free_subnet", "lab_for_test"]
+__all__ = ["namespace_refusal", "free_subnet", "lab_for_test", "poll_until", "node_urls", "auth_header",
+           "wait_ready", "upload_ready"]
 
 
 def namespace_refusal() -> str | None:
@@ -87,3 +89,31 @@ def poll_until(what: Callable[[], Any], until: Callable[[Any], bool], timeout: f
                 return last
         time.sleep(interval)
     raise AssertionError(f"not within {timeout:.0f} s; last: {last}")
+
+
+def node_urls(plan: LabPlan) -> dict[str, str]:
+    """Each node host's API URL, by node id."""
+    return {plan.node_id(h): f"http://{h.addr}:8000" for h in plan.node_hosts}
+
+
+def auth_header(plan: LabPlan) -> dict[str, str]:
+    """The lab's API token as an Authorization header."""
+    return {"Authorization": f"Bearer {load_or_create_secrets(plan.state_dir / 'secrets.json').token}"}
+
+
+def wait_ready(http: httpx.Client, url: str, vid: str, timeout: float) -> dict:
+    """The video's record once it is no longer processing, asserted ``ready``."""
+    rec = poll_until(lambda: http.get(f"{url}/v1/videos/{vid}").json(),
+                     lambda r: r.get("state") in ("ready", "failed"), timeout, interval=0.3)
+    assert rec["state"] == "ready", rec
+    return rec
+
+
+def upload_ready(http: httpx.Client, url: str, src: Path, auth: dict[str, str], timeout: float) -> tuple[str, str]:
+    """Uploads ``src`` (named by its file name) through the node at ``url`` and waits until it is
+    ready: (its id, its owner as that node sees it)."""
+    r = http.post(url + "/v1/videos", content=src.read_bytes(), headers={**auth, "X-Filename": src.name})
+    assert r.status_code == 201, r.text
+    vid = r.json()["id"]
+    wait_ready(http, url, vid, timeout)
+    return vid, http.get(f"{url}/v1/cluster/owner/{vid}").json()["owner"]

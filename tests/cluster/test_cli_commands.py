@@ -29,7 +29,7 @@ from cli.main import (WAIT_FAILED, WAIT_READY, WAIT_TIMEOUT, build_parser, forma
                       format_status, format_video, main, wait_for)
 from cli.progress import Progress, format_eta, format_progress
 from cli.tables import format_table, human_bytes, human_duration, human_time
-from harness import cluster_factory, merge, pick_ports  # noqa: F401 (fixture)
+from harness import cluster_factory, merge, one_port_refuses, pick_ports  # noqa: F401 (fixture)
 from node.config import Config
 
 MiB = 1024 * 1024
@@ -250,15 +250,9 @@ def test_api_error_reads_the_contract_shape():
 
 
 def test_reads_move_on_to_the_next_node_and_remember_it():
-    seen = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req.url.port)
-        if req.url.port == 9001:
-            raise httpx.ConnectError("Connection refused")
-        return httpx.Response(200, json={"videos": [], "next": None})
-
-    c = Client(three_nodes(), transport=httpx.MockTransport(handler))
+    seen: list[int] = []
+    c = Client(three_nodes(), transport=one_port_refuses(
+        9001, seen, lambda req: httpx.Response(200, json={"videos": [], "next": None})))
     assert c.get_json("/v1/videos", {"state": "ready", "limit": None}) == {"videos": [], "next": None}
     assert c.get_json("/v1/videos") == {"videos": [], "next": None}
     assert seen == [9001, 9002, 9002]

@@ -28,7 +28,7 @@ import storage
 
 from cli.lab import leftovers
 from cli.launcher import load_or_create_secrets
-from lab_support import lab_for_test, poll_until
+from lab_support import auth_header, lab_for_test, node_urls, upload_ready, wait_ready
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -45,13 +45,6 @@ def lab(tmp_path):
 
 def _members(http: httpx.Client, url: str) -> dict[str, str]:
     return {m["id"]: m["state"] for m in http.get(url + "/v1/cluster/members").json()["members"]}
-
-
-def _wait_ready(http: httpx.Client, url: str, vid: str, timeout: float = READY_BOUND) -> dict:
-    rec = poll_until(lambda: http.get(f"{url}/v1/videos/{vid}").json(),
-                     lambda r: r.get("state") in ("ready", "failed"), timeout, interval=0.3)
-    assert rec["state"] == "ready", rec
-    return rec
 
 
 def _read_every_object(endpoint: str, access_key: str, secret_key: str) -> tuple[int, list[str]]:
@@ -78,20 +71,14 @@ def test_lab_partition_owner_declared_dead_and_taken_over_then_nothing_left(lab,
     config = lab.up()
     up_s = time.monotonic() - t0
     plan = lab.plan
-    urls = {plan.node_id(h): f"http://{h.addr}:8000" for h in plan.node_hosts}
-    secrets = load_or_create_secrets(plan.state_dir / "secrets.json")
-    token = secrets.token
-    auth = {"Authorization": f"Bearer {token}"}
+    urls = node_urls(plan)
+    secrets = load_or_create_secrets(plan.state_dir / "secrets.json")  # its S3 keys, below
+    auth = auth_header(plan)
     assert config.exists() and "10.213." in config.read_text()
     src = make_video(tmp_path / "clip.mp4", seconds=3, width=320, height=240)
 
     with httpx.Client(timeout=10) as http:
-        r = http.post(urls["n1"] + "/v1/videos", content=src.read_bytes(),
-                      headers={**auth, "X-Filename": "clip.mp4"})
-        assert r.status_code == 201, r.text
-        vid = r.json()["id"]
-        _wait_ready(http, urls["n1"], vid)
-        owner = http.get(f"{urls['n1']}/v1/cluster/owner/{vid}").json()["owner"]
+        vid, owner = upload_ready(http, urls["n1"], src, auth, READY_BOUND)
         survivors = [n for n in urls if n != owner]
 
         # when: the owner's namespace drops every packet to and from the other node hosts
@@ -126,7 +113,7 @@ def test_lab_partition_owner_declared_dead_and_taken_over_then_nothing_left(lab,
         r2 = http.post(urls[survivors[1]] + "/v1/videos", content=src.read_bytes(),
                        headers={**auth, "X-Filename": "second.mp4"})
         assert r2.status_code == 201, r2.text
-        _wait_ready(http, urls[survivors[0]], r2.json()["id"])
+        wait_ready(http, urls[survivors[0]], r2.json()["id"], READY_BOUND)
 
     print(f"lab up {up_s:.1f} s; cut {owner} from {survivors}: dead after "
           + ", ".join(f"{n} {s:.1f} s" for n, s in sorted(seen_dead.items())))

@@ -26,8 +26,7 @@ import httpx
 import pytest
 
 from cli.lab import leftovers
-from cli.launcher import load_or_create_secrets
-from lab_support import lab_for_test, poll_until
+from lab_support import auth_header, lab_for_test, node_urls, poll_until, upload_ready
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -50,18 +49,12 @@ def test_node_cut_from_storage_answers_503_at_once_and_serves_warm_segments(cut_
     lab = cut_lab
     lab.up()
     plan = lab.plan
-    urls = {plan.node_id(h): f"http://{h.addr}:8000" for h in plan.node_hosts}
-    auth = {"Authorization": f"Bearer {load_or_create_secrets(plan.state_dir / 'secrets.json').token}"}
+    urls = node_urls(plan)
+    auth = auth_header(plan)
     src = make_video(tmp_path / "clip.mp4", seconds=6, width=320, height=240)
 
     with httpx.Client(timeout=10) as http:
-        r = http.post(urls["n1"] + "/v1/videos", content=src.read_bytes(),
-                      headers={**auth, "X-Filename": "clip.mp4"})
-        assert r.status_code == 201, r.text
-        vid = r.json()["id"]
-        poll_until(lambda: http.get(f"{urls['n1']}/v1/videos/{vid}").json()["state"],
-                   lambda s: s in ("ready", "failed"), READY_BOUND, 0.3)
-        owner = http.get(f"{urls['n1']}/v1/cluster/owner/{vid}").json()["owner"]
+        vid, owner = upload_ready(http, urls["n1"], src, auth, READY_BOUND)
         hls = f"{urls[owner]}/v1/videos/{vid}/hls/"
 
         # given: the owner has served the master playlist, a media playlist and its first segment

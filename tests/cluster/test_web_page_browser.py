@@ -31,10 +31,15 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--autoplay-policy=no-user-gesture-required"]
 
-DRIVER = r"""
+
+def driver_script(timeout_ms: int, body: str) -> str:
+    """A playwright-core script: launch chromium, open ``PAGE_URL`` (the page's console and errors
+    kept in ``out.console``), run ``body`` (JS with ``page``, ``out``, ``step`` and the timeout ``T``
+    in scope), then close the browser and print ``out`` as one JSON line (``out.failure`` on an
+    exception)."""
+    return (r"""
 const { chromium } = require(process.env.PLAYWRIGHT);
-const { URL_, FILE, TOKEN } = { URL_: process.env.PAGE_URL, FILE: process.env.UPLOAD_FILE, TOKEN: process.env.TOKEN };
-const T = 60000;
+const T = %d;
 const out = { steps: [], console: [] };
 const step = (s) => out.steps.push(s);
 
@@ -45,7 +50,42 @@ const step = (s) => out.steps.push(s);
     const page = await browser.newPage();
     page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
-    await page.goto(URL_);
+    await page.goto(process.env.PAGE_URL);
+""" % timeout_ms) + body + r"""
+  } catch (e) {
+    out.failure = String(e && e.stack || e);
+  } finally {
+    await browser.close();
+    console.log(JSON.stringify(out));
+  }
+})();
+"""
+
+
+def need_browser():
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make system` (apt-get install chromium)"
+    assert (PLAYWRIGHT / "package.json").exists(), "web/node_modules is missing: `make web`"
+
+
+def run_driver(tmp_path: Path, script: str, page_url: str, **env_extra: str) -> tuple[dict, str]:
+    """Runs ``script`` with node against ``page_url``; returns its ``out`` and a short JSON of it
+    (without the long ``served`` list) for assertion messages, having checked it did not fail."""
+    driver = tmp_path / "drive.cjs"
+    driver.write_text(script)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLAYWRIGHT": str(PLAYWRIGHT),
+           "CHROMIUM": CHROMIUM, "FLAGS": json.dumps(CHROMIUM_FLAGS),
+           "TMPDIR": str(tmp_path),  # playwright puts the throwaway profile (--user-data-dir) here
+           "PAGE_URL": page_url, **env_extra}
+    p = subprocess.run(["node", str(driver)], env=env, capture_output=True, text=True, timeout=240)
+    assert p.stdout.strip(), p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    context = json.dumps({k: v for k, v in out.items() if k != "served"}, indent=1)[-4000:]
+    assert "failure" not in out, context
+    return out, context
+
+
+DRIVER = driver_script(60000, r"""
+    const { FILE, TOKEN } = { FILE: process.env.UPLOAD_FILE, TOKEN: process.env.TOKEN };
     out.mse_h264 = await page.evaluate(() =>
       window.MediaSource && MediaSource.isTypeSupported('video/mp4; codecs="avc1.4d401e,mp4a.40.2"'));
     out.problems = await page.evaluate(() => document.querySelector("#problems").textContent);
@@ -99,36 +139,18 @@ const step = (s) => out.steps.push(s);
       members: [...document.querySelectorAll("#members tbody tr")].map((r) => r.textContent),
       owner_cell: document.querySelector(`tr[data-id="${window.shoal.playing}"] td:nth-child(5)`).textContent,
     })));
-  } catch (e) {
-    out.failure = String(e && e.stack || e);
-  } finally {
-    await browser.close();
-    console.log(JSON.stringify(out));
-  }
-})();
-"""
+""")
 
 
 def test_page_uploads_plays_switches_rendition_and_spreads_segments_over_nodes(cluster_factory, tmp_path):
-    assert Path(CHROMIUM).exists(), "chromium is missing: `make system` (apt-get install chromium)"
-    assert (PLAYWRIGHT / "package.json").exists(), "web/node_modules is missing: `make web`"
+    need_browser()
     c = cluster_factory(3, {"ladder": TEST_LADDER})
     src = media.make_video(tmp_path / "browser.mp4", seconds=12)
-    driver = tmp_path / "drive.cjs"
-    driver.write_text(DRIVER)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLAYWRIGHT": str(PLAYWRIGHT),
-           "CHROMIUM": CHROMIUM, "FLAGS": json.dumps(CHROMIUM_FLAGS),
-           "TMPDIR": str(tmp_path),  # playwright puts the throwaway profile (--user-data-dir) here
-           "PAGE_URL": c.url("n1") + "/", "UPLOAD_FILE": str(src), "TOKEN": c.token}
     before = {n: httpx.get(c.url(n) + "/v1/node").json()["counters"].get("hls_segments_served", 0)
               for n in c.node_ids}
 
     # when the page drives upload, playback and a rendition switch
-    p = subprocess.run(["node", str(driver)], env=env, capture_output=True, text=True, timeout=240)
-    assert p.stdout.strip(), p.stderr[-3000:]
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    context = json.dumps({k: v for k, v in out.items() if k != "served"}, indent=1)[-4000:]
-    assert "failure" not in out, context
+    out, context = run_driver(tmp_path, DRIVER, c.url("n1") + "/", UPLOAD_FILE=str(src), TOKEN=c.token)
     assert out["mse_h264"], "this chromium cannot play H.264/AAC through MSE"
     assert out["problems"] == "", context  # hls.js and tus-js-client were served by the node
 
@@ -163,18 +185,7 @@ def test_page_uploads_plays_switches_rendition_and_spreads_segments_over_nodes(c
     assert out["owner_cell"] == owner
 
 
-CHUNK_DRIVER = r"""
-const { chromium } = require(process.env.PLAYWRIGHT);
-const T = 90000;
-const out = { steps: [], console: [] };
-(async () => {
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true,
-    args: JSON.parse(process.env.FLAGS) });
-  try {
-    const page = await browser.newPage();
-    page.on("console", (m) => out.console.push(`${m.type()}: ${m.text()}`));
-    page.on("pageerror", (e) => out.console.push(`pageerror: ${e.message}`));
-    await page.goto(process.env.PAGE_URL);
+CHUNK_DRIVER = driver_script(90000, r"""
     const play = `tr[data-id="${process.env.VIDEO}"] button.play`;
     await page.waitForSelector(play, { timeout: T });
     await page.click(play);
@@ -188,19 +199,11 @@ const out = { steps: [], console: [] };
                audio_tracks: window.shoal.hls.audioTracks.length,
                media_error: v.error && v.error.message };
     }));
-  } catch (e) {
-    out.failure = String(e && e.stack || e);
-  } finally {
-    await browser.close();
-    console.log(JSON.stringify(out));
-  }
-})();
-"""
+""")
 
 
 def test_hls_js_plays_a_chunked_video_across_its_chunk_borders(cluster_factory, tmp_path):
-    assert Path(CHROMIUM).exists(), "chromium is missing: `make system` (apt-get install chromium)"
-    assert (PLAYWRIGHT / "package.json").exists(), "web/node_modules is missing: `make web`"
+    need_browser()
     # given a video cut in 4 s chunks (borders at 4, 8, 12 s) with its audio as its own group
     c = cluster_factory(3, {"ladder": TEST_LADDER,
                             "processing": {"chunked": True, "chunk_segments": 2, "preset": "ultrafast"}})
@@ -209,17 +212,8 @@ def test_hls_js_plays_a_chunked_video_across_its_chunk_borders(cluster_factory, 
     vid = upload(c, "n1", src).json()["id"]
     rec = wait_state(c, "n2", vid, "ready", timeout=180)
     assert len(rec["chunks"]) == 5  # 4 chunks and the audio
-    driver = tmp_path / "chunks.cjs"
-    driver.write_text(CHUNK_DRIVER)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLAYWRIGHT": str(PLAYWRIGHT),
-           "CHROMIUM": CHROMIUM, "FLAGS": json.dumps(CHROMIUM_FLAGS), "TMPDIR": str(tmp_path),
-           "PAGE_URL": c.url("n1") + "/", "VIDEO": vid, "PLAY_UNTIL": "9"}
     # when the page plays it with hls.js past two borders
-    p = subprocess.run(["node", str(driver)], env=env, capture_output=True, text=True, timeout=240)
-    assert p.stdout.strip(), p.stderr[-3000:]
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    context = json.dumps(out, indent=1)[-4000:]
-    assert "failure" not in out, context
+    out, context = run_driver(tmp_path, CHUNK_DRIVER, c.url("n1") + "/", VIDEO=vid, PLAY_UNTIL="9")
     # then playback advanced with no fatal error, one audio track, and what is buffered is one
     # range: no hole at a chunk border (hls.js may note a hole at t=0 with a separate audio group)
     assert out["current_time"] > 9 and out["media_error"] is None, context

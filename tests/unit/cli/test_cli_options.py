@@ -14,6 +14,7 @@ from cli.health import (STATUS_DEGRADED, STATUS_OK, format_status, node_problem,
                         probe, problems, storage_from_nodes)
 from cli.main import MEMBER_STATES, build_parser, main, package_version, select_members
 from cli.target import Endpoint, choose_source, parse_urls, select_endpoint
+from harness import one_port_refuses
 
 ENV_NONE: dict[str, str] = {}
 
@@ -135,20 +136,14 @@ def test_select_members_by_state():
 
 # ---- the client with URLs only -------------------------------------------------------------------
 def test_client_over_urls_fails_over_and_honours_node():
-    seen = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req.url.port)
-        if req.url.port == 1:
-            raise httpx.ConnectError("Connection refused")
-        return httpx.Response(200, json={"port": req.url.port})
-
+    seen: list[int] = []
+    transport = one_port_refuses(1, seen, lambda req: httpx.Response(200, json={"port": req.url.port}))
     eps = parse_urls("http://127.0.0.1:1,http://127.0.0.1:2")
-    with Client(eps, transport=httpx.MockTransport(handler)) as c:
+    with Client(eps, transport=transport) as c:
         assert c.get_json("/v1/videos") == {"port": 2}
         assert c.get_json("/v1/videos") == {"port": 2}  # remembered
     assert seen == [1, 2, 2]
-    with Client(eps, node="127.0.0.1:1", transport=httpx.MockTransport(handler)) as c:
+    with Client(eps, node="127.0.0.1:1", transport=transport) as c:
         with pytest.raises(CliError, match=r"^no node answered: 127.0.0.1:1 \(http://127.0.0.1:1\)"):
             c.get_json("/v1/videos")
     with pytest.raises(CliError, match="no node to talk to"):

@@ -12,13 +12,8 @@ from membership.suspicion import (Suspicion, expected_confirmations, remaining_s
 
 
 @pytest.mark.parametrize("mult,n,interval,expected", [
-    (4, 1, 1.0, 4.0),        # log10 floored at 1
-    (4, 5, 1.0, 4.0),
-    (4, 10, 1.0, 4.0),
-    (4, 100, 1.0, 8.0),
-    (4, 1000, 1.0, 12.0),
-    (4, 1000, 0.3, 3.6),
-    (5, 1, 0.2, 1.0),
+    (4, 1, 1.0, 4.0), (4, 5, 1.0, 4.0),  # log10 floored at 1
+    (4, 10, 1.0, 4.0), (4, 100, 1.0, 8.0), (4, 1000, 1.0, 12.0), (4, 1000, 0.3, 3.6), (5, 1, 0.2, 1.0),
 ])
 def test_suspicion_timeout(mult, n, interval, expected):
     assert suspicion_timeout(mult, n, interval) == pytest.approx(expected)
@@ -26,12 +21,8 @@ def test_suspicion_timeout(mult, n, interval, expected):
 
 # memberlist suspicion_test.go TestSuspicion_remainingSuspicionTime
 @pytest.mark.parametrize("n,k,elapsed,lo,hi,expected", [
-    (0, 3, 0, 2, 30, 30),
-    (1, 3, 2, 2, 30, 14),
-    (2, 3, 3, 2, 30, 4.810),
-    (3, 3, 4, 2, 30, -2),
-    (4, 3, 5, 2, 30, -3),
-    (5, 3, 10, 2, 30, -8),
+    (0, 3, 0, 2, 30, 30), (1, 3, 2, 2, 30, 14), (2, 3, 3, 2, 30, 4.810),
+    (3, 3, 4, 2, 30, -2), (4, 3, 5, 2, 30, -3), (5, 3, 10, 2, 30, -8),
 ])
 def test_remaining_suspicion_time_matches_memberlist(n, k, elapsed, lo, hi, expected):
     assert remaining_suspicion_time(n, k, elapsed, lo, hi) == pytest.approx(expected, abs=1e-9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
@@ -80,12 +81,26 @@ async def _start_all(nursery, cfg: _Cluster) -> dict[str, Membership]:
     return ms
 
 
-async def test_converge_then_kill_is_declared_dead_everywhere():
-    cfg = _config(4)
+def _converged(ms: dict[str, Membership]) -> bool:
+    """Every node sees every node alive."""
+    return all(m.alive_ids() == set(ms) for m in ms.values())
+
+
+@asynccontextmanager
+async def _running(n: int):
+    """``n`` nodes joined through two seeds until each sees all alive: yields the config, the
+    memberships by id and the nursery they serve in; stops them all at the end."""
+    cfg = _config(n)
     async with trio.open_nursery() as nursery:
         ms = await _start_all(nursery, cfg)
-        # given: four nodes joined through two seeds
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        await _wait_for(lambda: _converged(ms), 5, "converge")
+        yield cfg, ms, nursery
+        nursery.cancel_scope.cancel()
+
+
+async def test_converge_then_kill_is_declared_dead_everywhere():
+    # given: four nodes joined through two seeds
+    async with _running(4) as (cfg, ms, _nursery):
         assert all(m.joined() for m in ms.values())
         m3 = ms["n3"]
         assert {x.id: x.state for x in ms["n0"].members()} == {i: ALIVE for i in ms}
@@ -100,14 +115,10 @@ async def test_converge_then_kill_is_declared_dead_everywhere():
         # and no live node was ever declared dead
         assert all(_view(m, j) == ALIVE for i, m in ms.items() if i != "n3"
                    for j in ms if j != "n3")
-        nursery.cancel_scope.cancel()
 
 
 async def test_restart_rejoins_with_higher_incarnation():
-    cfg = _config(3)
-    async with trio.open_nursery() as nursery:
-        ms = await _start_all(nursery, cfg)
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+    async with _running(3) as (cfg, ms, nursery):
         old = ms["n2"].incarnation
         ms["n2"].stop()
         await _wait_for(lambda: _view(ms["n0"], "n2") == DEAD, 10, "n2 dead")
@@ -118,30 +129,22 @@ async def test_restart_rejoins_with_higher_incarnation():
                         5, "n2 alive again")
         inc = next(x.incarnation for x in ms["n0"].members() if x.id == "n2")
         assert inc > old
-        nursery.cancel_scope.cancel()
 
 
 async def test_leave_is_left_not_dead_and_listeners_hear_it():
-    cfg = _config(3)
     seen: list[list] = []
-    async with trio.open_nursery() as nursery:
-        ms = await _start_all(nursery, cfg)
+    async with _running(3) as (_cfg, ms, _nursery):
         ms["n0"].add_listener(seen.append)
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
         await ms["n1"].leave()
         await _wait_for(lambda: _view(ms["n0"], "n1") == LEFT and _view(ms["n2"], "n1") == LEFT,
                         5, "n1 left")
         await trio.sleep(1.0)  # well past a suspicion timeout: still left, never dead
         assert _view(ms["n0"], "n1") == LEFT and _view(ms["n2"], "n1") == LEFT
         assert seen and any(x.id == "n1" and x.state == LEFT for x in seen[-1])
-        nursery.cancel_scope.cancel()
 
 
 async def test_blocked_peer_is_declared_dead_then_returns_when_unblocked():
-    cfg = _config(3)
-    async with trio.open_nursery() as nursery:
-        ms = await _start_all(nursery, cfg)
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+    async with _running(3) as (_cfg, ms, _nursery):
         # when: n2 is cut off from everyone (both directions)
         ms["n2"].set_blocked({"n0", "n1"})
         ms["n0"].set_blocked({"n2"})
@@ -153,14 +156,10 @@ async def test_blocked_peer_is_declared_dead_then_returns_when_unblocked():
             m.set_blocked(())
         await _wait_for(lambda: _view(ms["n0"], "n2") == ALIVE and _view(ms["n1"], "n2") == ALIVE,
                         10, "n2 alive again")
-        nursery.cancel_scope.cancel()
 
 
 async def test_forged_and_replayed_packets_are_dropped_and_counted():
-    cfg = _config(2)
-    async with trio.open_nursery() as nursery:
-        ms = await _start_all(nursery, cfg)
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+    async with _running(2) as (cfg, ms, _nursery):
         target = ("127.0.0.1", cfg.port("n0"))
         good = Encoder(derive_key(KEY, "test")).encode(Message(PING, "intruder", 1, "n0"))
         forged = Encoder(derive_key(b"wrong key", "test")).encode(Message(PING, "intruder", 2, "n0"))
@@ -177,7 +176,6 @@ async def test_forged_and_replayed_packets_are_dropped_and_counted():
         assert dropped["oversized"] == 1
         # and the node is still fine
         assert ms["n0"].alive_ids() == {"n0", "n1"}
-        nursery.cancel_scope.cancel()
 
 
 async def test_single_node_cluster_is_joined():
@@ -204,7 +202,7 @@ async def test_islands_formed_at_start_merge_through_the_seeds():
             ms[i] = island.membership(i)
             await nursery.start(ms[i].serve)
         # when / then: n0 and n1 find seeds they have never heard of and merge the two tables
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 10, "merged")
+        await _wait_for(lambda: _converged(ms), 10, "merged")
         nursery.cancel_scope.cancel()
 
 
@@ -225,7 +223,7 @@ async def test_node_whose_udp_is_lost_stays_alive_through_tcp_pings():
         # given: n2 hears every datagram but none of its own gets out (its join is TCP)
         ms["n2"] = cfg.membership("n2", transport=_MuteUdp())
         await nursery.start(ms["n2"].serve)
-        await _wait_for(lambda: all(m.alive_ids() == set(ms) for m in ms.values()), 5, "converge")
+        await _wait_for(lambda: _converged(ms), 5, "converge")
         for i in ("n0", "n1"):
             ms[i].add_listener(lambda members: deaths.extend(
                 x.id for x in members if x.state == DEAD))

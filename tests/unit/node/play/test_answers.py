@@ -96,6 +96,16 @@ async def test_ready_record_raises_domain_errors(state, error):
         await play.ready_record(ctx, play.ReadyRecords(Clock()), "not-an-id")
 
 
+async def _hop_reads(ctx, rest: str, ok: bool) -> None:
+    """A hop asking for ``rest`` of VID reads that key under the video when ``ok``, else is not found."""
+    memo = play.ReadyRecords(Clock())
+    if ok:
+        assert await play.internal_object_key(ctx, memo, VID, rest) == layout.video_prefix(VID) + rest
+    else:
+        with pytest.raises(play.ObjectNotFound):
+            await play.internal_object_key(ctx, memo, VID, rest)
+
+
 @pytest.mark.parametrize("rest,ok", [
     ("out/1/master.m3u8", True), ("out/1/360p/seg_00001.ts", True),
     ("out/2/master.m3u8", False), ("out/0/master.m3u8", False),  # not the ready epoch
@@ -104,12 +114,7 @@ async def test_ready_record_raises_domain_errors(state, error):
 ])
 async def test_a_hop_reads_only_the_ready_epoch(rest, ok):
     ctx, _ = await _ctx_with(lc.READY)
-    memo = play.ReadyRecords(Clock())
-    if ok:
-        assert await play.internal_object_key(ctx, memo, VID, rest) == layout.video_prefix(VID) + rest
-    else:
-        with pytest.raises(play.ObjectNotFound):
-            await play.internal_object_key(ctx, memo, VID, rest)
+    await _hop_reads(ctx, rest, ok)
 
 
 @pytest.mark.parametrize("rest,ok", [
@@ -127,12 +132,7 @@ async def test_a_hop_to_a_chunked_video_reads_only_committed_unit_epochs(rest, o
     rec = dict(v.doc, segments_from={"chunk_segments": 3, "chunks": 4,
                                      "units": {"00000": 1, "00001": 3, "00002": 1, "00003": 2, "audio": 1}})
     await store.put(layout.record_key(VID), encode(rec))
-    memo = play.ReadyRecords(Clock())
-    if ok:
-        assert await play.internal_object_key(ctx, memo, VID, rest) == layout.video_prefix(VID) + rest
-    else:
-        with pytest.raises(play.ObjectNotFound):
-            await play.internal_object_key(ctx, memo, VID, rest)
+    await _hop_reads(ctx, rest, ok)
 
 
 @pytest.mark.parametrize("state", [None, lc.UPLOADED])

@@ -9,6 +9,7 @@ renewal period and never commits; once storage answers, a new epoch commits, the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from msgspec.structs import replace
 
 import trio
@@ -37,6 +38,16 @@ class PartitionedStore(storage.MemoryStore):
             await self.healed.wait()
         await super()._op(name)
 
+    async def cut_until(self, stopped: Callable[[], bool], lease: float) -> None:
+        """Stops answering, and waits until ``stopped()``: asserts that came within ``lease``
+        plus one renewal period (2/3 of a lease) and its bound."""
+        self.cut = True
+        t_cut = trio.current_time()
+        while not stopped():
+            await trio.sleep(0.05)
+        stopped_after = trio.current_time() - t_cut
+        assert stopped_after <= lease + 2 * lease / 3 + 0.5, stopped_after
+
 
 async def uploaded_video(videos: VideoStore, source: bytes, *, size: int | None = None) -> str:
     """A new video whose ``source`` is stored and whose record is ``uploaded``: its id."""
@@ -61,14 +72,9 @@ async def test_a_holder_cut_from_storage_stops_once_its_lease_ended_and_never_co
             await nursery.start(worker.serve)
             while not (vid in worker.stats.jobs and worker.stats.jobs[vid].phase == "transcoding"):
                 await trio.sleep(0.01)
-            # when storage stops answering mid-transcode
-            store.cut = True
-            t_cut = trio.current_time()
-            while worker.stats.leases_lost == 0:
-                await trio.sleep(0.05)
-            stopped_after = trio.current_time() - t_cut
-            # then the attempt was cancelled: within the lease plus one renewal period and its bound
-            assert stopped_after <= LEASE + 2 * LEASE / 3 + 0.5, stopped_after
+            # when storage stops answering mid-transcode, then the attempt was cancelled: within
+            # the lease plus one renewal period and its bound
+            await store.cut_until(lambda: worker.stats.leases_lost > 0, LEASE)
             assert worker.stats.commits == 0
             # when storage answers again, the video is claimed anew (a higher epoch) and committed
             store.healed.set()

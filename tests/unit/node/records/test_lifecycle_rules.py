@@ -163,11 +163,8 @@ def test_history_is_bounded_and_keeps_the_first_entry():
 
 
 @pytest.mark.parametrize("attempt,base,cap,lo,hi", [
-    (1, 1.0, 60.0, 0.5, 1.0),
-    (2, 1.0, 60.0, 1.0, 2.0),
-    (4, 1.0, 60.0, 4.0, 8.0),
-    (10, 1.0, 60.0, 30.0, 60.0),
-    (50, 0.5, 5.0, 2.5, 5.0),
+    (1, 1.0, 60.0, 0.5, 1.0), (2, 1.0, 60.0, 1.0, 2.0), (4, 1.0, 60.0, 4.0, 8.0),
+    (10, 1.0, 60.0, 30.0, 60.0), (50, 0.5, 5.0, 2.5, 5.0),
 ])
 def test_backoff_table(attempt, base, cap, lo, hi):
     rng = random.Random(7)

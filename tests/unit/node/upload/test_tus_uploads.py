@@ -309,24 +309,30 @@ async def test_stale_lock_of_a_dead_patch_is_taken_over():
     assert source(store, vid) == data
 
 
+async def patch_cut_off(tu, vid: str, pieces: list[bytes], **patch_kw) -> None:
+    """A PATCH at offset 0 whose client sends ``pieces``, then goes away while the node waits for
+    more (the node has taken in all it was sent)."""
+    got_here = trio.Event()
+
+    async def body_then_hang():
+        for piece in pieces:
+            yield piece
+        got_here.set()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(lambda: tu.patch(vid, offset=0, body=body_then_hang(), **patch_kw))
+        await got_here.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        n.cancel_scope.cancel()  # the client went away
+
+
 @pytest.mark.parametrize("content_length", [None, 100])
 async def test_cut_off_patch_keeps_what_it_received(content_length):
     tu, store, _, _ = make()
     data = random.Random(5).randbytes(100)
     vid = (await tu.create(100, {}, None))["id"]
-    got_here = trio.Event()
-
-    async def body_then_hang():
-        for i in range(0, 45, 9):
-            yield data[i:i + 9]
-        got_here.set()
-        await trio.sleep_forever()
-
-    async with trio.open_nursery() as n:
-        n.start_soon(lambda: tu.patch(vid, offset=0, body=body_then_hang(), content_length=content_length))
-        await got_here.wait()
-        await trio.testing.wait_all_tasks_blocked()
-        n.cancel_scope.cancel()  # the client went away
+    await patch_cut_off(tu, vid, [data[i:i + 9] for i in range(0, 45, 9)], content_length=content_length)
     rec = await tu.get(vid)
     assert rec["upload"]["offset"] == 45 and rec["upload"]["lock"] is None
     assert [p["size"] for p in rec["upload"]["parts"]] == [PART, PART] and rec["upload"]["tail"]["size"] == 13
@@ -338,18 +344,7 @@ async def test_cut_off_patch_with_checksum_keeps_nothing():
     tu, store, _, _ = make()
     data = random.Random(6).randbytes(100)
     vid = (await tu.create(100, {}, None))["id"]
-    got_here = trio.Event()
-
-    async def body_then_hang():
-        yield data[:40]
-        got_here.set()
-        await trio.sleep_forever()
-
-    async with trio.open_nursery() as n:
-        n.start_soon(lambda: tu.patch(vid, offset=0, body=body_then_hang(), checksum=sha1(data)))
-        await got_here.wait()
-        await trio.testing.wait_all_tasks_blocked()
-        n.cancel_scope.cancel()
+    await patch_cut_off(tu, vid, [data[:40]], checksum=sha1(data))
     rec = await tu.get(vid)
     assert rec["upload"]["offset"] == 0 and rec["upload"]["lock"] is None and scratch(store, vid) == []
 

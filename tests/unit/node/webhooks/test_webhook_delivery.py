@@ -102,6 +102,22 @@ def outbox_keys(store):
     return sorted(k for k in store.objects if k.startswith(outbox.OUTBOX_PREFIX))
 
 
+async def scan(d) -> int:
+    """One scan of the outbox with a new client: how many entries it handled."""
+    async with d.client() as client:
+        return await d.scan_once(client)
+
+
+async def delivered_upload():
+    """``setup`` over a CrashingStore with one video whose ``uploaded`` event was delivered (the
+    receiver's requests then cleared): ``setup``'s tuple and the record."""
+    store, clock, videos, rx, d = setup(CrashingStore())
+    rec = await videos.create(new_video(clock))
+    await scan(d)
+    rx.requests.clear()
+    return store, clock, videos, rx, d, rec
+
+
 async def test_each_event_is_posted_signed_to_every_url_then_removed(logs):
     store, clock, videos, rx, d = setup()
     rec = await videos.create(new_video(clock))
@@ -109,8 +125,7 @@ async def test_each_event_is_posted_signed_to_every_url_then_removed(logs):
     await videos.change(rec["id"], lambda r: lc.claim(r, "n1", clock(), 10.0, max_attempts=3))
     await videos.change(rec["id"], lambda r: lc.commit_ready(r, "n1", 1, clock(), []))
     assert len(outbox_keys(store)) == 2  # uploaded and ready; processing is no event
-    async with d.client() as client:
-        assert await d.scan_once(client) == 2
+    assert await scan(d) == 2
     assert outbox_keys(store) == []
     events = rx.events()
     assert sorted((e["event"], u) for e, u in zip(events, (r.url.path for r in rx.requests))) == [
@@ -127,26 +142,19 @@ async def test_each_event_is_posted_signed_to_every_url_then_removed(logs):
 
 
 async def test_the_entry_is_written_before_the_commit_so_a_crash_after_it_loses_nothing():
-    store = CrashingStore()
-    store, clock, videos, rx, d = setup(store)
-    rec = await videos.create(new_video(clock))
-    async with d.client() as client:
-        await d.scan_once(client)
-    rx.requests.clear()
+    store, clock, videos, rx, d, rec = await delivered_upload()
     # the node dies right after the DELETE committed, before its second outbox write
     store.crash_on = (outbox.OUTBOX_PREFIX, 1 + 1)  # the intent's PUT passes, the one after the CAS crashes
     with pytest.raises(Crash):
         await videos.change(rec["id"], lambda r: lc.delete(r, "n1", clock()))
     assert (await videos.get(rec["id"])).doc["state"] == "deleted"
-    async with d.client() as client:
-        await d.scan_once(client)
+    await scan(d)
     assert [e["event"] for e in rx.events()] == ["deleted", "deleted"]  # one per URL
     assert outbox_keys(store) == []
 
 
 async def test_a_storage_error_after_the_commit_is_logged_and_the_commit_stands(logs):
-    store = CrashingStore()
-    store, clock, videos, rx, d = setup(store)
+    store, clock, videos, rx, d = setup(CrashingStore())
     rec = await videos.create(new_video(clock))
     store.crash_on, store.error = (outbox.OUTBOX_PREFIX, 2), storage.StorageUnavailable
     gone = await videos.change(rec["id"], lambda r: lc.delete(r, "n1", clock()))  # does not raise
@@ -154,18 +162,12 @@ async def test_a_storage_error_after_the_commit_is_logged_and_the_commit_stands(
     lines = logs()
     assert [l["state"] for l in lines if l["event"] == "video_state"][-1] == "deleted"
     assert [l["webhook"] for l in lines if l["event"] == "webhook_outbox_write_failed"] == ["deleted"]
-    async with d.client() as client:
-        await d.scan_once(client)
+    await scan(d)
     assert sorted(e["event"] for e in rx.events()) == ["deleted", "deleted", "uploaded", "uploaded"]
 
 
 async def test_an_intent_whose_transition_never_committed_is_never_sent_and_dropped_after_grace(logs):
-    store = CrashingStore()
-    store, clock, videos, rx, d = setup(store)
-    rec = await videos.create(new_video(clock))
-    async with d.client() as client:
-        await d.scan_once(client)
-    rx.requests.clear()
+    store, clock, videos, rx, d, rec = await delivered_upload()
     # the node dies after writing the intent, before the CAS to `deleted`
     store.crash_on = ("videos/", 1)
     with pytest.raises(Crash):
