@@ -1,4 +1,4 @@
-"""This node in the cluster: gossip membership -> ring -> who claims what -> who is told.
+"""This node in the cluster: gossip membership -> ring -> who claims what.
 
 * :class:`Cluster` holds the membership and the ring built from it: every membership change
   rebuilds the ring (``RingView.update``) and calls the listeners (the worker's ``poke``), so a
@@ -7,11 +7,9 @@
 * :class:`RingClaims` is the worker's claim policy (``node.process.worker.ClaimPolicy``): it asks
   :func:`ring.may_claim` before every claim CAS.  The ring says who *should* work on a video;
   the lease and epoch in storage say who *may*.
-* :class:`OwnerNotifier`: after an upload lands on a node that does not own the video, it tells
-  the owner at once (``POST /v1/internal/wake``), the fast path; the owner's next scan would
-  find it anyway.  A service with a bounded queue, so a request never waits on another node.
 
-All three are built by ``node.compose`` and handed to the parts that use them.
+Both are built by ``node.compose`` and handed to the parts that use them (the upload's wake of
+the owner, ``node.upload.landing.OwnerNotifier``, is given ``Cluster.owner_of``).
 """
 
 from __future__ import annotations
@@ -19,23 +17,18 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-import httpx
 import trio
 
 from membership import ALIVE, Member, Membership
 from ring import RingView, may_claim
 
-from node import log, peer_auth
+from node import log
 from node.chunks import placement
 from node.config import Config
 from node.records import lifecycle
 
 CHUNK_STEAL_AFTER_LEASES = 1.0  # an idle node takes a unit left pending this many lease lengths
 
-WAKE_TIMEOUT = 1.0
-WAKE_PATH = "/v1/internal/wake"
-WAKE_QUEUE = 256  # uploads waiting to be told to their owner; beyond it the local scan does it
-WAKE_CONCURRENCY = 8  # notifications in flight at once
 DEAD_SINCE_MAX = 10_000  # nodes remembered as dead (for the handoff log line)
 
 
@@ -138,56 +131,3 @@ class RingClaims:
             holder_alive=lambda h: deferring or h in alive_ids, in_flight=in_flight, idle=idle,
             steal_after=CHUNK_STEAL_AFTER_LEASES * c.cfg.timing.lease_seconds)
         return decision.allowed
-
-
-class OwnerNotifier:
-    """Tells a video's ring owner that its source landed here (best effort, bounded)."""
-
-    def __init__(self, cfg: Config, node_id: str, cluster_key: bytes | None, cluster: Cluster,
-                 poke: Callable[[], None]) -> None:
-        self._cfg = cfg
-        self._node_id = node_id
-        self._key = cluster_key  # the wake is a hop between nodes: proven with the cluster key
-        self._cluster = cluster
-        self._poke = poke  # this node's worker: look at the pending index now
-        self._send, self._receive = trio.open_memory_channel[str](WAKE_QUEUE)
-
-    def notify(self, vid: str) -> None:
-        """Never waits: :meth:`serve` finds the owner and tells it (or pokes our own worker when
-        we own ``vid``); when the queue is full or the service is not running, our own worker
-        looks at once and applies the ring rules."""
-        try:
-            self._send.send_nowait(vid)
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            log.warning("owner_notify_dropped", video=vid, reason="queue full")
-            self._poke()
-
-    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        limit = trio.Semaphore(WAKE_CONCURRENCY)
-        async with httpx.AsyncClient(timeout=WAKE_TIMEOUT) as client, trio.open_nursery() as nursery:
-            task_status.started()
-            async for vid in self._receive:
-                await limit.acquire()
-                nursery.start_soon(self._wake, client, limit, vid)
-
-    async def _wake(self, client: httpx.AsyncClient, limit: trio.Semaphore, vid: str) -> None:
-        try:
-            owner = self._cluster.owner_of(vid)
-            if owner is None or owner == self._node_id:
-                self._poke()
-                return
-            url = self._cfg.node(owner).url + WAKE_PATH
-            headers = ({peer_auth.HEADER: peer_auth.sign(self._key, "POST", WAKE_PATH, time.time())}
-                       if peer_auth.needs_proof(self._key) else {})
-            try:
-                r = await client.post(url, json={"video": vid}, headers=headers)
-                if r.status_code >= 400:
-                    log.warning("owner_notify_failed", video=vid, owner=owner, status=r.status_code)
-                    self._poke()
-                else:
-                    log.info("owner_notified", video=vid, owner=owner)
-            except httpx.HTTPError as e:
-                log.warning("owner_notify_failed", video=vid, owner=owner, error=type(e).__name__)
-                self._poke()  # our own scan will apply the ring rules
-        finally:
-            limit.release()

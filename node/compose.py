@@ -34,7 +34,8 @@ import storage
 from membership import Membership
 
 from node import log
-from node.cluster import Cluster, OwnerNotifier, RingClaims
+from node.cluster import Cluster, RingClaims
+from node.upload.landing import OwnerNotifier
 from node.config import Config
 from node.context import NodeContext
 from node.metrics import (NodeMetrics, NodeState, Reading, cache_families, membership_families,
@@ -141,7 +142,7 @@ def compose_node(cfg: Config, node_id: str, store: storage.ObjectStore, data_dir
                      lock_ttl=cfg.timing.lease_seconds, expiry=cfg.timing.upload_expiry,
                      parts_in_flight=cfg.storage.parts_in_flight, alive=cluster.alive,
                      on_uploaded=lambda _vid: worker.poke(), on_patch=metrics.tus_patch)
-    owners = OwnerNotifier(cfg, node_id, cfg.cluster_key(), cluster, worker.poke)
+    owners = OwnerNotifier(cfg, node_id, cfg.cluster_key(), cluster.owner_of, worker.poke)
     ctx = NodeContext(cfg=cfg, node_id=node_id, store=gated, videos=videos, worker=worker,
                       data_dir=data_dir, token=cfg.token(), membership=membership,
                       ring_view=cluster.ring_view, cache=cache, ready_records=ReadyRecords(),

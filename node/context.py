@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # only for the annotations: these modules import this one
     from membership import Membership
     from ring import RingView
 
-    from node.cluster import OwnerNotifier
+    from node.upload.landing import OwnerNotifier
     from node.play.segcache import SegmentCache
     from node.upload.tus_uploads import TusUploads
     from node.webhooks import Deliverer
@@ -63,10 +63,3 @@ class NodeContext:
         if self.membership is None:
             return True
         return node_id in self.membership.alive_ids()
-
-    def uploaded(self, vid: str) -> None:
-        """A video's source landed on this node: its owner (maybe us) should look now."""
-        if self.owners is not None:
-            self.owners.notify(vid)
-        else:
-            self.worker.poke()

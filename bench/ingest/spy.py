@@ -23,7 +23,7 @@ MARKERS = {
     "hypercorn/h11 receive": ("h11", "hypercorn"),
     "quart request body": ("quart",),
     "node.http.app body backpressure": ("BoundedBody", "BackpressureConnection"),
-    "node.upload.one_shot ingest": ("one_shot.py",),
+    "node.upload.landing ingest": ("landing.py",),
     "storage.multipart StreamingUpload": ("StreamingUpload",),
     "storage.multipart PartFeeder": ("PartFeeder", "FedPart"),
     "StreamingUpload.write (sha256 + part copies)": ("StreamingUpload.write",),

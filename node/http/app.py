@@ -43,7 +43,7 @@ import hmac
 import traceback
 from collections import deque
 from functools import wraps
-from typing import Any, Callable, Generator
+from typing import Any, Awaitable, Callable, Generator
 
 import trio
 from quart import request, Response
@@ -225,6 +225,22 @@ class ShoalApp(QuartTrio):
         super().__init__(*args, **kwargs)
         #: bytes a request body may queue unread before receiving waits; None: BoundedBody.limit
         self.body_buffer = body_buffer
+        self._hooks_under: list[tuple[str, Callable[[Response], Awaitable[Response]]]] = []
+
+    def after_request_under(self, prefix: str) -> Callable:
+        """Like ``after_request``, but the hook runs only for a path at or under ``prefix``
+        (routed or not, so a 404 there gets it too); other requests never call it."""
+
+        def deco(fn: Callable[[Response], Awaitable[Response]]) -> Callable:
+            self._hooks_under.append((prefix, fn))
+            return fn
+        return deco
+
+    async def run_hooks_under(self, path: str, resp: Response) -> Response:
+        for prefix, hook in self._hooks_under:
+            if path == prefix or path.startswith(prefix + "/"):
+                resp = await hook(resp)
+        return resp
 
 
 def require_token(ctx: NodeContext) -> Callable:
@@ -295,6 +311,7 @@ def create_app(ctx: NodeContext) -> ShoalApp:
 
     @app.after_request
     async def _cors(resp):
+        resp = await app.run_hooks_under(request.path, resp)  # e.g. tus's headers under /v1/uploads
         if edge.internal(request.path):
             resp.headers["X-Served-By"] = ctx.node_id
             return resp

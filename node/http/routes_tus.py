@@ -92,14 +92,13 @@ def register(app, ctx: NodeContext) -> None:
     discovery = {"Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
                  "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS), "Tus-Max-Size": str(max_size)}
 
-    @app.after_request
+    @app.after_request_under("/v1/uploads")
     async def _tus_headers(resp: Response) -> Response:
-        if request.path == "/v1/uploads" or request.path.startswith("/v1/uploads/"):
-            resp.headers["Tus-Resumable"] = TUS_VERSION
-            resp.headers.setdefault("Cache-Control", "no-store")
-            if request.method == "OPTIONS" and resp.status_code == 204:  # node.http.app's preflight too
-                for name, value in discovery.items():
-                    resp.headers.setdefault(name, value)
+        resp.headers["Tus-Resumable"] = TUS_VERSION
+        resp.headers.setdefault("Cache-Control", "no-store")
+        if request.method == "OPTIONS" and resp.status_code == 204:  # node.http.app's preflight too
+            for name, value in discovery.items():
+                resp.headers.setdefault(name, value)
         return resp
 
     @app.route("/v1/uploads", methods=["OPTIONS"])

@@ -26,7 +26,7 @@ nothing in ``node.upload`` knows a status.  The tree::
     │   ├── UploadIncomplete            finishing was asked of an upload that is not full
     │   └── UploadExhausted             S3's part numbers are used up by failed PATCHes
     ├── ChecksumMismatch                the body's sha1 is not Upload-Checksum's
-    └── one-shot uploads (node.upload.one_shot):
+    └── one-shot uploads (node.upload.landing):
         ├── BodyTooShort                the body ended before Content-Length bytes
         ├── BodyTooLong                 the body went past Content-Length
         └── UploadInProgress            a concurrent upload with the same Idempotency-Key is finishing

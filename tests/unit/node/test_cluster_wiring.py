@@ -16,7 +16,8 @@ import storage
 from membership import ALIVE, DEAD, Member
 from node import log
 from node import peer_auth
-from node.cluster import WAKE_QUEUE, Cluster, OwnerNotifier, RingClaims
+from node.upload.landing import WAKE_QUEUE, OwnerNotifier
+from node.cluster import Cluster, RingClaims
 from node.config import Config, NodeSpec
 from node.process.worker import ClaimAny, Worker
 from node.records import layout, lifecycle as lc
@@ -133,7 +134,7 @@ def test_a_worker_without_a_policy_claims_anything():
 def notifier(me: str, owner: str | None = None) -> tuple[OwnerNotifier, list[int], str]:
     c, _ = cluster_of(me, {"n1", "n2", "n3"})
     pokes: list[int] = []
-    n = OwnerNotifier(CFG, me, b"k3y", c, lambda: pokes.append(1))
+    n = OwnerNotifier(CFG, me, b"k3y", c.owner_of, lambda: pokes.append(1))
     return n, pokes, video_owned_by(c, owner or me)
 
 
@@ -181,7 +182,7 @@ async def test_the_service_tells_the_owner_over_http(tmp_path):
     c.members_changed(gossip.members())
     vid = video_owned_by(c, "n2")
     pokes: list[int] = []
-    n = OwnerNotifier(cfg, "n1", b"k3y", c, lambda: pokes.append(1))
+    n = OwnerNotifier(cfg, "n1", b"k3y", c.owner_of, lambda: pokes.append(1))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, handle, listeners)
         await nursery.start(n.serve)

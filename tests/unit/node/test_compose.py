@@ -11,7 +11,8 @@ from quart import request
 import storage
 from membership import Membership
 from ring import RingView
-from node.cluster import Cluster, OwnerNotifier, RingClaims
+from node.cluster import Cluster, RingClaims
+from node.upload.landing import OwnerNotifier
 from node.compose import compose_node
 from node.config import CacheConfig, Config, Limits, NodeSpec
 from node.http import FastLane

@@ -1,4 +1,4 @@
-"""The one-shot upload (node/upload/one_shot.py) over the in-memory store: streamed into the source,
+"""The one-shot upload (node/upload/landing.py) over the in-memory store: streamed into the source,
 short and long bodies refused without a video, Idempotency-Key retries answered with the first."""
 
 import pytest

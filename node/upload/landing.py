@@ -1,5 +1,7 @@
-"""The one-shot upload (``POST /v1/videos``): stream a request body into ``videos/<id>/source``
-and create the video's record, ``uploaded``.
+"""Where an upload lands: the one-shot upload streamed into storage, and the owner told.
+
+The one-shot upload (``POST /v1/videos``, :func:`ingest`) streams a request body into
+``videos/<id>/source`` and creates the video's record, ``uploaded``.
 
 Nothing is promised (and nothing is visible) until the multipart upload is complete and the record
 exists.  With an Idempotency-Key, a retry returns the first video: the key's small document
@@ -8,22 +10,35 @@ record, so of two racing requests with one key exactly one keeps its video.
 
 Refusals are :mod:`node.upload.errors` (BodyTooShort, BodyTooLong, UploadInProgress); StorageError
 passes through.  A streamed part that had to be sent again is told to ``on_resend``.
+
+:class:`OwnerNotifier`: after an upload lands on a node that does not own the video, it tells
+the owner at once (``POST /v1/internal/wake``), the fast path; the owner's next scan would find
+it anyway.  A service with a bounded queue, so a request never waits on another node.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
+import httpx
 import trio
 
 import storage
 from storage import cas
 
+from node import log, peer_auth
+from node.config import Config
 from node.records import VideoStore, layout, lifecycle
 from node.records.lifecycle import Record
 from node.upload.errors import BodyTooLong, BodyTooShort, UploadInProgress
 from node.upload.tus_uploads import log_part_resent
+
+WAKE_TIMEOUT = 1.0
+WAKE_PATH = "/v1/internal/wake"
+WAKE_QUEUE = 256  # uploads waiting to be told to their owner; beyond it the local scan does it
+WAKE_CONCURRENCY = 8  # notifications in flight at once
 
 
 @dataclass
@@ -94,3 +109,56 @@ async def _idempotent_lookup(videos: VideoStore, client_key: str) -> Record | No
         assert v is not None
         return v.doc
     return rec
+
+
+class OwnerNotifier:
+    """Tells a video's ring owner that its source landed here (best effort, bounded)."""
+
+    def __init__(self, cfg: Config, node_id: str, cluster_key: bytes | None,
+                 owner_of: Callable[[str], str | None], poke: Callable[[], None]) -> None:
+        self._cfg = cfg
+        self._node_id = node_id
+        self._key = cluster_key  # the wake is a hop between nodes: proven with the cluster key
+        self._owner_of = owner_of  # the ring's owner of a video (node.cluster.Cluster.owner_of)
+        self._poke = poke  # this node's worker: look at the pending index now
+        self._send, self._receive = trio.open_memory_channel[str](WAKE_QUEUE)
+
+    def notify(self, vid: str) -> None:
+        """Never waits: :meth:`serve` finds the owner and tells it (or pokes our own worker when
+        we own ``vid``); when the queue is full or the service is not running, our own worker
+        looks at once and applies the ring rules."""
+        try:
+            self._send.send_nowait(vid)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            log.warning("owner_notify_dropped", video=vid, reason="queue full")
+            self._poke()
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        limit = trio.Semaphore(WAKE_CONCURRENCY)
+        async with httpx.AsyncClient(timeout=WAKE_TIMEOUT) as client, trio.open_nursery() as nursery:
+            task_status.started()
+            async for vid in self._receive:
+                await limit.acquire()
+                nursery.start_soon(self._wake, client, limit, vid)
+
+    async def _wake(self, client: httpx.AsyncClient, limit: trio.Semaphore, vid: str) -> None:
+        try:
+            owner = self._owner_of(vid)
+            if owner is None or owner == self._node_id:
+                self._poke()
+                return
+            url = self._cfg.node(owner).url + WAKE_PATH
+            headers = ({peer_auth.HEADER: peer_auth.sign(self._key, "POST", WAKE_PATH, time.time())}
+                       if peer_auth.needs_proof(self._key) else {})
+            try:
+                r = await client.post(url, json={"video": vid}, headers=headers)
+                if r.status_code >= 400:
+                    log.warning("owner_notify_failed", video=vid, owner=owner, status=r.status_code)
+                    self._poke()
+                else:
+                    log.info("owner_notified", video=vid, owner=owner)
+            except httpx.HTTPError as e:
+                log.warning("owner_notify_failed", video=vid, owner=owner, error=type(e).__name__)
+                self._poke()  # our own scan will apply the ring rules
+        finally:
+            limit.release()
