@@ -240,6 +240,14 @@ class Simulation:
     def _is_cut(self, a: str, b: str) -> bool:
         return bool(self._cut) and frozenset((a, b)) in self._cut
 
+    def _sent(self, node: SimNode, a: Send | StreamPing) -> str | None:
+        """``node`` sends ``a.message`` (its bytes counted when ``measure_bytes``): the id of the
+        node at ``a.addr``, or None when there is none or the partition cuts it off from ``node``."""
+        if self.measure_bytes:
+            node.sent_bytes += len(self._encoder.encode(a.message))
+        dst = self.by_addr.get(a.addr)
+        return None if dst is None or self._is_cut(node.id, dst) else dst
+
     def _latency(self) -> float:
         lo, hi = self.latency
         return lo + (hi - lo) * self.rng.random()
@@ -252,10 +260,8 @@ class Simulation:
 
     def _stream_ping(self, node: SimNode, a: StreamPing) -> None:
         node.stream_pings += 1
-        if self.measure_bytes:
-            node.sent_bytes += len(self._encoder.encode(a.message))
-        dst = self.by_addr.get(a.addr)
-        if dst is None or self._is_cut(node.id, dst):
+        dst = self._sent(node, a)
+        if dst is None:
             return
         at = self.now + stream_delay(self.rng.random, self.loss, self._latency(), handshake=True)
         if at <= a.deadline:
@@ -284,11 +290,7 @@ class Simulation:
 
     def _send(self, node: SimNode, a: Send) -> None:
         node.sent_packets += 1
-        if self.measure_bytes:
-            node.sent_bytes += len(self._encoder.encode(a.message))
-        dst = self.by_addr.get(a.addr)
-        if dst is None or self._is_cut(node.id, dst):
-            return
-        if self.loss and self.rng.random() < self.loss:
+        dst = self._sent(node, a)
+        if dst is None or (self.loss and self.rng.random() < self.loss):
             return
         self._at(self.now + self._latency(), ("deliver", dst, node.addr, a.message))

@@ -235,27 +235,47 @@ def gauge(name: str, help_: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_, value=value)
 
 
-# the segment cache (node.play.segcache.CacheStatistics): counters, then gauges
-CACHE_COUNTERS = {
-    "hits": "local reads answered from the disk cache",
-    "misses": "local reads that filled the cache from storage",
-    "coalesced": "local readers that waited on another reader's fill",
-    "storage_reads": "storage GETs made by the cache (fills and fallbacks)",
-    "owner_hops": "reads answered by the owner in one hop",
-    "hop_fallbacks": "reads that went to storage because the owner was dead, slow or erred",
-    "peer_requests": "hops this node answered for other nodes",
-    "evictions": "objects evicted to stay under max_bytes",
-    "deleted_evictions": "objects dropped because their video was deleted",
-}
+# Counters read off a statistics object at scrape time, as (family, field, help): the metric is
+# shoal_<family>_<field> (prometheus_client adds _total).  The families: the segment cache
+# (node.play.segcache.CacheStatistics), the Worker's WorkerStats, the webhook Deliverer's statistics.
+STAT_COUNTERS = (
+    ("cache", "hits", "local reads answered from the disk cache"),
+    ("cache", "misses", "local reads that filled the cache from storage"),
+    ("cache", "coalesced", "local readers that waited on another reader's fill"),
+    ("cache", "storage_reads", "storage GETs made by the cache (fills and fallbacks)"),
+    ("cache", "owner_hops", "reads answered by the owner in one hop"),
+    ("cache", "hop_fallbacks", "reads that went to storage because the owner was dead, slow or erred"),
+    ("cache", "peer_requests", "hops this node answered for other nodes"),
+    ("cache", "evictions", "objects evicted to stay under max_bytes"),
+    ("cache", "deleted_evictions", "objects dropped because their video was deleted"),
+    ("worker", "claims", "videos this node claimed (a lease with a new epoch)"),
+    ("worker", "commits", "videos this node committed ready"),
+    ("worker", "commits_lost", "commits refused because another node holds a newer epoch"),
+    ("worker", "leases_lost", "leases lost while working"),
+    ("worker", "failures", "videos this node marked failed (input refused, or attempts exhausted)"),
+    ("worker", "retries", "attempts that failed and were released to be tried again"),
+    ("worker", "scans", "scans of the pending index"),
+    ("worker", "units_committed", "units of chunked videos (a chunk, or the audio) this node committed"),
+    ("worker", "units_lost", "unit attempts stopped: a refused renewal, or the unit's lease ran out unrenewed"),
+    ("webhooks", "sent", "webhook POSTs answered 2xx"),
+    ("webhooks", "failed", "webhook POSTs without a 2xx answer (retried with backoff)"),
+    ("webhooks", "dead", "webhook events given up after max_attempts (kept under webhooks/dead/)"),
+    ("webhooks", "dropped", "outbox entries dropped because their transition never committed"),
+)
+
+
+def stat_counters(family: str, st: Any) -> list[Metric]:
+    """``shoal_<family>_<field>`` for each of ``family``'s :data:`STAT_COUNTERS`, in their order,
+    each read off ``st`` by its field."""
+    return [counter(f"shoal_{family}_{k}", h, getattr(st, k)) for fam, k, h in STAT_COUNTERS if fam == family]
 
 
 def cache_families(st: Any) -> list[Metric]:
-    """``shoal_cache_*`` from a CacheStatistics."""
-    out: list[Metric] = [counter(f"shoal_cache_{k}", h, getattr(st, k)) for k, h in CACHE_COUNTERS.items()]
-    out.append(gauge("shoal_cache_entries", "objects in this node's segment cache", st.entries))
-    out.append(gauge("shoal_cache_bytes", "bytes in this node's segment cache", st.bytes_cached))
-    out.append(gauge("shoal_cache_max_bytes", "the segment cache's bound (cache.max_bytes)", st.max_bytes))
-    return out
+    """``shoal_cache_*`` from a CacheStatistics: its counters, then gauges."""
+    return [*stat_counters("cache", st),
+            gauge("shoal_cache_entries", "objects in this node's segment cache", st.entries),
+            gauge("shoal_cache_bytes", "bytes in this node's segment cache", st.bytes_cached),
+            gauge("shoal_cache_max_bytes", "the segment cache's bound (cache.max_bytes)", st.max_bytes)]
 
 
 # gossip membership (membership.MembershipStatistics): field -> (metric name, help)
@@ -299,39 +319,16 @@ def membership_families(st: Any, states: Iterable[str]) -> list[Metric]:
     return out
 
 
-WORKER_COUNTERS = {
-    "claims": "videos this node claimed (a lease with a new epoch)",
-    "commits": "videos this node committed ready",
-    "commits_lost": "commits refused because another node holds a newer epoch",
-    "leases_lost": "leases lost while working",
-    "failures": "videos this node marked failed (input refused, or attempts exhausted)",
-    "retries": "attempts that failed and were released to be tried again",
-    "scans": "scans of the pending index",
-    "units_committed": "units of chunked videos (a chunk, or the audio) this node committed",
-    "units_lost": "unit attempts stopped: a refused renewal, or the unit's lease ran out unrenewed",
-}
-
-
 def worker_families(stats: Any) -> list[Metric]:
     """``shoal_worker_*_total`` and ``shoal_jobs_in_flight`` from the Worker's WorkerStats."""
-    out: list[Metric] = [counter(f"shoal_worker_{k}", h, getattr(stats, k)) for k, h in WORKER_COUNTERS.items()]
-    out.append(gauge("shoal_jobs_in_flight", "processing attempts running on this node", len(stats.jobs)))
-    return out
-
-
-WEBHOOK_COUNTERS = {
-    "sent": "webhook POSTs answered 2xx",
-    "failed": "webhook POSTs without a 2xx answer (retried with backoff)",
-    "dead": "webhook events given up after max_attempts (kept under webhooks/dead/)",
-    "dropped": "outbox entries dropped because their transition never committed",
-}
+    return [*stat_counters("worker", stats),
+            gauge("shoal_jobs_in_flight", "processing attempts running on this node", len(stats.jobs))]
 
 
 def webhooks_families(st: Any) -> list[Metric]:
     """``shoal_webhooks_*`` from the Deliverer's statistics (only when webhooks.urls are set)."""
-    out: list[Metric] = [counter(f"shoal_webhooks_{k}", h, getattr(st, k)) for k, h in WEBHOOK_COUNTERS.items()]
-    out.append(gauge("shoal_webhooks_backlog", "outbox entries of this node's videos at the last scan", st.backlog))
-    return out
+    return [*stat_counters("webhooks", st),
+            gauge("shoal_webhooks_backlog", "outbox entries of this node's videos at the last scan", st.backlog)]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from node.records import layout
 
@@ -229,15 +229,9 @@ def check(history: list[dict], snap: Snapshot, *, settle_bound: float = 120.0,
             continue
         add("orphan_multipart", vid, f"{key} upload {upload_id[:24]} initiated {initiated} "
             f"(record state {(rec or {}).get('state')})")
-    for vid, keys in snap.out_keys.items():
-        rec = snap.records.get(vid)
-        if rec is None or rec.get("state") not in ("ready", "failed"):
-            continue
-        stray = Counter()
-        for k in keys:
-            m = _OUT_RE.match(k)
-            if m and (rec.get("state") != "ready" or int(m.group(2)) != rec.get("ready_epoch")):
-                stray[int(m.group(2))] += 1
+    for vid, rec, matches in _settled_outputs(snap.out_keys, snap.records, _OUT_RE):
+        stray = Counter(int(m.group(2)) for m in matches
+                        if rec.get("state") != "ready" or int(m.group(2)) != rec.get("ready_epoch"))
         for epoch, n in sorted(stray.items()):
             add("orphan_attempt", vid, f"out/{epoch}/ holds {n} objects; the record is {rec.get('state')} "
                 f"with ready_epoch {rec.get('ready_epoch')}")
@@ -254,16 +248,10 @@ def check(history: list[dict], snap: Snapshot, *, settle_bound: float = 120.0,
             if committed != epoch:
                 add("chunk_not_committed", vid, f"the ready record names epoch {epoch} of unit {unit}; its "
                     f"document is {(d or {}).get('state', 'missing')} at epoch {committed}")
-    for vid, keys in snap.chunk_keys.items():
-        rec = snap.records.get(vid)
-        if rec is None or rec.get("state") not in ("ready", "failed"):
-            continue
+    for vid, rec, matches in _settled_outputs(snap.chunk_keys, snap.records, _CHUNK_RE):
         named_units = (rec.get("segments_from") or {}).get("units") or {}
-        stray_units = Counter()
-        for k in keys:
-            m = _CHUNK_RE.match(k)
-            if m and (rec.get("state") != "ready" or named_units.get(m.group(2)) != int(m.group(3))):
-                stray_units[(m.group(2), int(m.group(3)))] += 1
+        stray_units = Counter((m.group(2), int(m.group(3))) for m in matches
+                              if rec.get("state") != "ready" or named_units.get(m.group(2)) != int(m.group(3)))
         for (unit, epoch), n in sorted(stray_units.items()):
             add("orphan_chunk_attempt", vid, f"chunks/{unit}/{epoch}/ holds {n} objects; the record is "
                 f"{rec.get('state')} naming epoch {named_units.get(unit)} for that unit")
@@ -279,6 +267,17 @@ def check(history: list[dict], snap: Snapshot, *, settle_bound: float = 120.0,
     figures = _figures(history, snap, acked, faults, last_fault, settle_times)
     figures["anomalies"] = dict(Counter(a.kind for a in anomalies))
     return Report(anomalies, figures)
+
+
+def _settled_outputs(keys_by_video: dict[str, list[str]], records: dict[str, dict | None],
+                     pattern: re.Pattern[str]) -> Iterator[tuple[str, dict, list[re.Match[str]]]]:
+    """``(vid, record, matches)`` for each video of ``keys_by_video`` whose record is ready or
+    failed, in ``keys_by_video``'s order: its keys that ``pattern`` matches, in their order.  After
+    garbage collection such a video keeps only the outputs its ready record names."""
+    for vid, keys in keys_by_video.items():
+        rec = records.get(vid)
+        if rec is not None and rec.get("state") in ("ready", "failed"):
+            yield vid, rec, [m for m in map(pattern.match, keys) if m]
 
 
 def _figures(history: list[dict], snap: Snapshot, acked: dict[str, dict], faults: list[dict],
