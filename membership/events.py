@@ -17,46 +17,108 @@ All plain frozen values: the runtime (``runtime.py``) and the simulator
 
 from __future__ import annotations
 
-from dataclasses import make_dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from .messages import Message
 
-
-def _value(name: str, fields: list[tuple[str, Any] | tuple[str, Any, Any]], doc: str | None = None) -> type:
-    """The class ``@dataclass(frozen=True, slots=True) class <name>: <fields>`` (``doc`` its
-    docstring) of this module: each field is ``(name, type)`` or ``(name, type, default)``."""
-    namespace = {"__module__": __name__} | ({"__doc__": doc} if doc else {})
-    return make_dataclass(name, fields, namespace=namespace, frozen=True, slots=True)
-
-
 # ---- events -------------------------------------------------------------------------------
-Tick = _value("Tick", [])
-Received = _value("Received", [("addr", str), ("message", Message)])
-PushPullReceived = _value("PushPullReceived", [("message", Message)])
-StreamPingReceived = _value("StreamPingReceived", [("message", Message)],
-                            "A PING that arrived over a stream: the answer is the ``StreamAck`` action.")
-StreamAckReceived = _value("StreamAckReceived", [("message", Message)],
-                           "The ACK that answered one of our ``StreamPing`` actions.")
-LeaveRequested = _value("LeaveRequested", [])
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    addr: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PushPullReceived:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPingReceived:
+    """A PING that arrived over a stream: the answer is the ``StreamAck`` action."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAckReceived:
+    """The ACK that answered one of our ``StreamPing`` actions."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequested:
+    pass
+
 
 # ---- actions ------------------------------------------------------------------------------
-Send = _value("Send", [("addr", str), ("message", Message)])
-PushPullWith = _value("PushPullWith", [("addr", str), ("join", bool, False)])
-StreamPing = _value("StreamPing", [("addr", str), ("message", Message), ("deadline", float)],
-                    """Open a stream to ``addr``, send ``message`` (a PING), and feed the ACK read back
-    as ``StreamAckReceived``; give up at ``deadline`` (the core's clock).""")
-StreamAck = _value("StreamAck", [("message", Message)],
-                   "Write ``message`` back on the stream whose PING was just handled.")
-MemberChanged = _value("MemberChanged", [("member", "Member"), ("was", "str | None")])
-WakeAt = _value("WakeAt", [("at", float)])
+@dataclass(frozen=True, slots=True)
+class Send:
+    addr: str
+    message: Message
 
-Member = _value("Member", [("id", str), ("gossip_addr", str), ("http_addr", str), ("state", str),
-                           ("incarnation", int), ("since", float)],
-                "A member as this node sees it; ``since`` is on the caller's clock.")
-CoreStatistics = _value("CoreStatistics", [(counter, int, 0) for counter in (
-    "probes_sent", "indirect_probes_sent", "acks_received", "suspicions", "deaths", "refutations",
-    "stream_pings_sent",
-    "stream_acks_received",  # probes that only the stream ping saved
-    "health_score",  # Lifeguard local health: probe timers run (score + 1) times slower
-)])
+
+@dataclass(frozen=True, slots=True)
+class PushPullWith:
+    addr: str
+    join: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPing:
+    """Open a stream to ``addr``, send ``message`` (a PING), and feed the ACK read back
+    as ``StreamAckReceived``; give up at ``deadline`` (the core's clock)."""
+
+    addr: str
+    message: Message
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAck:
+    """Write ``message`` back on the stream whose PING was just handled."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    member: "Member"
+    was: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member as this node sees it; ``since`` is on the caller's clock."""
+
+    id: str
+    gossip_addr: str
+    http_addr: str
+    state: str
+    incarnation: int
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStatistics:
+    probes_sent: int = 0
+    indirect_probes_sent: int = 0
+    acks_received: int = 0
+    suspicions: int = 0
+    deaths: int = 0
+    refutations: int = 0
+    stream_pings_sent: int = 0
+    stream_acks_received: int = 0  # probes that only the stream ping saved
+    health_score: int = 0  # Lifeguard local health: probe timers run (score + 1) times slower
+
