@@ -270,7 +270,7 @@ class Ring:
         }
 
 
-# The view: this node's current ring.
+# ---- the view: this node's current ring ----------------------------------------------------------
 
 RingListener = Callable[[Ring, Ring], None]
 

@@ -294,7 +294,7 @@ def encode_response_head(status: int, headers: list[tuple[str, str]], *, keep_al
     return ("\r\n".join(_check(line) for line in lines) + "\r\n\r\n").encode("latin-1")
 
 
-# Kept-alive connections, the head reader and the client.
+# ---- kept-alive connections, the head reader and the client --------------------------------------
 
 RECV_SIZE = 64 * 1024
 

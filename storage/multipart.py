@@ -211,7 +211,7 @@ def _leaves(eg: BaseExceptionGroup):
             yield e
 
 
-# The part feeder: what StreamingUpload and a tus PATCH hand their bytes to.
+# ---- the part feeder: what StreamingUpload and a tus PATCH hand their bytes to -------------------
 
 def skip_bytes(pieces: Iterable[Piece], n: int) -> Iterator[memoryview]:
     """Views of ``pieces`` without their first ``n`` bytes (empty views left out)."""

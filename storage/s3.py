@@ -57,7 +57,7 @@ from .store import (ignore, joined, MultipartInfo, no_resend_report, ObjectInfo,
                     PartWriter, timed)
 
 
-# The raw path: signed HTTP/1.1 requests on kept-alive connections, and the streamed part.
+# ---- the raw path: signed HTTP/1.1 requests on kept-alive connections, and the streamed part -----
 
 MAX_HEAD = http1.MAX_HEAD
 MAX_ERROR_BODY = 64 * 1024
@@ -335,7 +335,7 @@ class RawPartWriter(PartWriter):
         await self._drop("aborted")
 
 
-# The store: aiobotocore for everything, the raw path where it is cheaper.
+# ---- the store: aiobotocore for everything, the raw path where it is cheaper ---------------------
 
 T = TypeVar("T")
 

@@ -110,7 +110,7 @@ import trio
 from .errors import StorageError, StorageUnavailable
 
 
-# Parts: S3's limits and the part writer.
+# ---- parts: S3's limits and the part writer ------------------------------------------------------
 
 MIN_PART = 5 * 1024 * 1024  # S3's smallest part (but the last)
 MAX_PARTS = 10_000  # S3's part numbers: 1..10,000
@@ -178,7 +178,7 @@ def hash_pieces(hasher: Any, pieces: Iterable[Piece]) -> None:
         hasher.update(piece)
 
 
-# The interface.
+# ---- the interface -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -310,7 +310,7 @@ class ObjectStore(abc.ABC):
         return None
 
 
-# Timing.
+# ---- timing --------------------------------------------------------------------------------------
 
 OPERATIONS = ("get", "head", "put", "cas", "delete", "list", "create_multipart", "upload_part",
               "upload_part_stream", "complete_multipart", "abort_multipart", "list_parts",
@@ -341,7 +341,7 @@ class timed:
         return False
 
 
-# The gate.
+# ---- the gate ------------------------------------------------------------------------------------
 
 class StorageGate:
     """Open (storage answers, or nobody has looked yet) or closed (the last probe failed)."""

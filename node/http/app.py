@@ -31,8 +31,10 @@ bounded queue then pushes back through TCP to the client.  ``limit`` is the app'
 A handler may answer before it read the whole body (401, 409, 413 ...).  Clients
 such as tuspy and httpx send the whole body before they read the answer, so the
 rest of the body is then received and dropped (up to ``DRAIN_LIMIT`` bytes or
-``DRAIN_SECONDS``), which keeps such clients from hanging and the connection
-usable; past the bounds the connection is closed.
+``DRAIN_SECONDS``), which keeps such clients from hanging; past the bounds the
+connection is closed at once.  Either way the connection does not outlive such an
+answer: hypercorn (0.18) closes it once an answer is sent while the body is still
+arriving (traced, 2026-11-30), so the client's next request opens a new one.
 
 The quart-trio internals these classes rely on, and why, are listed in node.http.patches.
 """
@@ -59,7 +61,7 @@ from node.http.errors import answer_for, answer_response, ApiError, error_respon
 from node.http.fastlane import framing_error
 
 
-# Request bodies: bounded, read with backpressure, drained after an early answer.
+# ---- request bodies: bounded, read with backpressure, drained after an early answer --------------
 
 DEFAULT_LIMIT = 1 << 20
 DRAIN_LIMIT = 256 << 20  # unread request bytes we are willing to receive and drop after answering
@@ -213,7 +215,7 @@ def _last_send_shielded(send: Any) -> Any:
     return shielded
 
 
-# The app.
+# ---- the app -------------------------------------------------------------------------------------
 
 class ShoalApp(QuartTrio):
     """The node's app: QuartTrio whose requests have bounded bodies, read with backpressure."""

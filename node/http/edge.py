@@ -89,7 +89,7 @@ from node import log
 from node.metrics import NodeMetrics
 
 
-# The guard: serialised sends, and one connection's failure stays its own.
+# ---- the guard: serialised sends, and one connection's failure stays its own ---------------------
 
 class SerialStream:
     """``stream`` with its sends serialised by one lock; everything else is the stream's own
@@ -144,7 +144,7 @@ def guarded(server: Server) -> Server:
     return connection
 
 
-# CORS.
+# ---- CORS ----------------------------------------------------------------------------------------
 
 ANY = "*"
 EXPOSE_HEADERS = ("Location, ETag, Content-Range, Accept-Ranges, Upload-Offset, Upload-Length, "
@@ -197,7 +197,7 @@ def is_preflight(method: str, request_method: str | None) -> bool:
     return method == "OPTIONS" and bool(request_method)
 
 
-# The access record.
+# ---- the access record ---------------------------------------------------------------------------
 
 SCOPE_KEY = "shoal.route"  # set by a handler that knows its class better than the path does
 
