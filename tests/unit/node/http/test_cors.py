@@ -240,3 +240,16 @@ async def test_node_to_node_answers_carry_no_cors_headers_on_either_path(tmp_pat
             assert not any(k.lower().startswith("access-control-") for k in r.headers), r.headers
         assert pre.status_code != 204
     assert lane.answered == 1
+
+
+async def test_tus_headers_are_on_every_answer_under_uploads_and_only_there(tmp_path):
+    """ShoalApp.after_request_under: tus's hook runs for /v1/uploads and below, routed or not
+    (a 404 there says Tus-Resumable too), and for no other path (a one-shot upload never runs it)."""
+    client = create_app(make_ctx(tmp_path, storage.MemoryStore())).test_client()
+    for path, status in (("/v1/uploads/a/b/c", 404), ("/v1/uploads", 405)):  # no route; no GET there
+        r = await client.get(path)
+        assert r.status_code == status and r.headers["Tus-Resumable"] == "1.0.0"
+        assert r.headers["Cache-Control"] == "no-store"
+    for path in ("/v1/videos", "/v1/uploadsx", "/healthz"):
+        r = await client.get(path)
+        assert "Tus-Resumable" not in r.headers, path
