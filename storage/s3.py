@@ -59,7 +59,6 @@ from .store import (ignore, joined, MultipartInfo, no_resend_report, ObjectInfo,
 
 # ---- the raw path: signed HTTP/1.1 requests on kept-alive connections, and the streamed part -----
 
-MAX_HEAD = http1.MAX_HEAD
 MAX_ERROR_BODY = 64 * 1024
 IDLE_SECONDS = 15.0  # an idle connection older than this is dropped, not reused
 MAX_IDLE = 8

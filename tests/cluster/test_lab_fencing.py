@@ -28,8 +28,7 @@ import psutil
 import pytest
 
 from cli.lab import Lab, leftovers
-from cli.launcher import load_or_create_secrets
-from lab_support import lab_for_test, poll_until
+from lab_support import auth_header, lab_for_test, node_urls, poll_until
 from media import make_video
 
 pytestmark = pytest.mark.cluster
@@ -54,13 +53,12 @@ def test_holder_cut_from_storage_mid_transcode_stops_and_exactly_one_commit(fenc
     lab = fence_lab
     lab.up()
     plan = lab.plan
-    urls = {plan.node_id(h): f"http://{h.addr}:8000" for h in plan.node_hosts}
-    token = load_or_create_secrets(plan.state_dir / "secrets.json").token
+    urls = node_urls(plan)
     src = make_video(tmp_path / "long.mp4", seconds=30, width=320, height=240)
 
     with httpx.Client(timeout=5) as http:
         r = http.post(urls["n1"] + "/v1/videos", content=src.read_bytes(),
-                      headers={"Authorization": f"Bearer {token}", "X-Filename": "long.mp4"})
+                      headers={**auth_header(plan), "X-Filename": "long.mp4"})
         assert r.status_code == 201, r.text
         vid = r.json()["id"]
 

@@ -63,6 +63,15 @@ def _allowed(target: str, names: list[str], allowed: set[str]) -> bool:
     return any(target == a or target.startswith(a + ".") for a in allowed)
 
 
+@pytest.mark.parametrize("target, names", [("node.http.app", []), ("node", ["http"]), ("node.process", []),
+                                           ("node", ["play"]), ("node.cluster", [])])
+def test_a_lower_node_package_may_not_import_the_edge_or_a_sibling(target, names):
+    # the check itself: `from node import x` and `import node.x.y` are judged by the name, not by
+    # the "node" prefix they share with every allowed module
+    assert not _allowed(target, names, RULES["node/upload"])
+    assert _allowed("node", ["log", "peer_auth"], RULES["node/upload"])
+
+
 @pytest.mark.parametrize("package", sorted(RULES))
 def test_a_package_imports_only_what_its_rule_allows(package):
     allowed = RULES[package]

@@ -1,4 +1,5 @@
-"""node.cluster: membership -> ring -> the worker's claim policy -> who is told of an upload.
+"""node.cluster: membership -> ring -> the worker's claim policy.  (The owner's wake after an
+upload is node.upload's: tests/unit/node/upload/test_owner_wake.py.)
 
 Pure and in-process: a membership stand-in fed member lists, the in-memory store, injected times.
 """
@@ -7,16 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import pytest
-import trio
 
 import storage
 from membership import ALIVE, DEAD, Member
 from node import log
-from node import peer_auth
-from node.upload.landing import WAKE_QUEUE, OwnerNotifier
 from node.cluster import Cluster, RingClaims
 from node.config import Config, NodeSpec
 from node.process.worker import ClaimAny, Worker
@@ -129,78 +126,6 @@ async def test_the_worker_asks_its_claim_policy_before_every_claim(tmp_path):
 def test_a_worker_without_a_policy_claims_anything():
     policy = ClaimAny()
     assert policy.holder_alive("n9") and policy.should_claim("v", {}, now=0.0, deferring=True, in_flight=True)
-
-
-def notifier(me: str, owner: str | None = None) -> tuple[OwnerNotifier, list[int], str]:
-    c, _ = cluster_of(me, {"n1", "n2", "n3"})
-    pokes: list[int] = []
-    n = OwnerNotifier(CFG, me, b"k3y", c.owner_of, lambda: pokes.append(1))
-    return n, pokes, video_owned_by(c, owner or me)
-
-
-async def test_an_upload_this_node_owns_pokes_its_own_worker_without_a_request():
-    # the request only queues the video (no ring lookup on its path); the service finds the owner
-    n, pokes, vid = notifier("n1")
-    n.notify(vid)
-    assert pokes == []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(n.serve)
-        with trio.fail_after(5):
-            while not pokes:
-                await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
-    assert pokes == [1]
-
-
-def test_the_notification_queue_is_bounded_and_the_overflow_falls_back_to_the_local_scan():
-    n, pokes, vid = notifier("n1", owner="n2")
-    for _ in range(WAKE_QUEUE):
-        n.notify(vid)  # queued for the service, never waiting
-    assert pokes == []
-    n.notify(vid)
-    assert pokes == [1]
-
-
-async def test_the_service_tells_the_owner_over_http(tmp_path):
-    # given the owner's wake endpoint on 127.0.0.1 (a tiny HTTP/1.1 server)
-    heard: list[bytes] = []
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    nodes = (NodeSpec("n1", "127.0.0.1", 9101, 9201), NodeSpec("n2", "127.0.0.1", port, 9202))
-
-    async def handle(stream):
-        async with stream:
-            buf = b""
-            while b"\r\n\r\n" not in buf or not buf.endswith(b"}"):
-                buf += await stream.receive_some(4096)
-            heard.append(buf)
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-
-    gossip = Gossip({"n1", "n2"})
-    cfg = Config(nodes=nodes)
-    c = Cluster(cfg, "n1", gossip)  # type: ignore[arg-type]
-    c.members_changed(gossip.members())
-    vid = video_owned_by(c, "n2")
-    pokes: list[int] = []
-    n = OwnerNotifier(cfg, "n1", b"k3y", c.owner_of, lambda: pokes.append(1))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.serve_listeners, handle, listeners)
-        await nursery.start(n.serve)
-        # when an upload of n2's video lands here
-        n.notify(vid)
-        with trio.fail_after(10):
-            while not heard:
-                await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
-    # then n2 heard of it, with a proof of the cluster key (not the client token), and our own
-    # worker was left alone
-    request = heard[0].decode()
-    assert request.startswith("POST /v1/internal/wake ") and "authorization" not in request.lower()
-    proof = next(line.split(":", 1)[1].strip() for line in request.split("\r\n")
-                 if line.lower().startswith("x-shoal-hop:"))
-    peer_auth.verify(b"k3y", proof, "POST", "/v1/internal/wake", time.time())  # raises if not
-    assert json.loads(request.split("\r\n\r\n", 1)[1]) == {"video": vid}
-    assert pokes == []
 
 
 @pytest.mark.parametrize("alive", [{"n1"}, {"n1", "n2", "n3"}])
